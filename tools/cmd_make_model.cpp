@@ -1,0 +1,47 @@
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "model/synthetic.h"
+
+namespace dsv4::cli {
+
+void register_make_model(CLI::App& app, Action& run) {
+  auto* cmd = app.add_subcommand("make-model", "Write a random-weight DeepSeek-V4 checkpoint (native layout)");
+  static std::string out_dir, preset = "tiny", layout = "nvfp4";
+  static uint64_t seed = 1;
+  static int64_t layers = 0;
+  static double shard_mb = 0;
+  cmd->add_option("--out", out_dir, "Output directory")->required();
+  cmd->add_option("--preset", preset, "Model shape: tiny (CI-sized, every layer type)")
+      ->check(CLI::IsMember({"tiny"}));
+  cmd->add_option("--layout", layout, "nvfp4 (NVIDIA ModelOpt experts) or mxfp4 (DeepSeek native experts)")
+      ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
+  cmd->add_option("--layers", layers, "Override the number of trunk layers")->check(CLI::PositiveNumber);
+  cmd->add_option("--seed", seed, "Random seed");
+  cmd->add_option("--shard-mb", shard_mb, "Split into shards of this many MB with an index (0: one file)");
+  cmd->callback([&run] {
+    run = [] {
+      ModelConfig cfg = tiny_config();
+      if (layers > 0) {
+        // Keep the MTP entry last; extend the trunk by repeating the CSA/HCA alternation.
+        std::vector<int> ratios;
+        for (int64_t i = 0; i < layers; ++i)
+          ratios.push_back(i < cfg.n_layers ? cfg.compress_ratios[size_t(i)] : (i % 2 ? 4 : 128));
+        ratios.push_back(0);
+        cfg.n_layers = layers;
+        cfg.compress_ratios = ratios;
+        cfg.n_hash_layers = std::min<int64_t>(cfg.n_hash_layers, layers);
+      }
+      SyntheticOptions opt;
+      opt.layout = parse_checkpoint_layout(layout).value();
+      opt.seed = seed;
+      opt.shard_bytes = int64_t(shard_mb * 1e6);
+      const Status s = write_synthetic_checkpoint(cfg, opt, out_dir);
+      if (!s.ok()) return fail(s.message());
+      fmt::print("wrote {} ({} layout, {} layers, seed {})\n", out_dir, layout, cfg.n_layers, seed);
+      return 0;
+    };
+  });
+}
+
+}  // namespace dsv4::cli

@@ -100,7 +100,9 @@ TEST(Quant, Fp8BlockEveryByteTimesScaleIsExact) {
   }
 }
 
-// Quantize → dequantize → quantize with the same scales reproduces the codes exactly.
+// Quantize → dequantize → quantize reproduces the dequantized values exactly, and the bits too
+// except for MXFP4: with DeepSeek's 2^ceil(log2(amax/6)) rule a block whose largest code is ±3
+// re-blocks to half the scale (code ±6), which encodes the same values differently.
 class QuantRoundTrip : public ::testing::TestWithParam<WeightFormat> {};
 
 TEST_P(QuantRoundTrip, RequantizingTheDequantizedWeightGivesTheSameBits) {
@@ -111,9 +113,14 @@ TEST_P(QuantRoundTrip, RequantizingTheDequantizedWeightGivesTheSameBits) {
   std::vector<float> deq(w.size());
   for (int64_t r = 0; r < rows; ++r) dequantize_row(q.view(), r, deq.data() + r * cols);
   const QuantizedWeight q2 = quantize_weight(f, deq.data(), rows, cols);
-  EXPECT_EQ(q2.data, q.data);
-  EXPECT_EQ(q2.scales, q.scales);
-  EXPECT_EQ(q2.global_scale, q.global_scale);
+  std::vector<float> deq2(w.size());
+  for (int64_t r = 0; r < rows; ++r) dequantize_row(q2.view(), r, deq2.data() + r * cols);
+  EXPECT_EQ(deq2, deq);
+  if (f != WeightFormat::kMXFP4) {
+    EXPECT_EQ(q2.data, q.data);
+    EXPECT_EQ(q2.scales, q.scales);
+    EXPECT_EQ(q2.global_scale, q.global_scale);
+  }
   // And the error against the original is what the format allows.
   double num = 0, den = 0;
   for (size_t i = 0; i < w.size(); ++i) num += (deq[i] - w[i]) * (deq[i] - w[i]), den += w[i] * w[i];
@@ -159,7 +166,7 @@ TEST(Quant, Nvfp4ActivationWithLargeAmaxLosesNoMagnitude) {
     num += (deq[i] - x[i]) * (deq[i] - x[i]);
     den += x[i] * x[i];
   }
-  EXPECT_EQ(deq_amax, amax);  // the largest element is exactly representable: code 6 × 448 × g
+  EXPECT_FLOAT_EQ(deq_amax, amax);  // the largest element maps to code 6 × block scale 448 × g
   EXPECT_LT(std::sqrt(num / den), 0.15);
   for (uint8_t s : a.block_scales) EXPECT_LE(e4m3_to_f32(s), 448.0f);
 }

@@ -12,8 +12,8 @@ void register_make_model(CLI::App& app, Action& run) {
   static int64_t layers = 0;
   static double shard_mb = 0;
   cmd->add_option("--out", out_dir, "Output directory")->required();
-  cmd->add_option("--preset", preset, "Model shape: tiny (CI-sized, every layer type)")
-      ->check(CLI::IsMember({"tiny"}));
+  cmd->add_option("--preset", preset, "Model shape: tiny (CI-sized, every layer type) or micro (smallest valid)")
+      ->check(CLI::IsMember({"tiny", "micro"}));
   cmd->add_option("--layout", layout, "nvfp4 (NVIDIA ModelOpt experts) or mxfp4 (DeepSeek native experts)")
       ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
   cmd->add_option("--layers", layers, "Override the number of trunk layers")->check(CLI::PositiveNumber);
@@ -21,7 +21,7 @@ void register_make_model(CLI::App& app, Action& run) {
   cmd->add_option("--shard-mb", shard_mb, "Split into shards of this many MB with an index (0: one file)");
   cmd->callback([&run] {
     run = [] {
-      ModelConfig cfg = tiny_config();
+      ModelConfig cfg = preset == "micro" ? micro_config() : tiny_config();
       if (layers > 0) {
         // Keep the MTP entry last; extend the trunk by repeating the CSA/HCA alternation.
         std::vector<int> ratios;

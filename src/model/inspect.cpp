@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/config.h"
+#include "core/quant_config.h"
 #include "core/safetensors.h"
 #include "model/weight_map.h"
 
@@ -63,6 +64,18 @@ InspectReport inspect_checkpoint(const std::string& model_dir) {
   if (!ckpt.ok()) {
     j["problems"].push_back(ckpt.status().message());
     return r;
+  }
+  auto quant = load_hf_quant_config(model_dir);
+  if (!quant.ok()) {
+    j["problems"].push_back(quant.status().message());
+  } else if (quant->has_value()) {
+    const HfQuantConfig& q = **quant;
+    j["hf_quant_config"] = {{"producer", q.producer},
+                            {"quant_algo", q.quant_algo.empty() ? json(nullptr) : json(q.quant_algo)},
+                            {"quantized_entries", q.n_quantized_entries},
+                            {"algos", q.algos},
+                            {"group_size", q.group_size},
+                            {"exclude_modules", q.exclude_modules}};
   }
   const WeightMap map = WeightMap::build(c, *ckpt);
   for (const auto& p : map.problems()) j["problems"].push_back(p);
@@ -131,6 +144,15 @@ std::string format_inspect_report(const json& j) {
     s += fmt::format("tensors: {} in {} file(s), {} total{}\n", t["count"].get<int64_t>(),
                      t["files"].get<int64_t>(), human_bytes(t["bytes"].get<int64_t>()),
                      t["has_mtp"].get<bool>() ? " (MTP block present, not used for decoding)" : "");
+    if (j.contains("hf_quant_config")) {
+      const json& q = j["hf_quant_config"];
+      std::string algos;
+      for (const json& a : q["algos"]) algos += (algos.empty() ? "" : ",") + a.get<std::string>();
+      s += fmt::format("hf_quant_config.json: {}, quant_algo {}, {} quantized entries ({}, group {}); "
+                       "informational: formats are decided per tensor\n",
+                       q["producer"].get<std::string>(), q["quant_algo"].is_null() ? "null" : q["quant_algo"].get<std::string>(),
+                       q["quantized_entries"].get<int64_t>(), algos, q["group_size"].get<int64_t>());
+    }
     for (const char* key : {"by_format", "by_group"}) {
       s += fmt::format("{}:\n", key[3] == 'f' ? "by format" : "by model part");
       for (const json& e : j[key])

@@ -43,11 +43,30 @@ class Generator {
       out << cfg_.to_json();
       if (!out) return Status::errorf("{}: cannot write config.json", dir);
     }
+    if (opt_.layout == CheckpointLayout::kNvfp4) {
+      std::ofstream out(std::filesystem::path(dir) / "hf_quant_config.json");
+      out << hf_quant_config_json();
+      if (!out) return Status::errorf("{}: cannot write hf_quant_config.json", dir);
+    }
     if (opt_.shard_bytes > 0) return writer_.write_sharded(dir, opt_.shard_bytes);
     return writer_.write_file((std::filesystem::path(dir) / "model.safetensors").string());
   }
 
  private:
+  // ModelOpt's newer schema (quant_algo MIXED_PRECISION, one entry per layer's experts).
+  std::string hf_quant_config_json() const {
+    std::string layers;
+    for (int64_t i = 0; i < cfg_.n_layers; ++i)
+      layers += fmt::format("{}\n      \"layers.{}.ffn.experts\": {{\"quant_algo\": \"NVFP4\", \"group_size\": 16}}",
+                            i ? "," : "", i);
+    return fmt::format(
+        "{{\n  \"producer\": {{\"name\": \"modelopt\", \"version\": \"dsv4-synthetic\"}},\n"
+        "  \"quantization\": {{\n    \"quant_algo\": \"MIXED_PRECISION\",\n    \"kv_cache_quant_algo\": null,\n"
+        "    \"quantized_layers\": {{{}\n    }},\n"
+        "    \"exclude_modules\": [\"*.attn.*\", \"*.ffn.shared_experts.*\", \"head\", \"mtp.*\"]\n  }}\n}}\n",
+        layers);
+  }
+
   // The MTP block keeps MXFP4 experts even in NVIDIA's NVFP4 checkpoints (§8.4).
   WeightFormat expert_format(bool mtp) const {
     return (opt_.layout == CheckpointLayout::kNvfp4 && !mtp) ? WeightFormat::kNVFP4 : WeightFormat::kMXFP4;
@@ -208,6 +227,29 @@ ModelConfig tiny_config() {
   c.n_mtp_layers = 1;
   c.max_position = 4096;
   c.compress_ratios = {0, 4, 128, 4, 0};
+  return c;
+}
+
+ModelConfig micro_config() {
+  ModelConfig c = tiny_config();
+  c.vocab_size = 64;
+  c.d_model = 32;
+  c.n_layers = 3;
+  c.n_heads = 2;
+  c.head_dim = 16;
+  c.rope_dim = 8;
+  c.q_lora_rank = 16;
+  c.o_groups = 1;
+  c.o_lora_rank = 16;
+  c.sliding_window = 8;
+  c.index_n_heads = 2;
+  c.index_head_dim = 16;
+  c.index_topk = 2;
+  c.moe_intermediate = 32;
+  c.n_routed_experts = 2;
+  c.n_experts_per_token = 1;
+  c.n_mtp_layers = 0;
+  c.compress_ratios = {0, 4, 128};
   return c;
 }
 

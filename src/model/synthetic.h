@@ -29,6 +29,9 @@ struct SyntheticOptions {
 // A small config with every layer type (sliding, CSA, HCA), hash and dense MoE layers, and
 // real head_dim / rope widths; cheap enough for CI.
 ModelConfig tiny_config();
+// The smallest config that still has every layer type and both routers (a ~40 kB checkpoint):
+// for the bad-input corpus and tests that only need valid structure.
+ModelConfig micro_config();
 
 // Writes config.json and the weights into `dir` (created if needed).
 Status write_synthetic_checkpoint(const ModelConfig& cfg, const SyntheticOptions& opt, const std::string& dir);

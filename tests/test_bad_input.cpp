@@ -3,11 +3,11 @@
 // crash. Also the CLI's own usage errors.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sys/wait.h>
 
 #include "model/inspect.h"
 
@@ -51,7 +51,9 @@ std::string expected_error(const fs::path& dir) {
   return line;
 }
 
-TEST(BadInput, CorpusIsThere) { EXPECT_GE(corpus().size(), 30u); }
+TEST(BadInput, CorpusIsThere) {
+  EXPECT_GE(corpus().size(), 30u);
+}
 
 TEST(BadInput, InspectReportsEveryCase) {
   for (const fs::path& dir : corpus()) {
@@ -83,19 +85,24 @@ TEST(BadInput, UsageErrorsExitTwo) {
 
 TEST(Cli, MakeModelThenInspectBothLayouts) {
   for (const char* layout : {"nvfp4", "mxfp4"}) {
-    const fs::path d = fs::temp_directory_path() / (std::string("dsv4_cli_") + layout + std::to_string(::getpid()));
+    const fs::path d =
+        fs::temp_directory_path() / (std::string("dsv4_cli_") + layout + std::to_string(::getpid()));
     fs::remove_all(d);
-    ASSERT_EQ(run_cli("make-model --preset tiny --layout " + std::string(layout) + " --out " + d.string()).exit_code, 0);
+    ASSERT_EQ(run_cli("make-model --preset tiny --layout " + std::string(layout) + " --out " + d.string())
+                  .exit_code,
+              0);
     const CommandResult text = run_cli("inspect " + d.string());
     EXPECT_EQ(text.exit_code, 0) << text.err;
     EXPECT_NE(text.out.find("problems: none"), std::string::npos);
-    EXPECT_NE(text.out.find("0 sliding/hash; 1 CSA/dense; 2 HCA/dense; 3 CSA/dense;"), std::string::npos) << text.out;
+    EXPECT_NE(text.out.find("0 sliding/hash; 1 CSA/dense; 2 HCA/dense; 3 CSA/dense;"), std::string::npos)
+        << text.out;
     const CommandResult js = run_cli("inspect --json " + d.string());
     ASSERT_EQ(js.exit_code, 0);
     const auto j = nlohmann::json::parse(js.out);
     int64_t experts = 0, expert_bytes = 0;
     for (const auto& f : j["by_format"])
-      if (f["name"] == (std::string(layout) == "nvfp4" ? "NVFP4" : "MXFP4")) experts = f["weights"], expert_bytes = f["bytes"];
+      if (f["name"] == (std::string(layout) == "nvfp4" ? "NVFP4" : "MXFP4"))
+        experts = f["weights"], expert_bytes = f["bytes"];
     // tiny: 4 trunk layers × 8 experts × 3 projections in the layout's format (MTP adds 24 MXFP4).
     EXPECT_EQ(experts, std::string(layout) == "nvfp4" ? 96 : 120);
     // NVFP4 per projection [64, 256] or [256, 64]: 8192 code bytes + 1024 scale bytes + 4 (weight_scale_2).

@@ -86,12 +86,14 @@ TEST(Config, LayerTypesAndMlpLayerTypesAreAccepted) {
 
 TEST(Config, EveryRequiredFieldIsChecked) {
   const auto full = nlohmann::json::parse(read_file(kConfigs + "deepseek-v4-flash.json"));
-  for (const char* key : {"vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "head_dim",
-                          "qk_rope_head_dim", "q_lora_rank", "o_groups", "o_lora_rank", "sliding_window",
-                          "rope_theta", "compress_rope_theta", "index_n_heads", "index_head_dim", "index_topk",
-                          "moe_intermediate_size", "n_routed_experts", "n_shared_experts", "num_experts_per_tok",
-                          "routed_scaling_factor", "swiglu_limit", "hc_mult", "hc_sinkhorn_iters", "hc_eps",
-                          "rms_norm_eps", "num_hash_layers"}) {
+  for (const char* key :
+       {"vocab_size",       "hidden_size",      "num_hidden_layers",   "num_attention_heads",
+        "head_dim",         "qk_rope_head_dim", "q_lora_rank",         "o_groups",
+        "o_lora_rank",      "sliding_window",   "rope_theta",          "compress_rope_theta",
+        "index_n_heads",    "index_head_dim",   "index_topk",          "moe_intermediate_size",
+        "n_routed_experts", "n_shared_experts", "num_experts_per_tok", "routed_scaling_factor",
+        "swiglu_limit",     "hc_mult",          "hc_sinkhorn_iters",   "hc_eps",
+        "rms_norm_eps",     "num_hash_layers"}) {
     auto j = full;
     j.erase(key);
     auto c = parse_config(j.dump());
@@ -107,12 +109,14 @@ TEST(Config, BadValuesNameTheField) {
       {{"hidden_size", 4100}, "field 'hidden_size': 4100; expected a multiple of 32"},
       {{"num_key_value_heads", 8}, "field 'num_key_value_heads': expected 1"},
       {{"o_groups", 7}, "field 'o_groups': 7 does not divide num_attention_heads = 64"},
-      {{"num_experts_per_tok", 300}, "field 'num_experts_per_tok': 300; expected at most n_routed_experts = 256"},
+      {{"num_experts_per_tok", 300},
+       "field 'num_experts_per_tok': 300; expected at most n_routed_experts = 256"},
       {{"qk_rope_head_dim", 63}, "field 'qk_rope_head_dim': 63; expected an even number"},
       {{"scoring_func", "softmax"}, "field 'scoring_func': 'softmax'; expected 'sqrtsoftplus'"},
       {{"hc_eps", 0}, "field 'hc_eps': expected a positive value"},
       {{"compress_ratios", nlohmann::json::array({0, 4})}, "'compress_ratios': 2 entries; expected at least"},
-      {{"rope_scaling", {{"type", "linear"}, {"factor", 2}}}, "field 'rope_scaling.type': 'linear'; expected 'yarn'"},
+      {{"rope_scaling", {{"type", "linear"}, {"factor", 2}}},
+       "field 'rope_scaling.type': 'linear'; expected 'yarn'"},
       {{"model_type", "deepseek_v32"}, "unsupported model 'deepseek_v32'"},
       {{"vision_config", nlohmann::json::object()}, "only DeepSeek-V4 is supported"},
       {{"num_hash_layers", 50}, "field 'num_hash_layers': 50"},

@@ -125,13 +125,17 @@ TEST_P(QuantRoundTrip, RequantizingTheDequantizedWeightGivesTheSameBits) {
   double num = 0, den = 0;
   for (size_t i = 0; i < w.size(); ++i) num += (deq[i] - w[i]) * (deq[i] - w[i]), den += w[i] * w[i];
   const double rel = std::sqrt(num / den);
-  const double bound = (f == WeightFormat::kF32) ? 0 : (f == WeightFormat::kBF16) ? 4e-3 : (f == WeightFormat::kFP8Block128) ? 0.05 : 0.2;
+  const double bound = (f == WeightFormat::kF32)           ? 0
+                       : (f == WeightFormat::kBF16)        ? 4e-3
+                       : (f == WeightFormat::kFP8Block128) ? 0.05
+                                                           : 0.2;
   EXPECT_LE(rel, bound) << weight_format_name(f);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, QuantRoundTrip,
-                         ::testing::Values(WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kFP8Block128,
-                                           WeightFormat::kMXFP4, WeightFormat::kNVFP4));
+                         ::testing::Values(WeightFormat::kF32, WeightFormat::kBF16,
+                                           WeightFormat::kFP8Block128, WeightFormat::kMXFP4,
+                                           WeightFormat::kNVFP4));
 
 TEST(Quant, Nvfp4WeightFollowsTheModelOptRecipe) {
   const int64_t rows = 4, cols = 64;

@@ -1,11 +1,11 @@
 // safetensors reader/writer: round trips (single file and sharded) and header validation.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <tuple>
-#include <unistd.h>
-#include <cstring>
 
 #include "core/safetensors.h"
 
@@ -78,20 +78,24 @@ TEST(Safetensors, ShardedRoundTrip) {
 TEST(Safetensors, HeaderValidation) {
   std::map<std::string, std::string> meta;
   auto ok = parse_safetensors_header(
-      R"({"__metadata__": {"format": "pt"}, "x": {"dtype": "F8_E8M0", "shape": [2, 3], "data_offsets": [0, 6]}})", 6, &meta);
+      R"({"__metadata__": {"format": "pt"}, "x": {"dtype": "F8_E8M0", "shape": [2, 3], "data_offsets": [0, 6]}})",
+      6, &meta);
   ASSERT_TRUE(ok.ok()) << ok.status().message();
   EXPECT_EQ(meta.at("format"), "pt");
   const int64_t kData = 64;
   const std::vector<std::tuple<std::string, int64_t, std::string>> bad = {
-      {R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [2], "data_offsets": [7, 15]}})", kData, "overlap"},
-      {R"({"x": {"dtype": "F32", "shape": [99999999999, 99999999999], "data_offsets": [0, 8]}})", kData, "overflows"},
+      {R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, "y": {"dtype": "F32", "shape": [2], "data_offsets": [7, 15]}})",
+       kData, "overlap"},
+      {R"({"x": {"dtype": "F32", "shape": [99999999999, 99999999999], "data_offsets": [0, 8]}})", kData,
+       "overflows"},
       {R"({"x": {"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]}})", kData, "non-negative integers"},
       {R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, -8]}})", kData, "non-negative integers"},
       {R"({"x": {"dtype": 3, "shape": [2], "data_offsets": [0, 8]}})", kData, "missing string field 'dtype'"},
       {R"({"x": {"dtype": "F32", "data_offsets": [0, 8]}})", kData, "missing array field 'shape'"},
       {R"({"x": 5})", kData, "expected an object"},
       {R"({"__metadata__": {"a": 1}})", kData, "__metadata__: field 'a' expected a string"},
-      {R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 4, "out of range; data section has 4 bytes"},
+      {R"({"x": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}})", 4,
+       "out of range; data section has 4 bytes"},
   };
   for (const auto& [header, data_size, want] : bad) {
     auto r = parse_safetensors_header(header, data_size, nullptr);
@@ -111,9 +115,15 @@ TEST(Safetensors, FuzzedHeadersNeverCrash) {
     for (int e = 0; e < edits; ++e) {
       const size_t pos = rng() % h.size();
       switch (rng() % 3) {
-        case 0: h[pos] = char(rng() % 128); break;
-        case 1: h.erase(pos, 1); break;
-        default: h.insert(pos, 1, "0123456789[]{},:\"-"[rng() % 18]); break;
+        case 0:
+          h[pos] = char(rng() % 128);
+          break;
+        case 1:
+          h.erase(pos, 1);
+          break;
+        default:
+          h.insert(pos, 1, "0123456789[]{},:\"-"[rng() % 18]);
+          break;
       }
     }
     auto r = parse_safetensors_header(h, 34, nullptr);

@@ -2,17 +2,18 @@
 // its probabilities, and seeds that reproduce.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <unistd.h>
 
 #include "runtime/sampler.h"
 
 namespace dsv4 {
 namespace {
 
-std::vector<int> counts(SamplingParams p, const std::vector<float>& logits, int n, std::vector<int32_t> history = {}) {
+std::vector<int> counts(SamplingParams p, const std::vector<float>& logits, int n,
+                        std::vector<int32_t> history = {}) {
   Sampler s(p);
   std::vector<int> c(logits.size(), 0);
   for (int i = 0; i < n; ++i) ++c[size_t(s.sample(logits, history))];
@@ -99,7 +100,8 @@ TEST(Sampler, ParamsAndGenerationConfigAreValidated) {
   EXPECT_FALSE(p.validate().ok());
   const auto dir = std::filesystem::temp_directory_path() / ("dsv4_gencfg_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  std::ofstream(dir / "generation_config.json") << R"({"temperature": 0.6, "top_p": 0.95, "do_sample": true})";
+  std::ofstream(dir / "generation_config.json")
+      << R"({"temperature": 0.6, "top_p": 0.95, "do_sample": true})";
   SamplingParams q;
   ASSERT_TRUE(apply_generation_config(dir.string(), &q).ok());
   EXPECT_FLOAT_EQ(q.temperature, 0.6f);

@@ -2,8 +2,8 @@
 // in its slot with the right format, and the census adds up.
 #include <gtest/gtest.h>
 
-#include <filesystem>
 #include <unistd.h>
+#include <filesystem>
 
 #include "core/config.h"
 #include "model/synthetic.h"
@@ -52,16 +52,23 @@ TEST(WeightMap, Nvfp4LayoutClassifiesEveryTensor) {
   EXPECT_NE(m.plain("layers.1.ffn.gate.bias"), nullptr);
   EXPECT_EQ(m.linear("layers.2.attn.indexer.wq_b"), nullptr);  // HCA layer: no indexer
   // Shapes: CSA compressor has two overlapping series, HCA one.
-  EXPECT_EQ(m.plain("layers.1.attn.compressor.ape")->tensor->shape, (std::vector<int64_t>{4, 2 * g.cfg.head_dim}));
-  EXPECT_EQ(m.plain("layers.2.attn.compressor.ape")->tensor->shape, (std::vector<int64_t>{128, g.cfg.head_dim}));
+  EXPECT_EQ(m.plain("layers.1.attn.compressor.ape")->tensor->shape,
+            (std::vector<int64_t>{4, 2 * g.cfg.head_dim}));
+  EXPECT_EQ(m.plain("layers.2.attn.compressor.ape")->tensor->shape,
+            (std::vector<int64_t>{128, g.cfg.head_dim}));
   // Every tensor of the checkpoint was consumed by exactly one slot.
   size_t consumed = m.plains().size();
   for (const auto& [_, lw] : m.linears()) {
     switch (lw.view.format) {
-      case WeightFormat::kNVFP4: consumed += 4; break;  // weight, weight_scale, weight_scale_2, input_scale
+      case WeightFormat::kNVFP4:
+        consumed += 4;
+        break;  // weight, weight_scale, weight_scale_2, input_scale
       case WeightFormat::kMXFP4:
-      case WeightFormat::kFP8Block128: consumed += 2; break;
-      default: consumed += 1;
+      case WeightFormat::kFP8Block128:
+        consumed += 2;
+        break;
+      default:
+        consumed += 1;
     }
   }
   EXPECT_EQ(consumed, ckpt->tensors().size());

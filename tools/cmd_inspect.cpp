@@ -6,7 +6,8 @@
 namespace dsv4::cli {
 
 void register_inspect(CLI::App& app, Action& run) {
-  auto* cmd = app.add_subcommand("inspect", "Check a checkpoint and print its config, layers and tensor census");
+  auto* cmd =
+      app.add_subcommand("inspect", "Check a checkpoint and print its config, layers and tensor census");
   static std::string model_dir;
   static bool as_json = false;
   cmd->add_option("model", model_dir, "Checkpoint directory (config.json + safetensors)")->required();

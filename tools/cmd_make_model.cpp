@@ -6,13 +6,15 @@
 namespace dsv4::cli {
 
 void register_make_model(CLI::App& app, Action& run) {
-  auto* cmd = app.add_subcommand("make-model", "Write a random-weight DeepSeek-V4 checkpoint (native layout)");
+  auto* cmd =
+      app.add_subcommand("make-model", "Write a random-weight DeepSeek-V4 checkpoint (native layout)");
   static std::string out_dir, preset = "tiny", layout = "nvfp4";
   static uint64_t seed = 1;
   static int64_t layers = 0;
   static double shard_mb = 0;
   cmd->add_option("--out", out_dir, "Output directory")->required();
-  cmd->add_option("--preset", preset, "Model shape: tiny (CI-sized, every layer type) or micro (smallest valid)")
+  cmd->add_option("--preset", preset,
+                  "Model shape: tiny (CI-sized, every layer type) or micro (smallest valid)")
       ->check(CLI::IsMember({"tiny", "micro"}));
   cmd->add_option("--layout", layout, "nvfp4 (NVIDIA ModelOpt experts) or mxfp4 (DeepSeek native experts)")
       ->check(CLI::IsMember({"nvfp4", "mxfp4"}));

@@ -11,18 +11,24 @@ using json = nlohmann::json;
 
 std::string_view attention_type_name(AttentionType t) {
   switch (t) {
-    case AttentionType::kSliding: return "sliding";
-    case AttentionType::kCSA: return "CSA";
-    case AttentionType::kHCA: return "HCA";
+    case AttentionType::kSliding:
+      return "sliding";
+    case AttentionType::kCSA:
+      return "CSA";
+    case AttentionType::kHCA:
+      return "HCA";
   }
   return "?";
 }
 
 AttentionType ModelConfig::attention_type(int64_t layer) const {
   switch (compress_ratio(layer)) {
-    case 4: return AttentionType::kCSA;
-    case 128: return AttentionType::kHCA;
-    default: return AttentionType::kSliding;
+    case 4:
+      return AttentionType::kCSA;
+    case 128:
+      return AttentionType::kHCA;
+    default:
+      return AttentionType::kSliding;
   }
 }
 
@@ -88,32 +94,27 @@ class Reader {
   Reader(const json& j, std::string where) : j_(j), where_(std::move(where)) {}
 
   Status integer(const char* key, int64_t* out, bool required = true) {
-    if (!j_.contains(key) || j_[key].is_null())
-      return required ? missing(key) : Status();
+    if (!j_.contains(key) || j_[key].is_null()) return required ? missing(key) : Status();
     if (!j_[key].is_number_integer())
       return Status::errorf("{}: field '{}': expected an integer, got {}", where_, key, j_[key].dump());
     *out = j_[key].get<int64_t>();
     return {};
   }
   Status number(const char* key, double* out, bool required = true) {
-    if (!j_.contains(key) || j_[key].is_null())
-      return required ? missing(key) : Status();
+    if (!j_.contains(key) || j_[key].is_null()) return required ? missing(key) : Status();
     if (!j_[key].is_number())
       return Status::errorf("{}: field '{}': expected a number, got {}", where_, key, j_[key].dump());
     *out = j_[key].get<double>();
     return {};
   }
   Status string(const char* key, std::string* out, bool required = true) {
-    if (!j_.contains(key) || j_[key].is_null())
-      return required ? missing(key) : Status();
+    if (!j_.contains(key) || j_[key].is_null()) return required ? missing(key) : Status();
     if (!j_[key].is_string())
       return Status::errorf("{}: field '{}': expected a string, got {}", where_, key, j_[key].dump());
     *out = j_[key].get<std::string>();
     return {};
   }
-  Status missing(const char* key) const {
-    return Status::errorf("{}: missing field '{}'", where_, key);
-  }
+  Status missing(const char* key) const { return Status::errorf("{}: missing field '{}'", where_, key); }
 
  private:
   const json& j_;
@@ -136,13 +137,17 @@ Status parse_layer_schedule(const json& j, const std::string& where, ModelConfig
     const json& t = j["layer_types"];
     for (size_t i = 0; i < t.size(); ++i) {
       const std::string s = t[i].is_string() ? t[i].get<std::string>() : t[i].dump();
-      if (s == "sliding_attention") c->compress_ratios.push_back(0);
-      else if (s == "compressed_sparse_attention") c->compress_ratios.push_back(4);
-      else if (s == "heavily_compressed_attention") c->compress_ratios.push_back(128);
+      if (s == "sliding_attention")
+        c->compress_ratios.push_back(0);
+      else if (s == "compressed_sparse_attention")
+        c->compress_ratios.push_back(4);
+      else if (s == "heavily_compressed_attention")
+        c->compress_ratios.push_back(128);
       else
         return Status::errorf(
             "{}: field 'layer_types[{}]': unknown layer type '{}'; expected sliding_attention, "
-            "compressed_sparse_attention or heavily_compressed_attention", where, i, s);
+            "compressed_sparse_attention or heavily_compressed_attention",
+            where, i, s);
     }
     return {};
   }
@@ -159,9 +164,9 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
 
   // Refuse other architectures before reading fields they may not share.
   if (j.contains("model_type") && j["model_type"] != "deepseek_v4")
-    return Status::errorf("{}: field 'model_type': unsupported model '{}'; expected 'deepseek_v4'",
-                          where, j["model_type"].is_string() ? j["model_type"].get<std::string>()
-                                                              : j["model_type"].dump());
+    return Status::errorf(
+        "{}: field 'model_type': unsupported model '{}'; expected 'deepseek_v4'", where,
+        j["model_type"].is_string() ? j["model_type"].get<std::string>() : j["model_type"].dump());
   if (j.contains("architectures") && j["architectures"].is_array()) {
     bool found = false;
     for (const auto& a : j["architectures"]) found |= (a == "DeepseekV4ForCausalLM");
@@ -171,8 +176,10 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   }
   for (const char* v41_key : {"engram_config", "engram_layers", "vision_config", "csa2_ratio"})
     if (j.contains(v41_key))
-      return Status::errorf("{}: field '{}' belongs to a later layout (DeepSeek-V4.1: engram, CSA2, "
-                            "vision); only DeepSeek-V4 is supported", where, v41_key);
+      return Status::errorf(
+          "{}: field '{}' belongs to a later layout (DeepSeek-V4.1: engram, CSA2, "
+          "vision); only DeepSeek-V4 is supported",
+          where, v41_key);
 
   ModelConfig c;
   Reader r(j, where);
@@ -183,8 +190,8 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
   int64_t kv_heads = 1;
   DSV4_RETURN_IF_ERROR(r.integer("num_key_value_heads", &kv_heads, false));
   if (kv_heads != 1)
-    return Status::errorf("{}: field 'num_key_value_heads': expected 1 (one shared K=V head), got {}",
-                          where, kv_heads);
+    return Status::errorf("{}: field 'num_key_value_heads': expected 1 (one shared K=V head), got {}", where,
+                          kv_heads);
   DSV4_RETURN_IF_ERROR(r.integer("head_dim", &c.head_dim));
   DSV4_RETURN_IF_ERROR(r.integer("qk_rope_head_dim", &c.rope_dim));
   DSV4_RETURN_IF_ERROR(r.integer("q_lora_rank", &c.q_lora_rank));
@@ -233,8 +240,8 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
       } else if (t == "moe") {
         in_prefix = false;
       } else {
-        return Status::errorf("{}: field 'mlp_layer_types[{}]': {}; expected 'hash_moe' or 'moe'",
-                              where, i, t.dump());
+        return Status::errorf("{}: field 'mlp_layer_types[{}]': {}; expected 'hash_moe' or 'moe'", where, i,
+                              t.dump());
       }
     }
   } else {
@@ -245,8 +252,10 @@ Result<ModelConfig> parse_config(const std::string& text, const std::string& whe
     const json& y = j["rope_scaling"];
     Reader ry(y, where + ": rope_scaling");
     std::string type;
-    if (y.contains("type")) DSV4_RETURN_IF_ERROR(ry.string("type", &type));
-    else DSV4_RETURN_IF_ERROR(ry.string("rope_type", &type));
+    if (y.contains("type"))
+      DSV4_RETURN_IF_ERROR(ry.string("type", &type));
+    else
+      DSV4_RETURN_IF_ERROR(ry.string("rope_type", &type));
     if (type != "yarn")
       return Status::errorf("{}: field 'rope_scaling.type': '{}'; expected 'yarn'", where, type);
     c.yarn.enabled = true;
@@ -319,14 +328,17 @@ Status ModelConfig::validate() const {
   if (moe_intermediate % 32 != 0)
     return Status::errorf("field 'moe_intermediate_size': {}; expected a multiple of 32 (FP4 expert blocks)",
                           moe_intermediate);
-  if (yarn.enabled && (!(yarn.factor >= 1) || yarn.original_max_position <= 0 || !(yarn.beta_fast > yarn.beta_slow)))
-    return Status::error("field 'rope_scaling': expected factor >= 1, original_max_position_embeddings > 0 "
-                         "and beta_fast > beta_slow");
+  if (yarn.enabled &&
+      (!(yarn.factor >= 1) || yarn.original_max_position <= 0 || !(yarn.beta_fast > yarn.beta_slow)))
+    return Status::error(
+        "field 'rope_scaling': expected factor >= 1, original_max_position_embeddings > 0 "
+        "and beta_fast > beta_slow");
   if (bos_token_id < 0 || bos_token_id >= vocab_size || eos_token_id < 0 || eos_token_id >= vocab_size)
     return Status::errorf("fields 'bos_token_id'/'eos_token_id': {}/{}; expected ids below vocab_size = {}",
                           bos_token_id, eos_token_id, vocab_size);
   if (int64_t(compress_ratios.size()) < n_layers)
-    return Status::errorf("field 'compress_ratios': {} entries; expected {}", compress_ratios.size(), n_layers);
+    return Status::errorf("field 'compress_ratios': {} entries; expected {}", compress_ratios.size(),
+                          n_layers);
   for (size_t i = 0; i < compress_ratios.size(); ++i)
     if (compress_ratios[i] != 0 && compress_ratios[i] != 4 && compress_ratios[i] != 128)
       return Status::errorf("field 'compress_ratios[{}]': {}; expected 0 (sliding), 4 (CSA) or 128 (HCA)", i,

@@ -23,16 +23,16 @@ struct YarnParams {
 
 struct ModelConfig {
   int64_t vocab_size = 0;
-  int64_t d_model = 0;           // hidden_size
-  int64_t n_layers = 0;          // num_hidden_layers (trunk; MTP excluded)
-  int64_t n_heads = 0;           // num_attention_heads
-  int64_t head_dim = 0;          // 512: one shared K=V head of this width
-  int64_t rope_dim = 0;          // qk_rope_head_dim: RoPE on the last rope_dim channels
+  int64_t d_model = 0;   // hidden_size
+  int64_t n_layers = 0;  // num_hidden_layers (trunk; MTP excluded)
+  int64_t n_heads = 0;   // num_attention_heads
+  int64_t head_dim = 0;  // 512: one shared K=V head of this width
+  int64_t rope_dim = 0;  // qk_rope_head_dim: RoPE on the last rope_dim channels
   int64_t q_lora_rank = 0;
   int64_t o_groups = 0;
   int64_t o_lora_rank = 0;
   int64_t sliding_window = 0;
-  double rope_theta = 0;         // sliding-only layers
+  double rope_theta = 0;           // sliding-only layers
   double compress_rope_theta = 0;  // CSA/HCA layers (+ YaRN)
   YarnParams yarn;
   int64_t max_position = 0;
@@ -50,7 +50,7 @@ struct ModelConfig {
   int64_t hc_sinkhorn_iters = 0;
   double hc_eps = 0;
   double rms_norm_eps = 0;
-  int64_t n_mtp_layers = 0;      // num_nextn_predict_layers
+  int64_t n_mtp_layers = 0;  // num_nextn_predict_layers
   int64_t bos_token_id = 0;
   int64_t eos_token_id = 1;
   std::vector<int> compress_ratios;  // one per trunk layer, then one per MTP block (if given)

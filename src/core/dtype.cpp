@@ -32,8 +32,12 @@ const DTypeInfo& info(DType t) {
 
 }  // namespace
 
-std::string_view dtype_name(DType t) { return info(t).name; }
-std::size_t dtype_size(DType t) { return info(t).size; }
+std::string_view dtype_name(DType t) {
+  return info(t).name;
+}
+std::size_t dtype_size(DType t) {
+  return info(t).size;
+}
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (const auto& d : kDTypes)

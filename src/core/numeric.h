@@ -10,7 +10,9 @@
 
 namespace dsv4 {
 
-inline float bf16_to_f32(uint16_t b) { return std::bit_cast<float>(uint32_t(b) << 16); }
+inline float bf16_to_f32(uint16_t b) {
+  return std::bit_cast<float>(uint32_t(b) << 16);
+}
 
 inline uint16_t f32_to_bf16(float f) {
   uint32_t u = std::bit_cast<uint32_t>(f);
@@ -20,7 +22,9 @@ inline uint16_t f32_to_bf16(float f) {
 }
 
 // Rounds an fp32 value to the nearest BF16 value, returned as fp32.
-inline float round_to_bf16(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+inline float round_to_bf16(float f) {
+  return bf16_to_f32(f32_to_bf16(f));
+}
 
 inline float f16_to_f32(uint16_t h) {
   const uint32_t sign = uint32_t(h >> 15) << 31;
@@ -87,7 +91,9 @@ inline constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0
                                           -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
 constexpr float kE2M1Max = 6.0f;
 
-inline float e2m1_to_f32(uint8_t code) { return kE2M1Values[code & 0xF]; }
+inline float e2m1_to_f32(uint8_t code) {
+  return kE2M1Values[code & 0xF];
+}
 
 // Nearest E2M1 code, ties to the even code (even mantissa bit), saturating at ±6; NaN -> +0.
 inline uint8_t f32_to_e2m1(float f) {
@@ -96,14 +102,22 @@ inline uint8_t f32_to_e2m1(float f) {
   const float a = std::fabs(f);
   // Midpoints between consecutive magnitudes; at a tie the even code wins (<= vs <).
   uint8_t m;
-  if (a <= 0.25f) m = 0;
-  else if (a < 0.75f) m = 1;
-  else if (a <= 1.25f) m = 2;
-  else if (a < 1.75f) m = 3;
-  else if (a <= 2.5f) m = 4;
-  else if (a < 3.5f) m = 5;
-  else if (a <= 5.0f) m = 6;
-  else m = 7;
+  if (a <= 0.25f)
+    m = 0;
+  else if (a < 0.75f)
+    m = 1;
+  else if (a <= 1.25f)
+    m = 2;
+  else if (a < 1.75f)
+    m = 3;
+  else if (a <= 2.5f)
+    m = 4;
+  else if (a < 3.5f)
+    m = 5;
+  else if (a <= 5.0f)
+    m = 6;
+  else
+    m = 7;
   return sign | m;
 }
 

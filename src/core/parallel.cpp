@@ -23,12 +23,17 @@ int& thread_setting() {
 
 }  // namespace
 
-int cpu_threads() { return thread_setting(); }
-void set_cpu_threads(int n) { thread_setting() = std::max(1, n); }
+int cpu_threads() {
+  return thread_setting();
+}
+void set_cpu_threads(int n) {
+  thread_setting() = std::max(1, n);
+}
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t min_chunk) {
   if (n <= 0) return;
-  const int64_t threads = std::min<int64_t>(cpu_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk)));
+  const int64_t threads =
+      std::min<int64_t>(cpu_threads(), std::max<int64_t>(1, n / std::max<int64_t>(1, min_chunk)));
   if (threads <= 1) {
     fn(0, n);
     return;

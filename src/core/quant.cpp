@@ -9,7 +9,9 @@
 namespace dsv4 {
 namespace {
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 float row_block_amax(const float* x, int64_t n) {
   float m = 0;
@@ -28,8 +30,8 @@ uint8_t get_nibble(const uint8_t* packed, int64_t k) {
 }
 
 // Shared by the NVFP4 weight and activation quantizers: block scales relative to `global`.
-void quantize_nvfp4_rows(const float* x, int64_t rows, int64_t cols, float global,
-                         float min_block_scale, uint8_t* codes, uint8_t* scales) {
+void quantize_nvfp4_rows(const float* x, int64_t rows, int64_t cols, float global, float min_block_scale,
+                         uint8_t* codes, uint8_t* scales) {
   const int64_t n_blocks = cols / kNvfp4Block;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -51,22 +53,31 @@ void quantize_nvfp4_rows(const float* x, int64_t rows, int64_t cols, float globa
 
 std::string_view weight_format_name(WeightFormat f) {
   switch (f) {
-    case WeightFormat::kF32: return "F32";
-    case WeightFormat::kBF16: return "BF16";
-    case WeightFormat::kFP8Block128: return "FP8-block128";
-    case WeightFormat::kMXFP4: return "MXFP4";
-    case WeightFormat::kNVFP4: return "NVFP4";
+    case WeightFormat::kF32:
+      return "F32";
+    case WeightFormat::kBF16:
+      return "BF16";
+    case WeightFormat::kFP8Block128:
+      return "FP8-block128";
+    case WeightFormat::kMXFP4:
+      return "MXFP4";
+    case WeightFormat::kNVFP4:
+      return "NVFP4";
   }
   return "?";
 }
 
 int64_t weight_data_bytes(WeightFormat format, int64_t rows, int64_t cols) {
   switch (format) {
-    case WeightFormat::kF32: return rows * cols * 4;
-    case WeightFormat::kBF16: return rows * cols * 2;
-    case WeightFormat::kFP8Block128: return rows * cols;
+    case WeightFormat::kF32:
+      return rows * cols * 4;
+    case WeightFormat::kBF16:
+      return rows * cols * 2;
+    case WeightFormat::kFP8Block128:
+      return rows * cols;
     case WeightFormat::kMXFP4:
-    case WeightFormat::kNVFP4: return rows * cols / 2;
+    case WeightFormat::kNVFP4:
+      return rows * cols / 2;
   }
   return 0;
 }
@@ -74,10 +85,14 @@ int64_t weight_data_bytes(WeightFormat format, int64_t rows, int64_t cols) {
 int64_t weight_scale_bytes(WeightFormat format, int64_t rows, int64_t cols) {
   switch (format) {
     case WeightFormat::kF32:
-    case WeightFormat::kBF16: return 0;
-    case WeightFormat::kFP8Block128: return ceil_div(rows, kFp8Block) * ceil_div(cols, kFp8Block);
-    case WeightFormat::kMXFP4: return rows * (cols / kMxfp4Block);
-    case WeightFormat::kNVFP4: return rows * (cols / kNvfp4Block);
+    case WeightFormat::kBF16:
+      return 0;
+    case WeightFormat::kFP8Block128:
+      return ceil_div(rows, kFp8Block) * ceil_div(cols, kFp8Block);
+    case WeightFormat::kMXFP4:
+      return rows * (cols / kMxfp4Block);
+    case WeightFormat::kNVFP4:
+      return rows * (cols / kNvfp4Block);
   }
   return 0;
 }
@@ -130,8 +145,7 @@ QuantizedWeight quantize_nvfp4_weight(const float* w, int64_t rows, int64_t cols
   q.scales.assign(weight_scale_bytes(q.format, rows, cols), 0);
   const float amax = row_block_amax(w, rows * cols);
   q.global_scale = amax > 0 ? amax / (kE2M1Max * kE4M3Max) : 1.0f;
-  quantize_nvfp4_rows(w, rows, cols, q.global_scale, std::ldexp(1.0f, -9), q.data.data(),
-                      q.scales.data());
+  quantize_nvfp4_rows(w, rows, cols, q.global_scale, std::ldexp(1.0f, -9), q.data.data(), q.scales.data());
   return q;
 }
 
@@ -193,11 +207,16 @@ QuantizedWeight quantize_f32(const float* w, int64_t rows, int64_t cols) {
 
 QuantizedWeight quantize_weight(WeightFormat format, const float* w, int64_t rows, int64_t cols) {
   switch (format) {
-    case WeightFormat::kF32: return quantize_f32(w, rows, cols);
-    case WeightFormat::kBF16: return quantize_bf16(w, rows, cols);
-    case WeightFormat::kFP8Block128: return quantize_fp8_block128(w, rows, cols);
-    case WeightFormat::kMXFP4: return quantize_mxfp4(w, rows, cols);
-    case WeightFormat::kNVFP4: return quantize_nvfp4_weight(w, rows, cols);
+    case WeightFormat::kF32:
+      return quantize_f32(w, rows, cols);
+    case WeightFormat::kBF16:
+      return quantize_bf16(w, rows, cols);
+    case WeightFormat::kFP8Block128:
+      return quantize_fp8_block128(w, rows, cols);
+    case WeightFormat::kMXFP4:
+      return quantize_mxfp4(w, rows, cols);
+    case WeightFormat::kNVFP4:
+      return quantize_nvfp4_weight(w, rows, cols);
   }
   return {};
 }

@@ -29,9 +29,9 @@ struct WeightView {
   WeightFormat format = WeightFormat::kF32;
   int64_t rows = 0;
   int64_t cols = 0;
-  const void* data = nullptr;      // F32/BF16/E4M3 elements or packed e2m1 bytes
-  const uint8_t* scales = nullptr; // E8M0 or E4M3 block scales (null for F32/BF16)
-  float global_scale = 1.0f;       // NVFP4 weight_scale_2; 1 elsewhere
+  const void* data = nullptr;       // F32/BF16/E4M3 elements or packed e2m1 bytes
+  const uint8_t* scales = nullptr;  // E8M0 or E4M3 block scales (null for F32/BF16)
+  float global_scale = 1.0f;        // NVFP4 weight_scale_2; 1 elsewhere
 };
 
 // Bytes of the stored data and of the scales of a [rows, cols] matrix in `format`.

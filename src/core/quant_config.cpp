@@ -21,7 +21,8 @@ Result<HfQuantConfig> parse_hf_quant_config(const std::string& text, const std::
   }
   const json& quant = j["quantization"];
   if (quant.contains("quant_algo")) {
-    if (quant["quant_algo"].is_string()) q.quant_algo = quant["quant_algo"].get<std::string>();
+    if (quant["quant_algo"].is_string())
+      q.quant_algo = quant["quant_algo"].get<std::string>();
     else if (!quant["quant_algo"].is_null())
       return Status::errorf("{}: field 'quantization.quant_algo': expected a string or null, got {}", where,
                             quant["quant_algo"].dump());
@@ -35,20 +36,25 @@ Result<HfQuantConfig> parse_hf_quant_config(const std::string& text, const std::
     for (auto it = layers.begin(); it != layers.end(); ++it) {
       const json& e = it.value();
       if (!e.is_object() || !e.contains("quant_algo") || !e["quant_algo"].is_string())
-        return Status::errorf("{}: field 'quantization.quantized_layers[\"{}\"]': expected an object with a "
-                              "string 'quant_algo'", where, it.key());
+        return Status::errorf(
+            "{}: field 'quantization.quantized_layers[\"{}\"]': expected an object with a "
+            "string 'quant_algo'",
+            where, it.key());
       const std::string algo = e["quant_algo"].get<std::string>();
       if (std::find(q.algos.begin(), q.algos.end(), algo) == q.algos.end()) q.algos.push_back(algo);
       // The older schema spells the group "awq_block_size", the newer "group_size".
       for (const char* key : {"group_size", "awq_block_size"}) {
         if (!e.contains(key)) continue;
         if (!e[key].is_number_integer() || e[key].get<int64_t>() <= 0)
-          return Status::errorf("{}: field 'quantization.quantized_layers[\"{}\"].{}': expected a positive "
-                                "integer, got {}", where, it.key(), key, e[key].dump());
+          return Status::errorf(
+              "{}: field 'quantization.quantized_layers[\"{}\"].{}': expected a positive "
+              "integer, got {}",
+              where, it.key(), key, e[key].dump());
         const int64_t g = e[key].get<int64_t>();
         if (algo == "NVFP4" && g != 16)
-          return Status::errorf("{}: field 'quantization.quantized_layers[\"{}\"].{}': {}; NVFP4 groups are 16",
-                                where, it.key(), key, g);
+          return Status::errorf(
+              "{}: field 'quantization.quantized_layers[\"{}\"].{}': {}; NVFP4 groups are 16", where,
+              it.key(), key, g);
         q.group_size = g;
       }
       ++q.n_quantized_entries;

@@ -15,11 +15,11 @@
 namespace dsv4 {
 
 struct HfQuantConfig {
-  std::string producer;          // "modelopt 0.x" or "" when absent
-  std::string quant_algo;        // "MIXED_PRECISION", "NVFP4", or "" for null (older schema)
+  std::string producer;    // "modelopt 0.x" or "" when absent
+  std::string quant_algo;  // "MIXED_PRECISION", "NVFP4", or "" for null (older schema)
   int64_t n_quantized_entries = 0;
   std::vector<std::string> algos;  // distinct per-entry algorithms, e.g. {"NVFP4"}
-  int64_t group_size = 0;        // the NVFP4 group (16) when stated
+  int64_t group_size = 0;          // the NVFP4 group (16) when stated
   std::vector<std::string> exclude_modules;
 };
 

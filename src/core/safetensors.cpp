@@ -22,7 +22,9 @@ namespace {
 // corrupted length could trigger.
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
-std::string file_name(const std::string& path) { return fs::path(path).filename().string(); }
+std::string file_name(const std::string& path) {
+  return fs::path(path).filename().string();
+}
 
 }  // namespace
 
@@ -90,11 +92,10 @@ Result<std::map<std::string, TensorInfo>> parse_safetensors_header(
                               v["data_offsets"].dump());
     const uint64_t begin = v["data_offsets"][0].get<uint64_t>();
     const uint64_t end = v["data_offsets"][1].get<uint64_t>();
-    if (begin > end)
-      return Status::errorf("{}: data_offsets [{}, {}] end before begin", where, begin, end);
+    if (begin > end) return Status::errorf("{}: data_offsets [{}, {}] end before begin", where, begin, end);
     if (end > uint64_t(data_size))
-      return Status::errorf("{}: data_offsets [{}, {}] out of range; data section has {} bytes",
-                            where, begin, end, data_size);
+      return Status::errorf("{}: data_offsets [{}, {}] out of range; data section has {} bytes", where, begin,
+                            end, data_size);
     t.begin = int64_t(begin);
     t.end = int64_t(end);
     const int64_t elem = int64_t(dtype_size(*dtype));
@@ -146,8 +147,8 @@ Result<std::unique_ptr<SafetensorsFile>> SafetensorsFile::open(const std::string
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];
   if (header_len > size - 8)
-    return Status::errorf("{}: header length {} runs past the end of the file ({} bytes)", where,
-                          header_len, size);
+    return Status::errorf("{}: header length {} runs past the end of the file ({} bytes)", where, header_len,
+                          size);
   if (header_len > kMaxHeaderBytes)
     return Status::errorf("{}: header length {}; expected at most {}", where, header_len, kMaxHeaderBytes);
   const std::string text(reinterpret_cast<const char*>(bytes + 8), header_len);
@@ -192,23 +193,23 @@ Result<Checkpoint> Checkpoint::open(const std::string& dir) {
         return Status::errorf("{}: weight_map['{}'] expected a file name", where, it.key());
       const std::string shard = it.value().get<std::string>();
       if (shard.empty() || shard.find('/') != std::string::npos || shard == "..")
-        return Status::errorf("{}: weight_map['{}'] = '{}'; expected a file name in the directory",
-                              where, it.key(), shard);
+        return Status::errorf("{}: weight_map['{}'] = '{}'; expected a file name in the directory", where,
+                              it.key(), shard);
       by_shard[shard].push_back(it.key());
     }
     if (by_shard.empty()) return Status::errorf("{}: weight_map is empty", where);
     for (const auto& [shard, names] : by_shard) {
       const fs::path p = fs::path(dir) / shard;
       if (!fs::exists(p))
-        return Status::errorf("{}: shard '{}' (holding '{}' and {} more) is missing from disk", where,
-                              shard, names.front(), names.size() - 1);
+        return Status::errorf("{}: shard '{}' (holding '{}' and {} more) is missing from disk", where, shard,
+                              names.front(), names.size() - 1);
       DSV4_ASSIGN_OR_RETURN(auto file, SafetensorsFile::open(p.string()));
       std::shared_ptr<SafetensorsFile> shared(std::move(file));
       for (const auto& name : names) {
         const TensorInfo* t = shared->find(name);
         if (!t)
-          return Status::errorf("{}: tensor '{}' is listed in the index but absent from the shard",
-                                shard, name);
+          return Status::errorf("{}: tensor '{}' is listed in the index but absent from the shard", shard,
+                                name);
         c.tensors_.emplace(name, *t);
       }
       for (const auto& [name, t] : shared->tensors())

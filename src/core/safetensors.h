@@ -51,9 +51,8 @@ class SafetensorsFile {
 
 // Parses and validates a header (the JSON after the 8-byte length) against a data section of
 // `data_size` bytes. Exposed for the fuzz target and the bad-input tests.
-Result<std::map<std::string, TensorInfo>> parse_safetensors_header(const std::string& json,
-                                                                   int64_t data_size,
-                                                                   std::map<std::string, std::string>* metadata);
+Result<std::map<std::string, TensorInfo>> parse_safetensors_header(
+    const std::string& json, int64_t data_size, std::map<std::string, std::string>* metadata);
 
 // A checkpoint directory: model.safetensors.index.json + shards, or one model.safetensors.
 class Checkpoint {

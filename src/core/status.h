@@ -40,8 +40,8 @@ class [[nodiscard]] Status {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}   // NOLINT: implicit by design
-  Result(Status s) : v_(std::move(s)) {}      // NOLINT: must be an error status
+  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status s) : v_(std::move(s)) {}     // NOLINT: must be an error status
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   explicit operator bool() const { return ok(); }
@@ -63,9 +63,9 @@ class [[nodiscard]] Result {
 #define DSV4_CONCAT(a, b) DSV4_CONCAT_INNER(a, b)
 
 // Returns the Status from the enclosing function if `expr` failed.
-#define DSV4_RETURN_IF_ERROR(expr)              \
-  do {                                          \
-    ::dsv4::Status dsv4_status_ = (expr);       \
+#define DSV4_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    ::dsv4::Status dsv4_status_ = (expr);        \
     if (!dsv4_status_.ok()) return dsv4_status_; \
   } while (0)
 

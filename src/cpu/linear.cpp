@@ -23,18 +23,21 @@ namespace cpu {
 void linear(const LinearParams& p) {
   const int64_t N = p.w.rows, K = p.w.cols, T = p.n_tokens;
   // Parallel over output rows: each weight row is dequantized once and used for every token.
-  parallel_for(N, [&](int64_t n0, int64_t n1) {
-    std::vector<float> row(static_cast<size_t>(K));
-    for (int64_t n = n0; n < n1; ++n) {
-      dequantize_row(p.w, n, row.data());
-      for (int64_t t = 0; t < T; ++t) {
-        const float* x = p.x + t * K;
-        float acc = 0.0f;
-        for (int64_t k = 0; k < K; ++k) acc += x[k] * row[size_t(k)];
-        p.y[t * N + n] = acc;
-      }
-    }
-  }, /*min_chunk=*/16);
+  parallel_for(
+      N,
+      [&](int64_t n0, int64_t n1) {
+        std::vector<float> row(static_cast<size_t>(K));
+        for (int64_t n = n0; n < n1; ++n) {
+          dequantize_row(p.w, n, row.data());
+          for (int64_t t = 0; t < T; ++t) {
+            const float* x = p.x + t * K;
+            float acc = 0.0f;
+            for (int64_t k = 0; k < K; ++k) acc += x[k] * row[size_t(k)];
+            p.y[t * N + n] = acc;
+          }
+        }
+      },
+      /*min_chunk=*/16);
 }
 
 }  // namespace cpu

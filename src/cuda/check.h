@@ -5,12 +5,12 @@
 
 #include "core/status.h"
 
-#define DSV4_CUDA_TRY(expr)                                                                   \
-  do {                                                                                        \
-    cudaError_t dsv4_err_ = (expr);                                                           \
-    if (dsv4_err_ != cudaSuccess)                                                             \
-      return ::dsv4::Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr,        \
-                                    cudaGetErrorString(dsv4_err_));                          \
+#define DSV4_CUDA_TRY(expr)                                                            \
+  do {                                                                                 \
+    cudaError_t dsv4_err_ = (expr);                                                    \
+    if (dsv4_err_ != cudaSuccess)                                                      \
+      return ::dsv4::Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, \
+                                    cudaGetErrorString(dsv4_err_));                    \
   } while (0)
 
 // After a kernel launch: reports configuration errors (bad grid, too much shared memory).

@@ -34,7 +34,9 @@ __global__ void dequantize_bf16_kernel(WeightView w, __nv_bfloat16* out) {
   const auto* bytes = static_cast<const uint8_t*>(w.data);
   float v = 0.0f;
   switch (w.format) {
-    case WeightFormat::kF32: v = static_cast<const float*>(w.data)[idx]; break;
+    case WeightFormat::kF32:
+      v = static_cast<const float*>(w.data)[idx];
+      break;
     case WeightFormat::kBF16:
       out[idx] = static_cast<const __nv_bfloat16*>(w.data)[idx];
       return;

@@ -46,10 +46,14 @@ InspectReport inspect_checkpoint(const std::string& model_dir) {
     return r;
   }
   const ModelConfig& c = *cfg;
-  j["config"] = {{"vocab_size", c.vocab_size},     {"d_model", c.d_model},
-                 {"n_layers", c.n_layers},         {"n_mtp_layers", c.n_mtp_layers},
-                 {"n_heads", c.n_heads},           {"head_dim", c.head_dim},
-                 {"q_lora_rank", c.q_lora_rank},   {"o_groups", c.o_groups},
+  j["config"] = {{"vocab_size", c.vocab_size},
+                 {"d_model", c.d_model},
+                 {"n_layers", c.n_layers},
+                 {"n_mtp_layers", c.n_mtp_layers},
+                 {"n_heads", c.n_heads},
+                 {"head_dim", c.head_dim},
+                 {"q_lora_rank", c.q_lora_rank},
+                 {"o_groups", c.o_groups},
                  {"sliding_window", c.sliding_window},
                  {"n_routed_experts", c.n_routed_experts},
                  {"n_experts_per_token", c.n_experts_per_token},
@@ -82,7 +86,9 @@ InspectReport inspect_checkpoint(const std::string& model_dir) {
 
   int64_t total = 0;
   for (const auto& [_, t] : ckpt->tensors()) total += t.nbytes();
-  j["tensors"] = {{"count", ckpt->tensors().size()}, {"files", ckpt->n_files()}, {"bytes", total},
+  j["tensors"] = {{"count", ckpt->tensors().size()},
+                  {"files", ckpt->n_files()},
+                  {"bytes", total},
                   {"has_mtp", map.has_mtp()}};
 
   std::map<std::string, std::pair<int64_t, int64_t>> by_format, by_group;  // count, bytes
@@ -121,8 +127,8 @@ std::string format_inspect_report(const json& j) {
         c["n_heads"].get<int64_t>(), c["head_dim"].get<int64_t>(), c["q_lora_rank"].get<int64_t>(),
         c["o_groups"].get<int64_t>(), c["n_routed_experts"].get<int64_t>(),
         c["n_experts_per_token"].get<int64_t>(), c["n_shared_experts"].get<int64_t>(),
-        c["moe_intermediate"].get<int64_t>(), c["n_hash_layers"].get<int64_t>(), c["vocab_size"].get<int64_t>(),
-        c["sliding_window"].get<int64_t>(), c["index_topk"].get<int64_t>());
+        c["moe_intermediate"].get<int64_t>(), c["n_hash_layers"].get<int64_t>(),
+        c["vocab_size"].get<int64_t>(), c["sliding_window"].get<int64_t>(), c["index_topk"].get<int64_t>());
     s += "layers:";
     // Runs of consecutive layers with the same attention type and router.
     const json& layers = j["layers"];
@@ -148,10 +154,12 @@ std::string format_inspect_report(const json& j) {
       const json& q = j["hf_quant_config"];
       std::string algos;
       for (const json& a : q["algos"]) algos += (algos.empty() ? "" : ",") + a.get<std::string>();
-      s += fmt::format("hf_quant_config.json: {}, quant_algo {}, {} quantized entries ({}, group {}); "
-                       "informational: formats are decided per tensor\n",
-                       q["producer"].get<std::string>(), q["quant_algo"].is_null() ? "null" : q["quant_algo"].get<std::string>(),
-                       q["quantized_entries"].get<int64_t>(), algos, q["group_size"].get<int64_t>());
+      s += fmt::format(
+          "hf_quant_config.json: {}, quant_algo {}, {} quantized entries ({}, group {}); "
+          "informational: formats are decided per tensor\n",
+          q["producer"].get<std::string>(),
+          q["quant_algo"].is_null() ? "null" : q["quant_algo"].get<std::string>(),
+          q["quantized_entries"].get<int64_t>(), algos, q["group_size"].get<int64_t>());
     }
     for (const char* key : {"by_format", "by_group"}) {
       s += fmt::format("{}:\n", key[3] == 'f' ? "by format" : "by model part");

@@ -25,15 +25,18 @@ class Generator {
     plain_bf16("norm.weight", {D}, 1.0f, 0.1f);
     hyper_head("", nD);
     for (int64_t i = 0; i < cfg_.n_layers; ++i)
-      block("layers." + std::to_string(i) + ".", cfg_.compress_ratio(i), cfg_.is_hash_layer(i), expert_format(false));
+      block("layers." + std::to_string(i) + ".", cfg_.compress_ratio(i), cfg_.is_hash_layer(i),
+            expert_format(false));
     if (opt_.with_mtp) {
       for (int64_t j = 0; j < cfg_.n_mtp_layers; ++j) {
         const std::string p = "mtp." + std::to_string(j) + ".";
         const size_t idx = size_t(cfg_.n_layers + j);
-        block(p, idx < cfg_.compress_ratios.size() ? cfg_.compress_ratios[idx] : 0, false, expert_format(true));
+        block(p, idx < cfg_.compress_ratios.size() ? cfg_.compress_ratios[idx] : 0, false,
+              expert_format(true));
         linear(p + "e_proj", D, D, WeightFormat::kFP8Block128);
         linear(p + "h_proj", D, D, WeightFormat::kFP8Block128);
-        for (const char* n : {"enorm.weight", "hnorm.weight", "norm.weight"}) plain_bf16(p + n, {D}, 1.0f, 0.1f);
+        for (const char* n : {"enorm.weight", "hnorm.weight", "norm.weight"})
+          plain_bf16(p + n, {D}, 1.0f, 0.1f);
         hyper_head(p, nD);
       }
     }
@@ -57,13 +60,16 @@ class Generator {
   std::string hf_quant_config_json() const {
     std::string layers;
     for (int64_t i = 0; i < cfg_.n_layers; ++i)
-      layers += fmt::format("{}\n      \"layers.{}.ffn.experts\": {{\"quant_algo\": \"NVFP4\", \"group_size\": 16}}",
-                            i ? "," : "", i);
+      layers += fmt::format(
+          "{}\n      \"layers.{}.ffn.experts\": {{\"quant_algo\": \"NVFP4\", \"group_size\": 16}}",
+          i ? "," : "", i);
     return fmt::format(
         "{{\n  \"producer\": {{\"name\": \"modelopt\", \"version\": \"dsv4-synthetic\"}},\n"
-        "  \"quantization\": {{\n    \"quant_algo\": \"MIXED_PRECISION\",\n    \"kv_cache_quant_algo\": null,\n"
+        "  \"quantization\": {{\n    \"quant_algo\": \"MIXED_PRECISION\",\n    \"kv_cache_quant_algo\": "
+        "null,\n"
         "    \"quantized_layers\": {{{}\n    }},\n"
-        "    \"exclude_modules\": [\"*.attn.*\", \"*.ffn.shared_experts.*\", \"head\", \"mtp.*\"]\n  }}\n}}\n",
+        "    \"exclude_modules\": [\"*.attn.*\", \"*.ffn.shared_experts.*\", \"head\", \"mtp.*\"]\n  "
+        "}}\n}}\n",
         layers);
   }
 
@@ -253,7 +259,8 @@ ModelConfig micro_config() {
   return c;
 }
 
-Status write_synthetic_checkpoint(const ModelConfig& cfg, const SyntheticOptions& opt, const std::string& dir) {
+Status write_synthetic_checkpoint(const ModelConfig& cfg, const SyntheticOptions& opt,
+                                  const std::string& dir) {
   DSV4_RETURN_IF_ERROR(cfg.validate());
   return Generator(cfg, opt).write(dir);
 }

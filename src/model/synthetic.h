@@ -22,8 +22,8 @@ enum class CheckpointLayout {
 struct SyntheticOptions {
   CheckpointLayout layout = CheckpointLayout::kNvfp4;
   uint64_t seed = 1;
-  bool with_mtp = true;          // write mtp.* blocks when the config has them
-  int64_t shard_bytes = 0;       // > 0: shards + model.safetensors.index.json
+  bool with_mtp = true;     // write mtp.* blocks when the config has them
+  int64_t shard_bytes = 0;  // > 0: shards + model.safetensors.index.json
 };
 
 // A small config with every layer type (sliding, CSA, HCA), hash and dense MoE layers, and
@@ -34,7 +34,8 @@ ModelConfig tiny_config();
 ModelConfig micro_config();
 
 // Writes config.json and the weights into `dir` (created if needed).
-Status write_synthetic_checkpoint(const ModelConfig& cfg, const SyntheticOptions& opt, const std::string& dir);
+Status write_synthetic_checkpoint(const ModelConfig& cfg, const SyntheticOptions& opt,
+                                  const std::string& dir);
 
 Result<CheckpointLayout> parse_checkpoint_layout(const std::string& name);
 

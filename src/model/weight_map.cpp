@@ -10,17 +10,28 @@ namespace dsv4 {
 
 std::string_view weight_group_name(WeightGroup g) {
   switch (g) {
-    case WeightGroup::kEmbedding: return "embedding";
-    case WeightGroup::kHead: return "lm head";
-    case WeightGroup::kAttention: return "attention";
-    case WeightGroup::kCompressor: return "compressor";
-    case WeightGroup::kIndexer: return "indexer";
-    case WeightGroup::kRouter: return "router";
-    case WeightGroup::kRoutedExperts: return "routed experts";
-    case WeightGroup::kSharedExperts: return "shared experts";
-    case WeightGroup::kHyperConnections: return "mHC";
-    case WeightGroup::kNorms: return "norms";
-    case WeightGroup::kMtp: return "mtp";
+    case WeightGroup::kEmbedding:
+      return "embedding";
+    case WeightGroup::kHead:
+      return "lm head";
+    case WeightGroup::kAttention:
+      return "attention";
+    case WeightGroup::kCompressor:
+      return "compressor";
+    case WeightGroup::kIndexer:
+      return "indexer";
+    case WeightGroup::kRouter:
+      return "router";
+    case WeightGroup::kRoutedExperts:
+      return "routed experts";
+    case WeightGroup::kSharedExperts:
+      return "shared experts";
+    case WeightGroup::kHyperConnections:
+      return "mHC";
+    case WeightGroup::kNorms:
+      return "norms";
+    case WeightGroup::kMtp:
+      return "mtp";
   }
   return "?";
 }
@@ -33,7 +44,9 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
 
 }  // namespace
 
@@ -148,7 +161,8 @@ class WeightMapBuilder {
 
     if (w->dtype == DType::kU8 && has_weight_scale) {  // NVFP4 (ModelOpt)
       lw.view.format = WeightFormat::kNVFP4;
-      if (cols % kNvfp4Block) return problem(fmt::format("tensor '{}': in-features {} not a multiple of 16", wname, cols));
+      if (cols % kNvfp4Block)
+        return problem(fmt::format("tensor '{}': in-features {} not a multiple of 16", wname, cols));
       if (!check_shape(*w, {rows, cols / 2})) return;
       s = expect(base + ".weight_scale", DType::kF8_E4M3, {rows, cols / kNvfp4Block});
       const TensorInfo* g = expect_scalar_scale(base + ".weight_scale_2", true);
@@ -158,7 +172,8 @@ class WeightMapBuilder {
       lw.bytes += g->nbytes();
     } else if ((w->dtype == DType::kI8 || w->dtype == DType::kU8) && has_scale) {  // MXFP4
       lw.view.format = WeightFormat::kMXFP4;
-      if (cols % kMxfp4Block) return problem(fmt::format("tensor '{}': in-features {} not a multiple of 32", wname, cols));
+      if (cols % kMxfp4Block)
+        return problem(fmt::format("tensor '{}': in-features {} not a multiple of 32", wname, cols));
       if (!check_shape(*w, {rows, cols / 2})) return;
       s = expect(base + ".scale", DType::kF8_E8M0, {rows, cols / kMxfp4Block});
       if (!s) return;
@@ -185,7 +200,8 @@ class WeightMapBuilder {
 
   bool check_shape(const TensorInfo& t, const std::vector<int64_t>& shape) {
     if (t.shape == shape) return true;
-    problem(fmt::format("{}: tensor '{}': shape {}, expected {}", t.file, t.name, t.shape_string(), shape_str(shape)));
+    problem(fmt::format("{}: tensor '{}': shape {}, expected {}", t.file, t.name, t.shape_string(),
+                        shape_str(shape)));
     return false;
   }
 
@@ -195,9 +211,8 @@ class WeightMapBuilder {
       problem(fmt::format("missing tensor '{}' {}", name, shape_str(shape)));
       return;
     }
-    const bool dtype_ok = kind == kFloat
-                              ? (t->dtype == DType::kF32 || t->dtype == DType::kBF16)
-                              : (t->dtype == DType::kI64 || t->dtype == DType::kI32);
+    const bool dtype_ok = kind == kFloat ? (t->dtype == DType::kF32 || t->dtype == DType::kBF16)
+                                         : (t->dtype == DType::kI64 || t->dtype == DType::kI32);
     if (!dtype_ok) {
       problem(fmt::format("{}: tensor '{}': dtype {}, expected {}", t->file, name, dtype_name(t->dtype),
                           kind == kFloat ? "F32 or BF16" : "I64 or I32"));

@@ -16,8 +16,19 @@
 namespace dsv4 {
 
 // What part of the model a slot belongs to (for the census and the memory plan).
-enum class WeightGroup { kEmbedding, kHead, kAttention, kCompressor, kIndexer, kRouter,
-                         kRoutedExperts, kSharedExperts, kHyperConnections, kNorms, kMtp };
+enum class WeightGroup {
+  kEmbedding,
+  kHead,
+  kAttention,
+  kCompressor,
+  kIndexer,
+  kRouter,
+  kRoutedExperts,
+  kSharedExperts,
+  kHyperConnections,
+  kNorms,
+  kMtp
+};
 std::string_view weight_group_name(WeightGroup g);
 
 // A linear layer's weight: [rows = out, cols = in], in any WeightFormat.

@@ -26,11 +26,13 @@ Status apply_generation_config(const std::string& model_dir, SamplingParams* par
   if (!std::filesystem::exists(path)) return {};
   std::ifstream in(path);
   const nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return Status::error("generation_config.json: not a valid JSON object");
+  if (j.is_discarded() || !j.is_object())
+    return Status::error("generation_config.json: not a valid JSON object");
   auto number = [&](const char* key, auto* out) -> Status {
     if (!j.contains(key) || j[key].is_null()) return {};
     if (!j[key].is_number())
-      return Status::errorf("generation_config.json: field '{}': expected a number, got {}", key, j[key].dump());
+      return Status::errorf("generation_config.json: field '{}': expected a number, got {}", key,
+                            j[key].dump());
     *out = j[key].get<std::remove_pointer_t<decltype(out)>>();
     return {};
   };
@@ -39,7 +41,8 @@ Status apply_generation_config(const std::string& model_dir, SamplingParams* par
   DSV4_RETURN_IF_ERROR(number("top_k", &params->top_k));
   DSV4_RETURN_IF_ERROR(number("min_p", &params->min_p));
   DSV4_RETURN_IF_ERROR(number("repetition_penalty", &params->repetition_penalty));
-  if (j.contains("do_sample") && j["do_sample"].is_boolean() && !j["do_sample"].get<bool>()) params->temperature = 0;
+  if (j.contains("do_sample") && j["do_sample"].is_boolean() && !j["do_sample"].get<bool>())
+    params->temperature = 0;
   return params->validate().with_context("generation_config.json");
 }
 

@@ -15,11 +15,11 @@
 namespace dsv4 {
 
 struct SamplingParams {
-  float temperature = 1.0f;        // 0: greedy
-  float top_p = 1.0f;              // (0, 1]
-  int64_t top_k = 0;               // 0: off
-  float min_p = 0.0f;              // [0, 1): drop tokens below min_p × the top probability
-  float repetition_penalty = 1.0f; // > 0; 1: off (HF: positive logits ÷ p, negative × p)
+  float temperature = 1.0f;         // 0: greedy
+  float top_p = 1.0f;               // (0, 1]
+  int64_t top_k = 0;                // 0: off
+  float min_p = 0.0f;               // [0, 1): drop tokens below min_p × the top probability
+  float repetition_penalty = 1.0f;  // > 0; 1: off (HF: positive logits ÷ p, negative × p)
   uint64_t seed = 0;
 
   Status validate() const;

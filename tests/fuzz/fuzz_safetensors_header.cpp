@@ -1,7 +1,7 @@
 // libFuzzer target for the safetensors header parser: any byte string is either accepted or
 // refused with a message; it must never crash, hang or read out of bounds.
-// Build: cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DDSV4_FUZZ=ON && ninja -C build-fuzz fuzz_safetensors_header
-// Run:   ./build-fuzz/tests/fuzz_safetensors_header -max_total_time=60
+// Build: cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DDSV4_FUZZ=ON && ninja -C build-fuzz
+// fuzz_safetensors_header Run:   ./build-fuzz/tests/fuzz_safetensors_header -max_total_time=60
 #include <cstddef>
 #include <cstdint>
 #include <string>

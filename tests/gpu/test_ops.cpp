@@ -26,7 +26,9 @@ class DeviceBuffer {
   explicit DeviceBuffer(size_t n) : n_(n) { EXPECT_EQ(cudaMalloc(&p_, n * sizeof(T) + 1), cudaSuccess); }
   ~DeviceBuffer() { cudaFree(p_); }
   T* get() { return p_; }
-  void upload(const std::vector<T>& v) { ASSERT_EQ(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess); }
+  void upload(const std::vector<T>& v) {
+    ASSERT_EQ(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice), cudaSuccess);
+  }
   std::vector<T> download() {
     std::vector<T> v(n_);
     EXPECT_EQ(cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
@@ -44,7 +46,8 @@ struct DequantCase {
 };
 
 std::string case_name(const DequantCase& c) {
-  return fmt::format("dequantize_bf16 format={} rows={} cols={}", weight_format_name(c.format), c.rows, c.cols);
+  return fmt::format("dequantize_bf16 format={} rows={} cols={}", weight_format_name(c.format), c.rows,
+                     c.cols);
 }
 
 class DequantizeBf16 : public ::testing::TestWithParam<DequantCase> {};
@@ -77,13 +80,14 @@ TEST_P(DequantizeBf16, MatchesCpuBitExactly) {
   for (int64_t r = 0; r < c.rows; ++r) dequantize_row_bf16(q.view(), r, want.data() + r * c.cols);
   for (int i = 0; i < kCanary; ++i) {
     ASSERT_EQ(got[size_t(i)], kPoison) << case_name(c) << ": canary before the output overwritten";
-    ASSERT_EQ(got[n + kCanary + size_t(i)], kPoison) << case_name(c) << ": canary after the output overwritten";
+    ASSERT_EQ(got[n + kCanary + size_t(i)], kPoison)
+        << case_name(c) << ": canary after the output overwritten";
   }
   for (size_t i = 0; i < n; ++i) {
     ASSERT_FALSE(std::isnan(bf16_to_f32(got[i + kCanary]))) << case_name(c) << ": NaN at " << i;
-    ASSERT_EQ(got[i + kCanary], want[i]) << case_name(c) << ": first mismatch at [" << i / size_t(c.cols) << ", "
-                                         << i % size_t(c.cols) << "]: gpu " << bf16_to_f32(got[i + kCanary])
-                                         << " cpu " << bf16_to_f32(want[i]);
+    ASSERT_EQ(got[i + kCanary], want[i])
+        << case_name(c) << ": first mismatch at [" << i / size_t(c.cols) << ", " << i % size_t(c.cols)
+        << "]: gpu " << bf16_to_f32(got[i + kCanary]) << " cpu " << bf16_to_f32(want[i]);
   }
 }
 
@@ -92,8 +96,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(DequantCase{WeightFormat::kNVFP4, 2048, 4096}, DequantCase{WeightFormat::kNVFP4, 3, 32},
                       DequantCase{WeightFormat::kMXFP4, 4096, 2048}, DequantCase{WeightFormat::kMXFP4, 1, 64},
                       DequantCase{WeightFormat::kFP8Block128, 512, 4096},
-                      DequantCase{WeightFormat::kFP8Block128, 130, 200}, DequantCase{WeightFormat::kBF16, 7, 33},
-                      DequantCase{WeightFormat::kF32, 5, 17}));
+                      DequantCase{WeightFormat::kFP8Block128, 130, 200},
+                      DequantCase{WeightFormat::kBF16, 7, 33}, DequantCase{WeightFormat::kF32, 5, 17}));
 
 }  // namespace
 }  // namespace dsv4

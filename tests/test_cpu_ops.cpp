@@ -1,0 +1,281 @@
+// Unit tests of the CPU reference ops against hand-computed or independently computed values.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/config.h"
+#include "model/backend.h"
+
+namespace dsv4 {
+namespace {
+
+std::vector<float> random_vector(int64_t n, uint64_t seed, float stddev = 1.0f) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+TEST(CpuOps, RmsNormWeightedAndUnweighted) {
+  const std::vector<float> x = {3.0f, 4.0f}, w = {2.0f, 0.5f};
+  std::vector<float> y(2), yu(2);
+  ASSERT_TRUE(check_rms_norm({x.data(), w.data(), y.data(), 1, 2, 0.0f}).ok());
+  cpu::rms_norm({x.data(), w.data(), y.data(), 1, 2, 0.0f});
+  cpu::rms_norm({x.data(), nullptr, yu.data(), 1, 2, 0.0f});
+  const float rms = std::sqrt(12.5f);
+  EXPECT_FLOAT_EQ(yu[0], 3.0f / rms);
+  EXPECT_FLOAT_EQ(yu[1], 4.0f / rms);
+  EXPECT_FLOAT_EQ(y[0], 2.0f * 3.0f / rms);
+  EXPECT_FLOAT_EQ(y[1], 0.5f * 4.0f / rms);
+}
+
+TEST(CpuOps, MhcPreSinkhornIsDoublyStochastic) {
+  const int64_t n = 4, D = 16, T = 3, mix = (2 + n) * n;
+  const std::vector<float> h = random_vector(T * n * D, 1), fn = random_vector(mix * n * D, 2, 0.3f),
+                           base = random_vector(mix, 3), scale = {1.1f, 0.9f, 1.3f};
+  std::vector<float> x(size_t(T * D)), post(size_t(T * n)), comb(size_t(T * n * n));
+  MhcPreParams p{h.data(), fn.data(), base.data(), scale.data(), x.data(), post.data(), comb.data(), T, n, D, 20,
+                 1e-6f, 1e-6f};
+  ASSERT_TRUE(check_mhc_pre(p).ok());
+  cpu::mhc_pre(p);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* C = comb.data() + t * n * n;
+    for (int64_t k = 0; k < n; ++k) {  // ends on a column step: columns sum to 1 up to eps
+      float col = 0.0f, row = 0.0f;
+      for (int64_t j = 0; j < n; ++j) col += C[j * n + k], row += C[k * n + j];
+      EXPECT_NEAR(col, 1.0f, 1e-5f);
+      EXPECT_NEAR(row, 1.0f, 0.05f);  // 19 row steps leave rows close to, not at, 1
+    }
+    // The same projection recomputed in double, in the spec's order.
+    const float* v = h.data() + t * n * D;
+    double ss = 0;
+    for (int64_t i = 0; i < n * D; ++i) ss += double(v[i]) * v[i];
+    const double inv_rms = 1.0 / std::sqrt(ss / double(n * D) + 1e-6);
+    std::vector<double> E(size_t(n * n));
+    for (int64_t j = 0; j < n; ++j) {
+      double mx = -1e300;
+      for (int64_t k = 0; k < n; ++k) {
+        double m = 0;
+        const int64_t row_id = 2 * n + j * n + k;
+        for (int64_t i = 0; i < n * D; ++i) m += double(fn[size_t(row_id * n * D + i)]) * v[i] * inv_rms;
+        E[size_t(j * n + k)] = m * scale[2] + base[size_t(row_id)];
+        mx = std::max(mx, E[size_t(j * n + k)]);
+      }
+      double sum = 0;
+      for (int64_t k = 0; k < n; ++k) sum += (E[size_t(j * n + k)] = std::exp(E[size_t(j * n + k)] - mx));
+      for (int64_t k = 0; k < n; ++k) E[size_t(j * n + k)] = E[size_t(j * n + k)] / sum + 1e-6;
+    }
+    for (int it = 0; it < 20; ++it) {
+      if (it > 0)
+        for (int64_t j = 0; j < n; ++j) {
+          double sum = 0;
+          for (int64_t k = 0; k < n; ++k) sum += E[size_t(j * n + k)];
+          for (int64_t k = 0; k < n; ++k) E[size_t(j * n + k)] /= sum + 1e-6;
+        }
+      for (int64_t k = 0; k < n; ++k) {
+        double sum = 0;
+        for (int64_t j = 0; j < n; ++j) sum += E[size_t(j * n + k)];
+        for (int64_t j = 0; j < n; ++j) E[size_t(j * n + k)] /= sum + 1e-6;
+      }
+    }
+    for (int64_t i = 0; i < n * n; ++i) EXPECT_NEAR(C[i], E[size_t(i)], 1e-5) << i;
+    for (int64_t j = 0; j < n; ++j) {
+      EXPECT_GT(post[size_t(t * n + j)], 0.0f);
+      EXPECT_LT(post[size_t(t * n + j)], 2.0f);
+    }
+  }
+  // Collapse with pre recomputed independently (double precision).
+  for (int64_t t = 0; t < T; ++t) {
+    const float* v = h.data() + t * n * D;
+    double ss = 0;
+    for (int64_t i = 0; i < n * D; ++i) ss += double(v[i]) * v[i];
+    const double inv_rms = 1.0 / std::sqrt(ss / double(n * D) + 1e-6);
+    for (int64_t c = 0; c < D; ++c) {
+      double expect = 0;
+      for (int64_t j = 0; j < n; ++j) {
+        double m = 0;
+        for (int64_t i = 0; i < n * D; ++i) m += double(fn[size_t(j * n * D + i)]) * v[i] * inv_rms;
+        const double pre = 1.0 / (1.0 + std::exp(-(m * scale[0] + base[size_t(j)]))) + 1e-6;
+        expect += pre * v[j * D + c];
+      }
+      EXPECT_NEAR(x[size_t(t * D + c)], expect, 1e-4);
+    }
+  }
+}
+
+TEST(CpuOps, MhcPostAppliesCombTransposed) {
+  // One token, 2 streams, D = 1: h' _k = post_k·y + Σ_j C[j,k]·h_j.
+  const std::vector<float> y = {10.0f}, h = {1.0f, 2.0f}, post = {0.5f, 1.5f}, comb = {0.1f, 0.2f, 0.3f, 0.4f};
+  std::vector<float> out(2);
+  cpu::mhc_post({y.data(), h.data(), post.data(), comb.data(), out.data(), 1, 2, 1});
+  EXPECT_FLOAT_EQ(out[0], 5.0f + 0.1f * 1 + 0.3f * 2);
+  EXPECT_FLOAT_EQ(out[1], 15.0f + 0.2f * 1 + 0.4f * 2);
+}
+
+TEST(CpuOps, YarnFrequenciesRampBetween15And25) {
+  ModelConfig cfg = ModelConfig::flash();
+  const std::vector<float> f = rope_inv_freq(cfg, true), plain = rope_inv_freq(cfg, false);
+  ASSERT_EQ(f.size(), 32u);
+  for (int i = 0; i < 32; ++i) {
+    const double w = std::pow(160000.0, -2.0 * i / 64.0);
+    if (i <= 15) EXPECT_NEAR(f[size_t(i)], w, 1e-6 * w) << i;
+    if (i >= 25) EXPECT_NEAR(f[size_t(i)], w / 16, 1e-6 * w) << i;
+    if (i > 15 && i < 25) {
+      const double ramp = (i - 15) / 10.0;
+      EXPECT_NEAR(f[size_t(i)], w * (1 - ramp) + w / 16 * ramp, 1e-6 * w) << i;
+    }
+    EXPECT_NEAR(plain[size_t(i)], std::pow(10000.0, -2.0 * i / 64.0), 1e-6 * plain[size_t(i)]) << i;
+  }
+}
+
+TEST(CpuOps, RopeRotatesLastChannelsAndInverseIsIdentity) {
+  ModelConfig cfg = ModelConfig::flash();
+  const std::vector<float> freq = rope_inv_freq(cfg, true);
+  const int64_t T = 3, H = 2, d = 128, r = 64;
+  const std::vector<float> x0 = random_vector(T * H * d, 5);
+  std::vector<float> x = x0;
+  const std::vector<int64_t> pos = {0, 7, 300};
+  ASSERT_TRUE(check_rope({x.data(), pos.data(), freq.data(), T, H, d, r, false}).ok());
+  cpu::rope({x.data(), pos.data(), freq.data(), T, H, d, r, false});
+  for (int64_t c = 0; c < d; ++c) EXPECT_EQ(x[size_t(c)], x0[size_t(c)]);  // position 0: identity
+  for (int64_t c = 0; c < d - r; ++c) EXPECT_EQ(x[size_t(2 * H * d + c)], x0[size_t(2 * H * d + c)]);  // nope part
+  // Pair 0 of token 1 (position 7): rotated by 7·ω_0 = 7 radians.
+  const float a = x0[size_t(H * d + d - r)], b = x0[size_t(H * d + d - r + 1)];
+  EXPECT_NEAR(x[size_t(H * d + d - r)], a * std::cos(7.0f) - b * std::sin(7.0f), 1e-5f);
+  EXPECT_NEAR(x[size_t(H * d + d - r + 1)], a * std::sin(7.0f) + b * std::cos(7.0f), 1e-5f);
+  cpu::rope({x.data(), pos.data(), freq.data(), T, H, d, r, true});
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_NEAR(x[i], x0[i], 1e-5f);
+}
+
+TEST(CpuOps, CompressorHcaIsChannelSoftmax) {
+  // ratio 2, width 1, HCA: entry = Σ softmax(gate + ape)·kv over the two slots.
+  const std::vector<float> kv = {1.0f, 3.0f, 5.0f, 7.0f}, gate = {0.0f, 1.0f, 2.0f, 2.0f}, ape = {0.5f, -0.5f};
+  std::vector<float> entries(2);
+  CompressorParams p;
+  p.kv = kv.data(), p.gate = gate.data(), p.ape = ape.data(), p.entries = entries.data();
+  p.n_windows = 2, p.ratio = 2, p.width = 1, p.n_series = 1;
+  ASSERT_TRUE(check_compressor(p).ok());
+  cpu::compressor(p);
+  // Window 0: gates 0.5, 0.5 → equal weights; window 1: gates 2.5, 1.5.
+  EXPECT_FLOAT_EQ(entries[0], 2.0f);
+  const float w0 = 1.0f / (1.0f + std::exp(-1.0f));
+  EXPECT_NEAR(entries[1], w0 * 5.0f + (1 - w0) * 7.0f, 1e-6f);
+}
+
+TEST(CpuOps, CompressorCsaOverlapsPreviousWindow) {
+  // ratio 1, width 1, CSA rows [Ca | Cb]: entry b mixes Ca of window b−1 and Cb of window b.
+  const std::vector<float> kv = {1.0f, 2.0f, 3.0f, 4.0f}, gate = {0.0f, 0.0f, 0.0f, 0.0f}, ape = {0.0f, 0.0f};
+  const std::vector<float> prev_kv = {10.0f}, prev_gate = {0.0f};
+  std::vector<float> entries(2), last_kv(1), last_gate(1);
+  CompressorParams p;
+  p.kv = kv.data(), p.gate = gate.data(), p.ape = ape.data(), p.entries = entries.data();
+  p.last_kv = last_kv.data(), p.last_gate = last_gate.data();
+  p.n_windows = 2, p.ratio = 1, p.width = 1, p.n_series = 2;
+  cpu::compressor(p);
+  EXPECT_FLOAT_EQ(entries[0], 2.0f);             // first window of a sequence: only its Cb
+  EXPECT_FLOAT_EQ(entries[1], (1.0f + 4.0f) / 2);  // Ca of window 0 and Cb of window 1
+  EXPECT_FLOAT_EQ(last_kv[0], 3.0f);
+  p.prev_kv = prev_kv.data(), p.prev_gate = prev_gate.data();
+  cpu::compressor(p);
+  EXPECT_FLOAT_EQ(entries[0], (10.0f + 2.0f) / 2);  // carried Ca of the previous call
+}
+
+TEST(CpuOps, IndexerTiesGoToLowerIndexAndPadsWithMinusOne) {
+  // One head, head_dim 1; keys chosen so entries 1 and 2 tie, entry 3 is best.
+  const std::vector<float> q = {1.0f, 1.0f}, w = {1.0f, 1.0f}, keys = {1.0f, 2.0f, 2.0f, 3.0f, 9.0f};
+  const std::vector<int64_t> pos = {19, 6};  // admissible entries: (p+1) div 4 = 5 and 1
+  std::vector<int32_t> sel(2 * 3);
+  IndexerParams p{q.data(), w.data(), keys.data(), pos.data(), sel.data(), 2, 1, 1, 5, 4, 3};
+  ASSERT_TRUE(check_indexer(p).ok());
+  cpu::indexer(p);
+  EXPECT_EQ(sel[0], 4);
+  EXPECT_EQ(sel[1], 3);
+  EXPECT_EQ(sel[2], 1);  // tie between 1 and 2: the lower index
+  EXPECT_EQ(sel[3], 0);  // only entry 0 is admissible at position 6
+  EXPECT_EQ(sel[4], -1);
+  EXPECT_EQ(sel[5], -1);
+  // topk larger than the number of entries: padded with −1.
+  std::vector<int32_t> wide(8);
+  IndexerParams pw{q.data(), w.data(), keys.data(), pos.data(), wide.data(), 1, 1, 1, 5, 4, 8};
+  cpu::indexer(pw);
+  EXPECT_EQ(wide[5], -1);
+  EXPECT_EQ(wide[7], -1);
+}
+
+TEST(CpuOps, AttentionSinkOnlyEnlargesDenominator) {
+  // One head, head_dim 1, two keys with logits 0 and 0, sink 0: each weight 1/3.
+  const std::vector<float> q = {0.0f}, kv = {3.0f, 6.0f}, sinks = {0.0f};
+  const std::vector<int32_t> idx = {0, 1, -1};
+  std::vector<float> out(1);
+  AttentionParams p{q.data(), kv.data(), idx.data(), sinks.data(), out.data(), 1, 1, 1, 2, 3, 1.0f};
+  ASSERT_TRUE(check_attention(p).ok());
+  cpu::attention(p);
+  EXPECT_FLOAT_EQ(out[0], 3.0f);
+  const std::vector<int32_t> bad = {0, 2, -1};
+  p.kv_idx = bad.data();
+  EXPECT_FALSE(check_attention(p).ok());
+}
+
+TEST(CpuOps, RouterRenormalisesAndScales) {
+  const std::vector<float> logits = {0.0f, 1.0f, 25.0f, -1.0f};  // 25 > 20: softplus is the identity
+  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 10.0f};     // bias selects expert 3, weight stays unbiased
+  std::vector<int32_t> ids(2);
+  std::vector<float> w(2);
+  MoeRouterParams p;
+  p.logits = logits.data(), p.bias = bias.data(), p.expert_ids = ids.data(), p.weights = w.data();
+  p.n_tokens = 1, p.n_experts = 4, p.top_k = 2, p.routed_scaling_factor = 1.5f;
+  ASSERT_TRUE(check_moe_router(p).ok());
+  cpu::moe_router(p);
+  EXPECT_EQ(ids[0], 3);
+  EXPECT_EQ(ids[1], 2);
+  const float s3 = std::sqrt(std::log1p(std::exp(-1.0f))), s2 = std::sqrt(25.0f);
+  EXPECT_NEAR(w[0], s3 / (s3 + s2) * 1.5f, 1e-6f);
+  EXPECT_NEAR(w[1], s2 / (s3 + s2) * 1.5f, 1e-6f);
+  EXPECT_NEAR(w[0] + w[1], 1.5f, 1e-6f);
+  // Hash mode: the table chooses, the scores still weight.
+  const std::vector<int64_t> table = {1, 0, 2, 3};  // vocab 2, k 2
+  const std::vector<int32_t> tok = {1};
+  MoeRouterParams h = p;
+  h.bias = nullptr, h.tid2eid = table.data(), h.token_ids = tok.data(), h.vocab_size = 2;
+  ASSERT_TRUE(check_moe_router(h).ok());
+  cpu::moe_router(h);
+  EXPECT_EQ(ids[0], 2);
+  EXPECT_EQ(ids[1], 3);
+  EXPECT_NEAR(w[0], s2 / (s3 + s2) * 1.5f, 1e-6f);
+}
+
+TEST(CpuOps, ExpertClampsGateAboveAndUpBothSides) {
+  // d_model 1, d_ff 3: W1 = W3 = [1,1,1]ᵀ scaled per row, x = 1.
+  const std::vector<float> w1 = {20.0f, -20.0f, 2.0f}, w3 = {20.0f, -20.0f, 2.0f}, w2 = {1.0f, 1.0f, 1.0f};
+  ExpertWeights e{{WeightFormat::kF32, 3, 1, w1.data(), nullptr, 1.0f},
+                  {WeightFormat::kF32, 3, 1, w3.data(), nullptr, 1.0f},
+                  {WeightFormat::kF32, 1, 3, w2.data(), nullptr, 1.0f}};
+  const std::vector<float> x = {1.0f}, weights = {0.5f};
+  const std::vector<int32_t> ids = {0};
+  std::vector<float> y(1);
+  MoeExpertsParams p{x.data(), ids.data(), weights.data(), &e, y.data(), 1, 1, 3, 1, 1, 10.0f};
+  ASSERT_TRUE(check_moe_experts(p).ok());
+  cpu::moe_experts(p);
+  const auto silu = [](double g) { return g / (1 + std::exp(-g)); };
+  // Row 0: g = min(20, 10) = 10, u = 10; row 1: g = −20 (no lower clamp), u = −10; row 2: 2, 2.
+  const double expect = 0.5 * (silu(10) * 10 + silu(-20) * -10 + silu(2) * 2);
+  EXPECT_NEAR(y[0], expect, 1e-5);
+}
+
+TEST(CpuOps, GroupedLinearUsesEachGroupsRows) {
+  // 2 groups, 1 input and 1 output per group: y_g = W[g]·x_g.
+  const std::vector<float> w = {2.0f, 3.0f}, x = {5.0f, 7.0f};
+  std::vector<float> y(2);
+  GroupedLinearParams p{x.data(), {WeightFormat::kF32, 2, 1, w.data(), nullptr, 1.0f}, y.data(), 1, 2};
+  ASSERT_TRUE(check_grouped_linear(p).ok());
+  cpu::grouped_linear(p);
+  EXPECT_FLOAT_EQ(y[0], 10.0f);
+  EXPECT_FLOAT_EQ(y[1], 21.0f);
+}
+
+}  // namespace
+}  // namespace dsv4

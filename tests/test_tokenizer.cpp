@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -211,6 +212,30 @@ TEST(Tokenizer, GoldenSmallFileMatchesHf) {
     EXPECT_EQ(with_bos->front(), *t->bos_id());
     EXPECT_EQ(with_bos->size(), want.size() + 1);
   }
+}
+
+// The CLI round trip: `dsv4 tokenize --text` then `--ids` on what it printed.
+TEST(Tokenizer, CliEncodesAndDecodes) {
+  auto run = [](const std::string& args) {
+    std::string out;
+    FILE* p = popen((std::string(DSV4_CLI) + " tokenize --tokenizer " + kTokenizerDir + " " + args).c_str(), "r");
+    if (p == nullptr) return out;
+    char buf[256];
+    while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+    EXPECT_EQ(pclose(p), 0) << args;
+    return out;
+  };
+  const std::string ids = run("--text '<｜User｜>Hello 世界'");
+  EXPECT_EQ(ids, "128803,19923,223,3427\n");
+  EXPECT_EQ(run("--ids " + ids.substr(0, ids.size() - 1)), "<｜User｜>Hello 世界\n");
+}
+
+#else  // !DSV4_HAVE_PCRE2
+
+TEST(Tokenizer, LoadSaysBuiltWithoutPcre2) {
+  auto r = Tokenizer::load(kTokenizerDir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("built without PCRE2"), std::string::npos) << r.status().message();
 }
 
 #endif  // DSV4_HAVE_PCRE2

@@ -166,7 +166,8 @@ TEST(Tokenizer, EncodesThousandsOfTokensQuickly) {
   for (const auto& c : golden()["encode"]) text += c["text"].get<std::string>();
   const auto start = std::chrono::steady_clock::now();
   auto ids = t.encode(text);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   ASSERT_TRUE(ids.ok());
   EXPECT_GT(ids->size(), 3000u);
   // Generous bound for a shared 2-core CI machine in a debug build; release takes a few ms.
@@ -177,17 +178,20 @@ TEST(Tokenizer, RejectsInvalidUtf8AndUnknownIds) {
   const Tokenizer& t = deepseek();
   auto bad = t.encode("ok\xC3(");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("not valid UTF-8 at byte 2"), std::string::npos) << bad.status().message();
+  EXPECT_NE(bad.status().message().find("not valid UTF-8 at byte 2"), std::string::npos)
+      << bad.status().message();
   const std::vector<int32_t> ids = {5, t.vocab_size()};
   auto dec = t.decode(ids);
   ASSERT_FALSE(dec.ok());
-  EXPECT_NE(dec.status().message().find("not in the vocabulary"), std::string::npos) << dec.status().message();
+  EXPECT_NE(dec.status().message().find("not in the vocabulary"), std::string::npos)
+      << dec.status().message();
   StreamDecoder d(t);
   EXPECT_FALSE(d.push(-1).ok());
 }
 
 TEST(Tokenizer, OnigWhitespaceTranslation) {
-  EXPECT_EQ(translate_onig_pattern(R"(\s+(?!\S)|[^\s\p{L}])"), R"([\s\x{85}]+(?![^\s\x{85}])|[^\s\x{85}\p{L}])");
+  EXPECT_EQ(translate_onig_pattern(R"(\s+(?!\S)|[^\s\p{L}])"),
+            R"([\s\x{85}]+(?![^\s\x{85}])|[^\s\x{85}\p{L}])");
   EXPECT_EQ(translate_onig_pattern(R"([]\s]\\s)"), R"([]\s\x{85}]\\s)");
 }
 
@@ -218,7 +222,8 @@ TEST(Tokenizer, GoldenSmallFileMatchesHf) {
 TEST(Tokenizer, CliEncodesAndDecodes) {
   auto run = [](const std::string& args) {
     std::string out;
-    FILE* p = popen((std::string(DSV4_CLI) + " tokenize --tokenizer " + kTokenizerDir + " " + args).c_str(), "r");
+    FILE* p =
+        popen((std::string(DSV4_CLI) + " tokenize --tokenizer " + kTokenizerDir + " " + args).c_str(), "r");
     if (p == nullptr) return out;
     char buf[256];
     while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
@@ -256,7 +261,8 @@ TEST(TokenizerErrors, MissingFile) {
 TEST(TokenizerErrors, MalformedJson) {
   auto r = Tokenizer::load(write_temp("malformed", "{\"model\": {\"type\": \"BPE\", "));
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("tokenizer.json: malformed JSON"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("tokenizer.json: malformed JSON"), std::string::npos)
+      << r.status().message();
 }
 
 TEST(TokenizerErrors, UnsupportedModelType) {
@@ -266,7 +272,8 @@ TEST(TokenizerErrors, UnsupportedModelType) {
 }
 
 TEST(TokenizerErrors, UnsupportedPipelineParts) {
-  const std::string base = R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "ByteLevel"})";
+  const std::string base =
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "decoder": {"type": "ByteLevel"})";
   auto nfc = Tokenizer::from_json(base + R"(, "normalizer": {"type": "NFC"}})", "");
   ASSERT_FALSE(nfc.ok());
   EXPECT_NE(nfc.status().message().find("normalizer 'NFC' not supported"), std::string::npos);
@@ -274,7 +281,8 @@ TEST(TokenizerErrors, UnsupportedPipelineParts) {
   ASSERT_FALSE(meta.ok());
   EXPECT_NE(meta.status().message().find("pre_tokenizer 'Metaspace' not supported"), std::string::npos);
   auto merge = Tokenizer::from_json(R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": ["a a"]},
-                                        "decoder": {"type": "ByteLevel"}})", "");
+                                        "decoder": {"type": "ByteLevel"}})",
+                                    "");
   ASSERT_FALSE(merge.ok());
   EXPECT_NE(merge.status().message().find("token 'aa' is not in the vocabulary"), std::string::npos)
       << merge.status().message();

@@ -39,13 +39,16 @@ void register_tokenize(CLI::App& app, Action& run) {
   auto* cmd = app.add_subcommand("tokenize", "Encode text to token ids or decode ids to text");
   static std::string dir, text, ids_arg;
   static bool show_tokens = false, split_special = false, skip_special = false, no_special = false;
-  cmd->add_option("--tokenizer", dir, "Directory with tokenizer.json (and tokenizer_config.json)")->required();
+  cmd->add_option("--tokenizer", dir, "Directory with tokenizer.json (and tokenizer_config.json)")
+      ->required();
   auto* text_opt = cmd->add_option("--text", text, "Text to encode ('-' reads stdin)");
   auto* ids_opt = cmd->add_option("--ids", ids_arg, "Comma-separated ids to decode");
   text_opt->excludes(ids_opt);
   cmd->add_flag("--show-tokens", show_tokens, "With --text: print one 'id<TAB>token' line per token");
-  cmd->add_flag("--split-special", split_special, "With --text: treat special tokens in the text as plain text");
-  cmd->add_flag("--no-special", no_special, "With --text: do not add BOS/EOS even if tokenizer_config.json says so");
+  cmd->add_flag("--split-special", split_special,
+                "With --text: treat special tokens in the text as plain text");
+  cmd->add_flag("--no-special", no_special,
+                "With --text: do not add BOS/EOS even if tokenizer_config.json says so");
   cmd->add_flag("--skip-special", skip_special, "With --ids: leave special tokens out of the text");
   cmd->callback([&run, text_opt, ids_opt] {
     run = [text_opt, ids_opt]() -> int {
@@ -67,8 +70,10 @@ void register_tokenize(CLI::App& app, Action& run) {
         fmt::print("{}\n", *decoded);
         return 0;
       }
-      if (text == "-") text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-      auto encoded = tokenizer->encode(text, {.add_special_tokens = !no_special, .split_special_tokens = split_special});
+      if (text == "-")
+        text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+      auto encoded =
+          tokenizer->encode(text, {.add_special_tokens = !no_special, .split_special_tokens = split_special});
       if (!encoded.ok()) return fail(encoded.status().message());
       if (show_tokens) {
         for (const int32_t id : *encoded) fmt::print("{}\t{}\n", id, tokenizer->id_to_token(id).value());

@@ -89,12 +89,14 @@ Status Regex::find_all(std::string_view text, std::vector<std::pair<size_t, size
   size_t start = 0;
   while (start <= text.size()) {
     // The caller guarantees valid UTF-8 (checked once per encode), so skip PCRE2's re-check.
-    const int rc = pcre2_match(code_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data.get(), nullptr);
+    const int rc =
+        pcre2_match(code_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data.get(), nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR buffer[256];
       pcre2_get_error_message(rc, buffer, sizeof(buffer));
-      return Status::errorf("regex: match failed at byte {}: {}", start, reinterpret_cast<const char*>(buffer));
+      return Status::errorf("regex: match failed at byte {}: {}", start,
+                            reinterpret_cast<const char*>(buffer));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(data.get());
     const size_t b = ov[0], e = ov[1];

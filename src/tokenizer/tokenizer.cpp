@@ -159,7 +159,9 @@ struct Segment {
   std::string_view text;
 };
 
-std::string json_type(const json& j) { return j.type_name(); }
+std::string json_type(const json& j) {
+  return j.type_name();
+}
 
 Result<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -173,7 +175,7 @@ Result<std::string> read_file(const std::string& path) {
 }  // namespace
 
 struct Tokenizer::Impl {
-  StringMap vocab;                         // model vocabulary: token string -> id
+  StringMap vocab;                                                   // model vocabulary: token string -> id
   std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (left, right) -> (rank, merged id)
   bool ignore_merges = false;
   bool fuse_unk = false;
@@ -251,8 +253,9 @@ Status parse_pre_tokenizer(const json& j, std::vector<PreTokenizerStep>& steps) 
       step.literal = pattern["String"].get<std::string>();
       if (step.literal.empty()) return Status::error("pre_tokenizer Split: empty String pattern");
     } else {
-      return Status::errorf("pre_tokenizer Split: pattern expected {{\"Regex\": ..}} or {{\"String\": ..}}, got {}",
-                            pattern.dump());
+      return Status::errorf(
+          "pre_tokenizer Split: pattern expected {{\"Regex\": ..}} or {{\"String\": ..}}, got {}",
+          pattern.dump());
     }
     DSV4_ASSIGN_OR_RETURN(step.behavior, parse_behavior(j.value("behavior", json())));
     step.invert = j.value("invert", false);
@@ -264,7 +267,8 @@ Status parse_pre_tokenizer(const json& j, std::vector<PreTokenizerStep>& steps) 
       step.regex = std::move(re);
     }
   } else {
-    return Status::errorf("pre_tokenizer '{}' not supported; expected Split, ByteLevel or a Sequence of them", type);
+    return Status::errorf("pre_tokenizer '{}' not supported; expected Split, ByteLevel or a Sequence of them",
+                          type);
   }
   steps.push_back(std::move(step));
   return Status();
@@ -277,13 +281,14 @@ Result<std::optional<std::string>> config_token(const json& config, const char* 
   if (t.is_string()) return std::optional<std::string>(t.get<std::string>());
   if (t.is_object() && t.contains("content") && t["content"].is_string())
     return std::optional<std::string>(t["content"].get<std::string>());
-  return Status::errorf("tokenizer_config.json: '{}' expected a string or {{\"content\": ..}}, got {}", key, t.dump());
+  return Status::errorf("tokenizer_config.json: '{}' expected a string or {{\"content\": ..}}, got {}", key,
+                        t.dump());
 }
 
 // The ids that split [0, n) into matched and unmatched pieces (HF's find_matches), then combined
 // by the Split behavior (HF's NormalizedString::split). Returns [begin, end) ranges.
-void apply_split_behavior(size_t n, const std::vector<std::pair<size_t, size_t>>& found, SplitBehavior behavior,
-                          bool invert, std::vector<std::pair<size_t, size_t>>& out) {
+void apply_split_behavior(size_t n, const std::vector<std::pair<size_t, size_t>>& found,
+                          SplitBehavior behavior, bool invert, std::vector<std::pair<size_t, size_t>>& out) {
   struct Part {
     size_t begin, end;
     bool is_match;
@@ -542,7 +547,8 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
     if (model.contains(key) && !model[key].is_null() && model[key] != "")
       return Status::errorf("{}: BPE {} not supported; expected null, got {}", where, key, model[key].dump());
   if (model.contains("dropout") && model["dropout"].is_number() && model["dropout"].get<double>() > 0)
-    return Status::errorf("{}: BPE dropout not supported (encoding must be deterministic); expected null", where);
+    return Status::errorf("{}: BPE dropout not supported (encoding must be deterministic); expected null",
+                          where);
   t.ignore_merges = model.value("ignore_merges", false);
   t.fuse_unk = model.value("fuse_unk", false);
 
@@ -551,8 +557,8 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
   int64_t n_ids = 0;
   for (const auto& [token, id] : model["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= kMaxVocab)
-      return Status::errorf("{}: model.vocab['{}']: expected an id in [0, {}), got {}", where, token, kMaxVocab,
-                            id.dump());
+      return Status::errorf("{}: model.vocab['{}']: expected an id in [0, {}), got {}", where, token,
+                            kMaxVocab, id.dump());
     t.vocab.emplace(token, id.get<int32_t>());
     n_ids = std::max(n_ids, id.get<int64_t>() + 1);
   }
@@ -563,8 +569,9 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
     for (const auto& a : j["added_tokens"]) {
       if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
           !a["content"].is_string())
-        return Status::errorf("{}: added_tokens entry expected {{\"id\": int, \"content\": string, ..}}, got {}",
-                              where, a.dump());
+        return Status::errorf(
+            "{}: added_tokens entry expected {{\"id\": int, \"content\": string, ..}}, got {}", where,
+            a.dump());
       const int64_t id = a["id"].get<int64_t>();
       AddedToken tok{a["content"].get<std::string>(), int32_t(id), a.value("special", false),
                      a.value("lstrip", false), a.value("rstrip", false)};
@@ -573,7 +580,8 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
                               kMaxVocab, id);
       if (tok.content.empty()) return Status::errorf("{}: added token {} has empty content", where, id);
       if (a.value("single_word", false))
-        return Status::errorf("{}: added token '{}': single_word not supported; expected false", where, tok.content);
+        return Status::errorf("{}: added token '{}': single_word not supported; expected false", where,
+                              tok.content);
       if (find_invalid_utf8(tok.content) != tok.content.size())
         return Status::errorf("{}: added token {} is not valid UTF-8", where, id);
       n_ids = std::max(n_ids, id + 1);
@@ -590,8 +598,8 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
   t.special.assign(size_t(n_ids), 0);
   for (const auto& [token, id] : t.vocab) {
     if (t.assigned[size_t(id)] && t.token_of_id[size_t(id)] != token)
-      return Status::errorf("{}: model.vocab: id {} given to both '{}' and '{}'", where, id, t.token_of_id[size_t(id)],
-                            token);
+      return Status::errorf("{}: model.vocab: id {} given to both '{}' and '{}'", where, id,
+                            t.token_of_id[size_t(id)], token);
     t.token_of_id[size_t(id)] = token;
     t.assigned[size_t(id)] = 1;
   }
@@ -604,7 +612,8 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
   if (model.contains("unk_token") && model["unk_token"].is_string()) {
     const std::string unk = model["unk_token"];
     const auto it = t.vocab.find(unk);
-    if (it == t.vocab.end()) return Status::errorf("{}: BPE unk_token '{}' is not in the vocabulary", where, unk);
+    if (it == t.vocab.end())
+      return Status::errorf("{}: BPE unk_token '{}' is not in the vocabulary", where, unk);
     t.unk_id = it->second;
   }
 
@@ -628,13 +637,17 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
       a = m[0].get<std::string>();
       b = m[1].get<std::string>();
     } else {
-      return Status::errorf("{}: merge {}: expected \"left right\" or [left, right], got {}", where, rank, m.dump());
+      return Status::errorf("{}: merge {}: expected \"left right\" or [left, right], got {}", where, rank,
+                            m.dump());
     }
     merged = a + b;
     const auto ia = t.vocab.find(a), ib = t.vocab.find(b), im = t.vocab.find(merged);
     if (ia == t.vocab.end() || ib == t.vocab.end() || im == t.vocab.end())
-      return Status::errorf("{}: merge {} ('{}' + '{}'): token '{}' is not in the vocabulary", where, rank, a, b,
-                            ia == t.vocab.end() ? a : ib == t.vocab.end() ? b : merged);
+      return Status::errorf("{}: merge {} ('{}' + '{}'): token '{}' is not in the vocabulary", where, rank, a,
+                            b,
+                            ia == t.vocab.end()   ? a
+                            : ib == t.vocab.end() ? b
+                                                  : merged);
     // The first (lowest-rank) occurrence of a pair wins, as in HF.
     t.merges.emplace((uint64_t(uint32_t(ia->second)) << 32) | uint32_t(ib->second),
                      std::make_pair(int32_t(rank), im->second));
@@ -642,10 +655,12 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
 
   // Pipeline.
   DSV4_RETURN_IF_ERROR(parse_normalizer(j.value("normalizer", json())).with_context(where));
-  DSV4_RETURN_IF_ERROR(parse_pre_tokenizer(j.value("pre_tokenizer", json()), t.pre_tokenizer).with_context(where));
+  DSV4_RETURN_IF_ERROR(
+      parse_pre_tokenizer(j.value("pre_tokenizer", json()), t.pre_tokenizer).with_context(where));
   const json decoder = j.value("decoder", json());
   if (!decoder.is_object() || decoder.value("type", std::string()) != "ByteLevel")
-    return Status::errorf("{}: decoder {} not supported; expected {{\"type\": \"ByteLevel\"}}", where, decoder.dump());
+    return Status::errorf("{}: decoder {} not supported; expected {{\"type\": \"ByteLevel\"}}", where,
+                          decoder.dump());
   const json post = j.value("post_processor", json());
   if (!post.is_null() && (!post.is_object() || post.value("type", std::string()) != "ByteLevel"))
     return Status::errorf("{}: post_processor {} not supported; expected null or ByteLevel", where,
@@ -675,11 +690,13 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
     json c = json::parse(config_json, nullptr, false);
     if (c.is_discarded() || !c.is_object()) return Status::error("tokenizer_config.json: malformed JSON");
     Tokenizer probe(std::move(impl));
-    for (auto [key, slot] : {std::pair{"bos_token", &probe.impl_->bos}, std::pair{"eos_token", &probe.impl_->eos}}) {
+    for (auto [key, slot] :
+         {std::pair{"bos_token", &probe.impl_->bos}, std::pair{"eos_token", &probe.impl_->eos}}) {
       DSV4_ASSIGN_OR_RETURN(std::optional<std::string> content, config_token(c, key));
       if (!content) continue;
       const auto id = probe.token_to_id(*content);
-      if (!id) return Status::errorf("tokenizer_config.json: {} '{}' is not in the vocabulary", key, *content);
+      if (!id)
+        return Status::errorf("tokenizer_config.json: {} '{}' is not in the vocabulary", key, *content);
       *slot = *id;
     }
     auto flag = [&](const char* key) -> Result<bool> {
@@ -763,11 +780,21 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
 bool Tokenizer::is_special(int32_t id) const {
   return id >= 0 && id < vocab_size() && impl_->special[size_t(id)];
 }
-int32_t Tokenizer::vocab_size() const { return int32_t(impl_->token_of_id.size()); }
-std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos; }
-std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos; }
-bool Tokenizer::add_bos() const { return impl_->add_bos; }
-bool Tokenizer::add_eos() const { return impl_->add_eos; }
+int32_t Tokenizer::vocab_size() const {
+  return int32_t(impl_->token_of_id.size());
+}
+std::optional<int32_t> Tokenizer::bos_id() const {
+  return impl_->bos;
+}
+std::optional<int32_t> Tokenizer::eos_id() const {
+  return impl_->eos;
+}
+bool Tokenizer::add_bos() const {
+  return impl_->add_bos;
+}
+bool Tokenizer::add_eos() const {
+  return impl_->add_eos;
+}
 
 Result<std::string> StreamDecoder::push(int32_t id) {
   DSV4_ASSIGN_OR_RETURN(std::string b, tokenizer_->token_bytes(id));

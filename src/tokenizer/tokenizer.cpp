@@ -197,10 +197,11 @@ struct Tokenizer::Impl {
   std::optional<int32_t> bos, eos;
   bool add_bos = false, add_eos = false;
 
-  Status split_added(std::string_view text, const TokenTrie& trie, bool split_special,
-                     std::vector<Segment>& out) const;
+  void split_added(std::string_view text, const TokenTrie& trie, bool split_special,
+                   std::vector<Segment>& out) const;
   Status pre_tokenize(std::string_view text, std::vector<std::string>& pieces) const;
   void bpe(std::string_view piece, std::vector<int32_t>& ids) const;
+  std::optional<int32_t> lookup(std::string_view token) const;  // added tokens first, then the vocabulary
 };
 
 namespace {
@@ -356,11 +357,11 @@ void apply_split_behavior(size_t n, const std::vector<std::pair<size_t, size_t>>
 
 }  // namespace
 
-Status Tokenizer::Impl::split_added(std::string_view text, const TokenTrie& trie, bool split_special,
-                                    std::vector<Segment>& out) const {
+void Tokenizer::Impl::split_added(std::string_view text, const TokenTrie& trie, bool split_special,
+                                  std::vector<Segment>& out) const {
   if (trie.empty()) {
     out.push_back({-1, text});
-    return Status();
+    return;
   }
   size_t start_offset = 0, i = 0;
   while (i < text.size()) {
@@ -400,7 +401,6 @@ Status Tokenizer::Impl::split_added(std::string_view text, const TokenTrie& trie
     start_offset = i = end;
   }
   if (start_offset < text.size()) out.push_back({-1, text.substr(start_offset)});
-  return Status();
 }
 
 Status Tokenizer::Impl::pre_tokenize(std::string_view text, std::vector<std::string>& pieces) const {
@@ -689,15 +689,12 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
   if (!config_json.empty()) {
     json c = json::parse(config_json, nullptr, false);
     if (c.is_discarded() || !c.is_object()) return Status::error("tokenizer_config.json: malformed JSON");
-    Tokenizer probe(std::move(impl));
-    for (auto [key, slot] :
-         {std::pair{"bos_token", &probe.impl_->bos}, std::pair{"eos_token", &probe.impl_->eos}}) {
+    for (auto [key, slot] : {std::pair{"bos_token", &t.bos}, std::pair{"eos_token", &t.eos}}) {
       DSV4_ASSIGN_OR_RETURN(std::optional<std::string> content, config_token(c, key));
       if (!content) continue;
-      const auto id = probe.token_to_id(*content);
-      if (!id)
+      *slot = t.lookup(*content);
+      if (!*slot)
         return Status::errorf("tokenizer_config.json: {} '{}' is not in the vocabulary", key, *content);
-      *slot = *id;
     }
     auto flag = [&](const char* key) -> Result<bool> {
       if (!c.contains(key) || c[key].is_null()) return false;
@@ -705,13 +702,12 @@ Result<Tokenizer> Tokenizer::from_json(std::string_view tokenizer_json, std::str
         return Status::errorf("tokenizer_config.json: '{}' expected a boolean, got {}", key, c[key].dump());
       return c[key].get<bool>();
     };
-    DSV4_ASSIGN_OR_RETURN(probe.impl_->add_bos, flag("add_bos_token"));
-    DSV4_ASSIGN_OR_RETURN(probe.impl_->add_eos, flag("add_eos_token"));
-    if (probe.impl_->add_bos && !probe.impl_->bos)
+    DSV4_ASSIGN_OR_RETURN(t.add_bos, flag("add_bos_token"));
+    DSV4_ASSIGN_OR_RETURN(t.add_eos, flag("add_eos_token"));
+    if (t.add_bos && !t.bos)
       return Status::error("tokenizer_config.json: add_bos_token is true; expected a bos_token, got none");
-    if (probe.impl_->add_eos && !probe.impl_->eos)
+    if (t.add_eos && !t.eos)
       return Status::error("tokenizer_config.json: add_eos_token is true; expected an eos_token, got none");
-    return probe;
   }
   return Tokenizer(std::move(impl));
 }
@@ -726,12 +722,12 @@ Result<std::vector<int32_t>> Tokenizer::encode(std::string_view text, const Enco
   // Added tokens first, on the raw text (normalized: false) and then on what is left (normalized:
   // true; the only supported normalizer is the identity, so "what is left" is the same text).
   std::vector<Segment> raw, segments;
-  DSV4_RETURN_IF_ERROR(t.split_added(text, t.raw_trie, options.split_special_tokens, raw));
+  t.split_added(text, t.raw_trie, options.split_special_tokens, raw);
   for (const Segment& s : raw) {
     if (s.added_id >= 0) {
       segments.push_back(s);
     } else {
-      DSV4_RETURN_IF_ERROR(t.split_added(s.text, t.normalized_trie, options.split_special_tokens, segments));
+      t.split_added(s.text, t.normalized_trie, options.split_special_tokens, segments);
     }
   }
 
@@ -771,10 +767,14 @@ Result<std::string> Tokenizer::decode(std::span<const int32_t> ids, bool skip_sp
   return text;
 }
 
-std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
-  if (auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end()) return it->second;
-  if (auto it = impl_->vocab.find(token); it != impl_->vocab.end()) return it->second;
+std::optional<int32_t> Tokenizer::Impl::lookup(std::string_view token) const {
+  if (auto it = added_by_content.find(token); it != added_by_content.end()) return it->second;
+  if (auto it = vocab.find(token); it != vocab.end()) return it->second;
   return std::nullopt;
+}
+
+std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
+  return impl_->lookup(token);
 }
 
 bool Tokenizer::is_special(int32_t id) const {

@@ -34,6 +34,7 @@ struct EncodeOptions {
   bool split_special_tokens = false;
 };
 
+// Immutable once loaded: encode/decode are const and safe to call from several threads.
 class Tokenizer {
  public:
   // Loads DIR/tokenizer.json and, when present, DIR/tokenizer_config.json.

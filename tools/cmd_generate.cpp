@@ -1,45 +1,78 @@
-// `dsv4 generate`: greedy generation from token ids (prints the new token ids), until the
-// tokenizer exists.
+// `dsv4 generate`: generation from token ids (ids in, ids out; greedy unless sampling flags are
+// given) or from text (--prompt, streamed as it is produced; --chat wraps it as one user turn of
+// DeepSeek-V4's chat format, --thinking in thinking mode).
 #include <fmt/format.h>
 
-#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
 
 #include "commands.h"
-#include "model/model.h"
+#include "model_args.h"
 #include "token_args.h"
 
 namespace dsv4::cli {
 
 void register_generate(CLI::App& app, Action& run) {
-  auto* cmd = app.add_subcommand("generate", "Greedy generation from token ids (ids in, ids out)");
-  static std::string model_dir, tokens_arg, tokens_file, device = "cpu";
-  static int64_t max_new_tokens = 16;
-  cmd->add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();
-  auto* tok = cmd->add_option("--tokens", tokens_arg, "Comma-separated prompt token ids");
-  cmd->add_option("--tokens-file", tokens_file, "File of prompt token ids")->excludes(tok);
-  cmd->add_option("--max-new-tokens", max_new_tokens, "Tokens to generate")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
-  cmd->callback([&run] {
-    run = [] {
-      if (device != "cpu") return fail("--device cuda: not yet supported (the CUDA backend has no model forward yet)");
-      Result<std::vector<int32_t>> tokens = read_token_args(tokens_arg, tokens_file);
-      if (!tokens.ok()) return fail(tokens.status().message());
-      Result<std::unique_ptr<Model>> model = Model::load(model_dir, make_cpu_backend());
-      if (!model.ok()) return fail(model.status().message());
-      const int64_t V = (*model)->config().vocab_size;
-      SequenceState state = (*model)->new_state();
-      std::vector<int32_t> input = *tokens, generated;
-      for (int64_t i = 0; i < max_new_tokens; ++i) {
-        const SequenceChunk chunk{&state, input};
-        Result<std::vector<float>> logits = (*model)->forward(std::span<const SequenceChunk>(&chunk, 1));
-        if (!logits.ok()) return fail(logits.status().message());
-        const float* last = logits->data() + (int64_t(input.size()) - 1) * V;
-        const int32_t next = int32_t(std::max_element(last, last + V) - last);  // ties: lowest id
-        generated.push_back(next);
-        if (next == (*model)->config().eos_token_id) break;
-        input = {next};
+  auto* cmd = app.add_subcommand("generate", "Generate from token ids or from a text prompt");
+  static ModelArgs model_args;
+  static GenerationArgs gen_args;
+  static std::string tokens_arg, tokens_file, prompt, prompt_file;
+  model_args.add(cmd);
+  gen_args.add(cmd);
+  auto* tok = cmd->add_option("--tokens", tokens_arg, "Comma-separated prompt token ids (prints generated ids)");
+  auto* tokf = cmd->add_option("--tokens-file", tokens_file, "File of prompt token ids")->excludes(tok);
+  auto* pr = cmd->add_option("--prompt", prompt, "Prompt text (streams generated text)")->excludes(tok, tokf);
+  cmd->add_option("--prompt-file", prompt_file, "File holding the prompt text")->excludes(tok, tokf, pr);
+  cmd->callback([cmd, &run] {
+    run = [cmd] {
+      const bool text_mode = cmd->count("--prompt") || cmd->count("--prompt-file");
+      if (!text_mode && !cmd->count("--tokens") && !cmd->count("--tokens-file"))
+        return fail("generate: give --prompt, --prompt-file, --tokens or --tokens-file");
+      const Status resolved = gen_args.resolve(model_args.model_dir, cmd);
+      if (!resolved.ok()) return fail(resolved.message());
+      if (!text_mode && !cmd->count("--temperature")) gen_args.options.sampling.temperature = 0;  // ids: greedy
+
+      std::vector<int32_t> prompt_ids;
+      Result<Tokenizer> tokenizer = Status::error("no tokenizer");
+      if (text_mode) {
+        tokenizer = model_args.load_tokenizer();
+        if (!tokenizer.ok()) return fail(tokenizer.status().message());
+        if (cmd->count("--prompt-file")) {
+          std::ifstream in(prompt_file);
+          if (!in) return fail(fmt::format("--prompt-file {}: cannot open", prompt_file));
+          std::stringstream ss;
+          ss << in.rdbuf();
+          prompt = ss.str();
+        }
+        Result<std::vector<int32_t>> ids = tokenizer->encode(prompt);
+        if (!ids.ok()) return fail(ids.status().message());
+        prompt_ids = std::move(*ids);
+        if (prompt_ids.empty()) return fail("--prompt: empty; expected some text");
+      } else {
+        Result<std::vector<int32_t>> ids = read_token_args(tokens_arg, tokens_file);
+        if (!ids.ok()) return fail(ids.status().message());
+        prompt_ids = std::move(*ids);
       }
-      fmt::print("{}\n", fmt::join(generated, ","));
+
+      Result<std::unique_ptr<Model>> model = model_args.load_model();
+      if (!model.ok()) return fail(model.status().message());
+      // Ids mode needs no tokenizer (EOS then comes from config.json).
+      Generator generator(**model, text_mode ? &*tokenizer : nullptr);
+      const auto on_text = [&](std::string_view t) {
+        if (text_mode) {
+          fmt::print("{}", t);
+          std::fflush(stdout);
+        }
+      };
+      Result<GenerationResult> r = generator.generate(prompt_ids, gen_args.options, on_text);
+      if (!r.ok()) return fail(r.status().message());
+      if (text_mode) {
+        fmt::print("\n");
+      } else {
+        fmt::print("{}\n", fmt::join(r->tokens, ","));
+      }
+      if (!model_args.quiet) report_speed(*r);
       return 0;
     };
   });

@@ -1,7 +1,10 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include <filesystem>
+
 #include "model/synthetic.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
 
@@ -12,6 +15,7 @@ void register_make_model(CLI::App& app, Action& run) {
   static uint64_t seed = 1;
   static int64_t layers = 0;
   static double shard_mb = 0;
+  static std::string tokenizer_dir;
   cmd->add_option("--out", out_dir, "Output directory")->required();
   cmd->add_option("--preset", preset,
                   "Model shape: tiny (CI-sized, every layer type) or micro (smallest valid)")
@@ -20,6 +24,8 @@ void register_make_model(CLI::App& app, Action& run) {
       ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
   cmd->add_option("--layers", layers, "Override the number of trunk layers")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", seed, "Random seed");
+  cmd->add_option("--tokenizer", tokenizer_dir,
+                  "Copy this tokenizer (tokenizer.json, tokenizer_config.json) into the model and size the vocabulary to it");
   cmd->add_option("--shard-mb", shard_mb, "Split into shards of this many MB with an index (0: one file)");
   cmd->callback([&run] {
     run = [] {
@@ -34,12 +40,27 @@ void register_make_model(CLI::App& app, Action& run) {
         cfg.compress_ratios = ratios;
         cfg.n_hash_layers = std::min<int64_t>(cfg.n_hash_layers, layers);
       }
+      if (!tokenizer_dir.empty()) {
+        Result<Tokenizer> tok = Tokenizer::load(tokenizer_dir);
+        if (!tok.ok()) return fail(tok.status().message());
+        cfg.vocab_size = tok->vocab_size();
+        if (tok->bos_id()) cfg.bos_token_id = *tok->bos_id();
+        if (tok->eos_id()) cfg.eos_token_id = *tok->eos_id();
+      }
       SyntheticOptions opt;
       opt.layout = parse_checkpoint_layout(layout).value();
       opt.seed = seed;
       opt.shard_bytes = int64_t(shard_mb * 1e6);
       const Status s = write_synthetic_checkpoint(cfg, opt, out_dir);
       if (!s.ok()) return fail(s.message());
+      if (!tokenizer_dir.empty()) {
+        std::error_code ec;
+        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+          if (std::filesystem::exists(std::filesystem::path(tokenizer_dir) / f))
+            std::filesystem::copy_file(std::filesystem::path(tokenizer_dir) / f, std::filesystem::path(out_dir) / f,
+                                       std::filesystem::copy_options::overwrite_existing, ec);
+        if (ec) return fail(fmt::format("--tokenizer {}: cannot copy into {}: {}", tokenizer_dir, out_dir, ec.message()));
+      }
       fmt::print("wrote {} ({} layout, {} layers, seed {})\n", out_dir, layout, cfg.n_layers, seed);
       return 0;
     };

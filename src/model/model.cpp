@@ -185,8 +185,18 @@ Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) 
                                              hc_head_.scale.data(), z.data(), a.n, n_hc, D, eps,
                                              float(cfg_.hc_eps)}));
   DSV4_RETURN_IF_ERROR(backend_->rms_norm({z.data(), final_norm_.data(), z.data(), a.n, D, eps}));
-  std::vector<float> logits(size_t(a.n * V));  // [n, vocab]
-  DSV4_RETURN_IF_ERROR(backend_->linear({z.data(), head_, logits.data(), a.n}));
+  // Rows that need logits: every token, or a chunk's last with last_logits_only.
+  std::vector<float> z_out;  // [n_out, D]
+  int64_t row = 0;
+  for (const SequenceChunk& c : batch) {
+    const int64_t len = int64_t(c.tokens.size());
+    const int64_t first = c.last_logits_only ? row + len - 1 : row;
+    z_out.insert(z_out.end(), z.begin() + first * D, z.begin() + (row + len) * D);
+    row += len;
+  }
+  const int64_t n_out = int64_t(z_out.size()) / D;
+  std::vector<float> logits(size_t(n_out * V));  // [n_out, vocab]
+  DSV4_RETURN_IF_ERROR(backend_->linear({z_out.data(), head_, logits.data(), n_out}));
 
   for (const SequenceChunk& c : batch) c.state->n_past_ += int64_t(c.tokens.size());
   return logits;

@@ -22,6 +22,8 @@ namespace dsv4 {
 struct SequenceChunk {
   SequenceState* state = nullptr;
   std::span<const int32_t> tokens;  // token ids, fed at positions state->n_past() …
+  // Only the last token's logits (generation needs no others; the LM head is the widest GEMM).
+  bool last_logits_only = false;
 };
 
 struct HcWeights {
@@ -63,9 +65,11 @@ class Model {
   static Result<std::unique_ptr<Model>> load(const std::string& dir, std::unique_ptr<Backend> backend);
 
   const ModelConfig& config() const { return cfg_; }
+  const Checkpoint& checkpoint() const { return *ckpt_; }
   SequenceState new_state() const;
 
-  // Logits [Σ chunk sizes, vocab], chunks in batch order. Advances every state. Each state may
+  // Logits [Σ rows, vocab], chunks in batch order, each chunk contributing all its tokens' rows
+  // (or only its last with last_logits_only). Advances every state. Each state may
   // appear at most once per call.
   Result<std::vector<float>> forward(std::span<const SequenceChunk> batch);
 

@@ -19,6 +19,8 @@ int main(int argc, char** argv) {
   dsv4::cli::Action run;
   dsv4::cli::register_inspect(app, run);
   dsv4::cli::register_make_model(app, run);
+  dsv4::cli::register_encode_chat(app, run);
+  dsv4::cli::register_parse_completion(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -718,10 +718,12 @@ Status CompletionStreamParser::advance(StreamDelta& delta) {
     const bool reasoning = phase_ == Phase::kReasoning;
     std::string& out = reasoning ? delta.reasoning_content : delta.content;
     const auto [pos, tok] = find_first(text, pos_, specials);
-    if (pos == std::string_view::npos) {
-      const size_t keep = held_back(text.substr(pos_), specials);
-      out += text.substr(pos_, text.size() - pos_ - keep);
-      pos_ = text.size() - keep;
+    // A match inside the held-back tail is not decided yet: "\n\n<｜DSML｜" holds a complete
+    // "｜DSML｜" but may still become the tool-call opener, which starts earlier and wins.
+    const size_t hold_start = text.size() - held_back(text.substr(pos_), specials);
+    if (pos == std::string_view::npos || pos >= hold_start) {
+      out += text.substr(pos_, hold_start - pos_);
+      pos_ = hold_start;
       return Status();
     }
     if (reasoning && tok == kThinkEnd) {

@@ -3,11 +3,11 @@
 // parser against the one-shot parser, bad input, and the encode-chat / parse-completion CLI.
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
-#include <sys/wait.h>
 
 #include "chat/chat_format.h"
 #include "chat/py_json.h"
@@ -27,7 +27,9 @@ const Json& golden() {
   return g;
 }
 
-ThinkingMode mode_of(const std::string& s) { return s == "thinking" ? ThinkingMode::kThinking : ThinkingMode::kChat; }
+ThinkingMode mode_of(const std::string& s) {
+  return s == "thinking" ? ThinkingMode::kThinking : ThinkingMode::kChat;
+}
 
 struct EncodeCase {
   std::string name;
@@ -48,7 +50,8 @@ std::vector<EncodeCase> encode_cases() {
       e.options.thinking_mode = mode_of(c["thinking_mode"]);
       const Json& o = c["options"];
       if (o.contains("reasoning_effort"))
-        e.options.reasoning_effort = o["reasoning_effort"] == "max" ? ReasoningEffort::kMax : ReasoningEffort::kHigh;
+        e.options.reasoning_effort =
+            o["reasoning_effort"] == "max" ? ReasoningEffort::kMax : ReasoningEffort::kHigh;
       if (o.contains("add_default_bos_token")) e.options.add_default_bos_token = o["add_default_bos_token"];
       if (o.contains("drop_thinking")) e.options.drop_thinking = o["drop_thinking"];
     } else {
@@ -82,7 +85,8 @@ TEST(ChatGolden, EveryParseCaseFieldForField) {
     const auto msg = parse_completion(c["completion"].get<std::string>(), mode_of(c["thinking_mode"]));
     ASSERT_TRUE(msg.ok()) << c["name"] << ": " << msg.status().message();
     const Json got = msg->to_json();
-    for (const auto& [field, want] : c["parsed"].items()) EXPECT_EQ(got[field], want) << c["name"] << " " << field;
+    for (const auto& [field, want] : c["parsed"].items())
+      EXPECT_EQ(got[field], want) << c["name"] << " " << field;
     EXPECT_EQ(got.size(), c["parsed"].size()) << c["name"];
   }
 }
@@ -128,8 +132,9 @@ TEST(ChatEncode, KeepReasoningKeepsEarlierThinking) {
   o.drop_thinking = false;
   auto p = encode_chat(conversation(), o);
   ASSERT_TRUE(p.ok()) << p.status().message();
-  EXPECT_EQ(*p, "<｜begin▁of▁sentence｜>S<｜User｜>Q1<｜Assistant｜><think>R1</think>A1<｜end▁of▁sentence｜>"
-                "<｜User｜>Q2<｜Assistant｜><think>");
+  EXPECT_EQ(*p,
+            "<｜begin▁of▁sentence｜>S<｜User｜>Q1<｜Assistant｜><think>R1</think>A1<｜end▁of▁sentence｜>"
+            "<｜User｜>Q2<｜Assistant｜><think>");
 }
 
 TEST(ChatEncode, ContextRendersOnlyTheNewMessages) {
@@ -199,7 +204,8 @@ TEST(ChatEncode, BadMessagesAreErrorsNamingTheField) {
       {R"([{"role": "user", "content": "x"}, {"role": "developer"}])", "messages[1].content: empty"},
       {R"([{"role": "user", "content": "x", "task": "fly"}])", "messages[0].task: unknown task 'fly'"},
       {R"([{"role": "system", "content": "x", "tools": {}}])", "messages[0].tools: expected an array"},
-      {R"([{"role": "system", "content": "x", "tools": [{"type": "function"}]}])", "messages[0].tools[0].function: missing"},
+      {R"([{"role": "system", "content": "x", "tools": [{"type": "function"}]}])",
+       "messages[0].tools[0].function: missing"},
       {R"([{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}])",
        "messages[0].tool_calls[0].function.arguments: expected a string"},
       {R"([{"role": "assistant", "tool_calls": [{"function": {"arguments": "{}"}}]}])",
@@ -224,13 +230,15 @@ TEST(ChatParse, MalformedCompletionsAreErrors) {
   const std::string open = "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n";
   const std::string close = "</｜DSML｜invoke>\n</｜DSML｜tool_calls>";
   const auto param = [](const std::string& name, const char* is_str, const std::string& v) {
-    return "<｜DSML｜parameter name=\"" + name + "\" string=\"" + is_str + "\">" + v + "</｜DSML｜parameter>\n";
+    return "<｜DSML｜parameter name=\"" + name + "\" string=\"" + is_str + "\">" + v +
+           "</｜DSML｜parameter>\n";
   };
   const std::vector<std::pair<std::string, const char*>> cases = {
       {"a" + eos + "b", "unexpected text after"},
       {"a<think>b" + eos, "unexpected special token '<think>' inside the content"},
       {"a<｜DSML｜invoke" + eos, "unexpected special token '｜DSML｜'"},
-      {open + param("x", "true", "1") + param("x", "true", "2") + close + eos, "duplicate parameter name 'x'"},
+      {open + param("x", "true", "1") + param("x", "true", "2") + close + eos,
+       "duplicate parameter name 'x'"},
       {open + param("x", "false", "{bad") + close + eos, "expected a JSON value"},
       {open + param("x", "maybe", "1") + close + eos, "malformed parameter"},
       {open + param("x", "true", "1") + close + "tail" + eos, "unexpected text after the tool-call block"},
@@ -247,7 +255,8 @@ TEST(ChatParse, MalformedCompletionsAreErrors) {
   }
   const auto m = parse_completion("r" + open + close + eos, ThinkingMode::kThinking);
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("before the tool-call block"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("before the tool-call block"), std::string::npos)
+      << m.status().message();
 }
 
 TEST(ChatParse, EncodedToolCallsParseBack) {
@@ -283,18 +292,22 @@ std::vector<StreamCase> stream_cases() {
   // Text that looks like the start of special tokens but is not one.
   cases.push_back({"x </thin k <｜end y\n\n<｜DSx <" + eos, ThinkingMode::kChat});
   cases.push_back({"think </thinking> no</think>\n\nok\n\n" + eos, ThinkingMode::kThinking});
-  cases.push_back({"r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
-                   "<｜DSML｜parameter name=\"v\" string=\"true\">a" + eos + "b</｜DSML｜parameter>\n"
-                   "</｜DSML｜invoke>\n</｜DSML｜tool_calls>" + eos,
-                   ThinkingMode::kThinking});
+  cases.push_back(
+      {"r</think>c\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n"
+       "<｜DSML｜parameter name=\"v\" string=\"true\">a" +
+           eos +
+           "b</｜DSML｜parameter>\n"
+           "</｜DSML｜invoke>\n</｜DSML｜tool_calls>" +
+           eos,
+       ThinkingMode::kThinking});
   cases.push_back({"a</think>b" + eos, ThinkingMode::kChat});
   cases.push_back({"a" + eos + "tail", ThinkingMode::kChat});
   return cases;
 }
 
 std::vector<std::string> special_strings() {
-  return {std::string(kBosToken), std::string(kEosToken), std::string(kThinkStart), std::string(kThinkEnd),
-          std::string(kDsmlToken), std::string(kToolCallsStart)};
+  return {std::string(kBosToken), std::string(kEosToken),  std::string(kThinkStart),
+          std::string(kThinkEnd), std::string(kDsmlToken), std::string(kToolCallsStart)};
 }
 
 void check_stream(const StreamCase& c, const std::vector<size_t>& sizes, const std::string& label) {
@@ -323,8 +336,8 @@ void check_stream(const StreamCase& c, const std::vector<size_t>& sizes, const s
         ASSERT_EQ(shown->find(tok), std::string::npos) << label << ": emitted a special token";
   }
   const auto streamed = feed_error.ok() ? parser.finish() : Result<ParsedMessage>(feed_error);
-  ASSERT_EQ(streamed.ok(), oneshot.ok()) << label << ": " << streamed.status().message() << " vs "
-                                        << oneshot.status().message();
+  ASSERT_EQ(streamed.ok(), oneshot.ok())
+      << label << ": " << streamed.status().message() << " vs " << oneshot.status().message();
   if (!oneshot.ok()) return;
   EXPECT_EQ(streamed->to_json(), oneshot->to_json()) << label;
   EXPECT_EQ(reasoning, oneshot->reasoning_content) << label;
@@ -333,7 +346,8 @@ void check_stream(const StreamCase& c, const std::vector<size_t>& sizes, const s
 
 TEST(ChatStream, ByteByByteMatchesOneShot) {
   const auto cases = stream_cases();
-  for (size_t i = 0; i < cases.size(); ++i) check_stream(cases[i], {1}, "case " + std::to_string(i) + " bytewise");
+  for (size_t i = 0; i < cases.size(); ++i)
+    check_stream(cases[i], {1}, "case " + std::to_string(i) + " bytewise");
 }
 
 TEST(ChatStream, RandomChunksMatchOneShot) {
@@ -389,7 +403,8 @@ CliRun run_cli(const std::string& args, const std::string& stdin_text = "") {
   const std::string in = temp_file("stdin.txt", stdin_text);
   const std::string out = ::testing::TempDir() + "dsv4_chat_stdout.txt";
   const std::string err = ::testing::TempDir() + "dsv4_chat_stderr.txt";
-  const std::string cmd = std::string(DSV4_CLI) + " " + args + " < '" + in + "' > '" + out + "' 2> '" + err + "'";
+  const std::string cmd =
+      std::string(DSV4_CLI) + " " + args + " < '" + in + "' > '" + out + "' 2> '" + err + "'";
   const int status = std::system(cmd.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out), slurp(err)};
 }
@@ -410,13 +425,15 @@ TEST(ChatCli, EncodeChatPrintsTheGoldenPrompts) {
 
 TEST(ChatCli, ParseCompletionPrintsTheMessage) {
   for (const Json& c : golden()["parse"]) {
-    const CliRun r = run_cli("parse-completion --thinking-mode " + c["thinking_mode"].get<std::string>(), c["completion"]);
+    const CliRun r =
+        run_cli("parse-completion --thinking-mode " + c["thinking_mode"].get<std::string>(), c["completion"]);
     ASSERT_EQ(r.exit_code, 0) << c["name"] << ": " << r.err;
     EXPECT_EQ(Json::parse(r.out), c["parsed"]) << c["name"];
     EXPECT_EQ(r.out, py_json_dumps(c["parsed"]) + "\n") << c["name"];
   }
   for (const Json& c : golden()["parse_errors"]) {
-    const CliRun r = run_cli("parse-completion --thinking-mode " + c["thinking_mode"].get<std::string>(), c["completion"]);
+    const CliRun r =
+        run_cli("parse-completion --thinking-mode " + c["thinking_mode"].get<std::string>(), c["completion"]);
     EXPECT_EQ(r.exit_code, 1) << c["name"];
     EXPECT_EQ(r.err.rfind("error: stdin: completion: ", 0), 0u) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
@@ -432,8 +449,11 @@ TEST(ChatCli, BadInputIsOneLineErrorAndExitOne) {
        "messages[0].role: unknown role 'wizard'"},
       {"'" + temp_file("bad_type.json", R"({"messages": [{"role": "user", "content": ["x"]}]})") + "'",
        "messages[0].content: expected a string, got array"},
-      {"'" + temp_file("bad_call.json",
-                       R"({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]})") + "'",
+      {"'" +
+           temp_file(
+               "bad_call.json",
+               R"({"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f"}}]}]})") +
+           "'",
        "messages[0].tool_calls[0].function.arguments: missing"},
   };
   for (const auto& [file, want] : cases) {
@@ -444,10 +464,11 @@ TEST(ChatCli, BadInputIsOneLineErrorAndExitOne) {
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
     EXPECT_TRUE(r.out.empty()) << r.out;
   }
-  const CliRun bad_dsml = run_cli("parse-completion",
-                               "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" "
-                               "string=\"false\">nope</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>"
-                               "<｜end▁of▁sentence｜>");
+  const CliRun bad_dsml =
+      run_cli("parse-completion",
+              "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n<｜DSML｜parameter name=\"a\" "
+              "string=\"false\">nope</｜DSML｜parameter>\n</｜DSML｜invoke>\n</｜DSML｜tool_calls>"
+              "<｜end▁of▁sentence｜>");
   EXPECT_EQ(bad_dsml.exit_code, 1);
   EXPECT_NE(bad_dsml.err.find("parameter 'a' has string=\"false\""), std::string::npos) << bad_dsml.err;
   EXPECT_EQ(run_cli("encode-chat --messages x.json --thinking-mode turbo").exit_code, 2);

@@ -49,7 +49,8 @@ void register_encode_chat(CLI::App& app, Action& run) {
       auto messages = read_messages_file(messages_path);
       if (!messages.ok()) return fail(messages.status().message());
       chat::EncodeOptions options;
-      options.thinking_mode = thinking_mode == "thinking" ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat;
+      options.thinking_mode =
+          thinking_mode == "thinking" ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat;
       options.reasoning_effort = reasoning_effort == "max"    ? chat::ReasoningEffort::kMax
                                  : reasoning_effort == "high" ? chat::ReasoningEffort::kHigh
                                                               : chat::ReasoningEffort::kNone;

@@ -21,7 +21,8 @@ void register_parse_completion(CLI::App& app, Action& run) {
   cmd->callback([&run] {
     run = [] {
       const std::string text((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
-      const auto mode = thinking_mode == "thinking" ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat;
+      const auto mode =
+          thinking_mode == "thinking" ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat;
       const auto msg = chat::parse_completion(text, mode);
       if (!msg.ok()) return fail(msg.status().with_context("stdin").message());
       fmt::print("{}\n", chat::py_json_dumps(msg->to_json()));

@@ -62,8 +62,8 @@ constexpr std::array<std::pair<std::string_view, std::string_view>, 6> kTaskToke
     {"read_url", "<｜read_url｜>"},
 }};
 
-constexpr std::array<std::string_view, 6> kRoles = {"system",    "user",   "assistant",
-                                                    "tool",      "developer", "latest_reminder"};
+constexpr std::array<std::string_view, 6> kRoles = {"system", "user",      "assistant",
+                                                    "tool",   "developer", "latest_reminder"};
 
 std::optional<std::string_view> task_token(std::string_view task) {
   for (const auto& [name, token] : kTaskTokens)
@@ -73,12 +73,18 @@ std::optional<std::string_view> task_token(std::string_view task) {
 
 std::string json_type_name(const Json& v) {
   switch (v.type()) {
-    case Json::value_t::null: return "null";
-    case Json::value_t::boolean: return "boolean";
-    case Json::value_t::string: return "string";
-    case Json::value_t::array: return "array";
-    case Json::value_t::object: return "object";
-    default: return "number";
+    case Json::value_t::null:
+      return "null";
+    case Json::value_t::boolean:
+      return "boolean";
+    case Json::value_t::string:
+      return "string";
+    case Json::value_t::array:
+      return "array";
+    case Json::value_t::object:
+      return "object";
+    default:
+      return "number";
   }
 }
 
@@ -115,8 +121,7 @@ Status type_error(const std::string& where, const std::string& expected, const J
 }
 
 // Reads an optional string field: missing or null → nullopt.
-Result<std::optional<std::string>> optional_string(const Json& m, const char* key,
-                                                   const std::string& where) {
+Result<std::optional<std::string>> optional_string(const Json& m, const char* key, const std::string& where) {
   const auto it = m.find(key);
   if (it == m.end() || it->is_null()) return std::optional<std::string>();
   if (!it->is_string()) return type_error(fmt::format("{}.{}", where, key), "a string", *it);
@@ -151,10 +156,14 @@ Result<Message> read_message(const Json& m, const std::string& where) {
   if (!m.is_object()) return type_error(where, "an object", m);
   Message msg;
   DSV4_ASSIGN_OR_RETURN(auto role, optional_string(m, "role", where));
-  if (!role) return Status::errorf("{}.role: missing; expected one of system, user, assistant, tool, developer, latest_reminder", where);
+  if (!role)
+    return Status::errorf(
+        "{}.role: missing; expected one of system, user, assistant, tool, developer, latest_reminder", where);
   if (std::find(kRoles.begin(), kRoles.end(), *role) == kRoles.end())
-    return Status::errorf("{}.role: unknown role '{}'; expected one of system, user, assistant, tool, developer, latest_reminder",
-                          where, *role);
+    return Status::errorf(
+        "{}.role: unknown role '{}'; expected one of system, user, assistant, tool, developer, "
+        "latest_reminder",
+        where, *role);
   msg.role = *role;
 
   if (msg.role == "tool") {
@@ -184,7 +193,8 @@ Result<Message> read_message(const Json& m, const std::string& where) {
       const std::string twhere = fmt::format("{}.tools[{}]", where, i);
       if (!tool.is_object()) return type_error(twhere, "an object", tool);
       const auto fn = tool.find("function");
-      if (fn == tool.end()) return Status::errorf("{}.function: missing; expected the tool's schema object", twhere);
+      if (fn == tool.end())
+        return Status::errorf("{}.function: missing; expected the tool's schema object", twhere);
       msg.tools.push_back(*fn);
     }
   }
@@ -197,7 +207,8 @@ Result<Message> read_message(const Json& m, const std::string& where) {
       const std::string cwhere = fmt::format("{}.tool_calls[{}]", where, i);
       if (!tc.is_object()) return type_error(cwhere, "an object", tc);
       const auto fn = tc.find("function");
-      if (fn == tc.end()) return Status::errorf("{}.function: missing; expected {{\"name\", \"arguments\"}}", cwhere);
+      if (fn == tc.end())
+        return Status::errorf("{}.function: missing; expected {{\"name\", \"arguments\"}}", cwhere);
       if (!fn->is_object()) return type_error(cwhere + ".function", "an object", *fn);
       InToolCall call;
       DSV4_ASSIGN_OR_RETURN(auto id, optional_string(tc, "id", cwhere));
@@ -207,8 +218,10 @@ Result<Message> read_message(const Json& m, const std::string& where) {
       if (!name) return Status::errorf("{}.function.name: missing; expected the tool name", cwhere);
       call.name = *name;
       const auto args = fn->find("arguments");
-      if (args == fn->end()) return Status::errorf("{}.function.arguments: missing; expected a JSON string", cwhere);
-      if (!args->is_string()) return type_error(cwhere + ".function.arguments", "a string holding a JSON object", *args);
+      if (args == fn->end())
+        return Status::errorf("{}.function.arguments: missing; expected a JSON string", cwhere);
+      if (!args->is_string())
+        return type_error(cwhere + ".function.arguments", "a string holding a JSON object", *args);
       call.arguments = args->get<std::string>();
       msg.tool_calls.push_back(std::move(call));
     }
@@ -216,8 +229,9 @@ Result<Message> read_message(const Json& m, const std::string& where) {
 
   DSV4_ASSIGN_OR_RETURN(msg.task, optional_string(m, "task", where));
   if (msg.task && !task_token(*msg.task))
-    return Status::errorf("{}.task: unknown task '{}'; expected one of action, query, authority, domain, title, read_url",
-                          where, *msg.task);
+    return Status::errorf(
+        "{}.task: unknown task '{}'; expected one of action, query, authority, domain, title, read_url",
+        where, *msg.task);
   if (const auto it = m.find("wo_eos"); it != m.end() && !it->is_null()) {
     if (!it->is_boolean()) return type_error(where + ".wo_eos", "a boolean", *it);
     msg.wo_eos = it->get<bool>();
@@ -313,8 +327,8 @@ std::vector<Message> drop_thinking_messages(const std::vector<Message>& messages
   std::vector<Message> out;
   for (size_t i = 0; i < messages.size(); ++i) {
     const Message& msg = messages[i];
-    const bool keep_role = msg.role == "user" || msg.role == "system" || msg.role == "tool" ||
-                           msg.role == "latest_reminder";
+    const bool keep_role =
+        msg.role == "user" || msg.role == "system" || msg.role == "tool" || msg.role == "latest_reminder";
     if (keep_role || int(i) >= last_user) {
       out.push_back(msg);
     } else if (msg.role == "assistant") {
@@ -353,8 +367,8 @@ Result<std::string> encode_arguments_to_dsml(const InToolCall& call, const std::
     first = false;
     const bool is_str = value.is_string();
     out += fmt::format("<{}parameter name=\"{}\" string=\"{}\">{}</{}parameter>", kDsmlToken, key,
-                       is_str ? "true" : "false",
-                       is_str ? value.get<std::string>() : py_json_dumps(value), kDsmlToken);
+                       is_str ? "true" : "false", is_str ? value.get<std::string>() : py_json_dumps(value),
+                       kDsmlToken);
   }
   return out;
 }
@@ -406,10 +420,11 @@ Result<std::string> render_message(size_t index, const RenderContext& ctx) {
       tc_content = fmt::format("\n\n<{}tool_calls>\n", kDsmlToken);
       for (size_t i = 0; i < msg.tool_calls.size(); ++i) {
         const InToolCall& tc = msg.tool_calls[i];
-        DSV4_ASSIGN_OR_RETURN(auto args,
-                              encode_arguments_to_dsml(tc, fmt::format("message {} tool_calls[{}]", index, i)));
+        DSV4_ASSIGN_OR_RETURN(
+            auto args, encode_arguments_to_dsml(tc, fmt::format("message {} tool_calls[{}]", index, i)));
         if (i > 0) tc_content += '\n';
-        tc_content += fmt::format("<{}invoke name=\"{}\">\n{}\n</{}invoke>", kDsmlToken, tc.name, args, kDsmlToken);
+        tc_content +=
+            fmt::format("<{}invoke name=\"{}\">\n{}\n</{}invoke>", kDsmlToken, tc.name, args, kDsmlToken);
       }
       tc_content += fmt::format("\n</{}tool_calls>", kDsmlToken);
     }
@@ -442,8 +457,7 @@ Result<std::string> render_message(size_t index, const RenderContext& ctx) {
     }
   } else if (msg.role == "user" || msg.role == "developer") {
     prompt += kAssistantToken;
-    const bool open_thinking =
-        thinking && (!ctx.drop_thinking || int(index) >= ctx.last_user_index);
+    const bool open_thinking = thinking && (!ctx.drop_thinking || int(index) >= ctx.last_user_index);
     prompt += open_thinking ? kThinkStart : kThinkEnd;
   }
   return prompt;
@@ -525,7 +539,9 @@ Read read_until_stop(size_t index, std::string_view text, std::initializer_list<
   return {text.size(), text.substr(index), std::nullopt};
 }
 
-bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f'; }
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
 
 // The reference's regex ^\s*name="(.*?)">\n$ (DOTALL; `$` also matches before a final newline).
 std::optional<std::string> match_invoke_name(std::string_view s) {
@@ -556,8 +572,10 @@ std::optional<Param> match_parameter(std::string_view s) {
     const bool t = rest.starts_with(kTrue), f = rest.starts_with(kFalse);
     if (!t && !f) continue;
     const std::string_view v = rest.substr(t ? kTrue.size() : kFalse.size());
-    if (v.ends_with("<\n")) return Param{std::string(s.substr(0, p)), t, std::string(v.substr(0, v.size() - 2))};
-    if (v.ends_with("<")) return Param{std::string(s.substr(0, p)), t, std::string(v.substr(0, v.size() - 1))};
+    if (v.ends_with("<\n"))
+      return Param{std::string(s.substr(0, p)), t, std::string(v.substr(0, v.size() - 2))};
+    if (v.ends_with("<"))
+      return Param{std::string(s.substr(0, p)), t, std::string(v.substr(0, v.size() - 1))};
   }
   return std::nullopt;
 }
@@ -577,7 +595,8 @@ Result<std::vector<ToolCall>> parse_tool_calls(size_t& index, std::string_view t
     Read r = read_until_stop(index, text, {kInvokeOpen, kToolCallsEnd});
     index = r.index;
     if (r.content != ">\n")
-      return Status::errorf("completion: tool-call block: expected '>\\n' after a tag, got {}", snippet(r.content));
+      return Status::errorf("completion: tool-call block: expected '>\\n' after a tag, got {}",
+                            snippet(r.content));
     if (r.stop == kToolCallsEnd) {
       closed = true;
       break;
@@ -588,8 +607,9 @@ Result<std::vector<ToolCall>> parse_tool_calls(size_t& index, std::string_view t
     index = r.index;
     const auto name = match_invoke_name(r.content);
     if (!name)
-      return Status::errorf("completion: tool-call block: malformed invoke tag; expected name=\"...\">, got {}",
-                            snippet(r.content));
+      return Status::errorf(
+          "completion: tool-call block: malformed invoke tag; expected name=\"...\">, got {}",
+          snippet(r.content));
     ToolCall call{*name, "{"};
     std::vector<std::string> seen;
     std::optional<std::string_view> stop = r.stop;
@@ -599,28 +619,33 @@ Result<std::vector<ToolCall>> parse_tool_calls(size_t& index, std::string_view t
       const auto param = match_parameter(r.content);
       if (!param)
         return Status::errorf(
-            "completion: tool '{}': malformed parameter; expected name=\"...\" string=\"true|false\">VALUE</｜DSML｜parameter>, got {}",
+            "completion: tool '{}': malformed parameter; expected name=\"...\" "
+            "string=\"true|false\">VALUE</｜DSML｜parameter>, got {}",
             *name, snippet(r.content));
       if (std::find(seen.begin(), seen.end(), param->name) != seen.end())
         return Status::errorf("completion: tool '{}': duplicate parameter name '{}'", *name, param->name);
       if (!param->is_string && !Json::accept(param->value))
-        return Status::errorf("completion: tool '{}': parameter '{}' has string=\"false\"; expected a JSON value, got {}",
-                              *name, param->name, snippet(param->value));
+        return Status::errorf(
+            "completion: tool '{}': parameter '{}' has string=\"false\"; expected a JSON value, got {}",
+            *name, param->name, snippet(param->value));
       if (!seen.empty()) call.arguments += ", ";
       seen.push_back(param->name);
-      call.arguments += py_json_quote(param->name) + ": " + (param->is_string ? py_json_quote(param->value) : param->value);
+      call.arguments +=
+          py_json_quote(param->name) + ": " + (param->is_string ? py_json_quote(param->value) : param->value);
 
       r = read_until_stop(index, text, {kParamOpen, kInvokeClose});
       index = r.index;
       if (r.content != ">\n")
-        return Status::errorf("completion: tool '{}': expected '>\\n' after a parameter, got {}", *name, snippet(r.content));
+        return Status::errorf("completion: tool '{}': expected '>\\n' after a parameter, got {}", *name,
+                              snippet(r.content));
       stop = r.stop;
     }
     call.arguments += "}";
     calls.push_back(std::move(call));
   }
   if (!closed)
-    return Status::errorf("completion: tool-call block is not closed; expected '{}', got end of text", kToolCallsEnd);
+    return Status::errorf("completion: tool-call block is not closed; expected '{}', got end of text",
+                          kToolCallsEnd);
   return calls;
 }
 
@@ -636,7 +661,8 @@ Status check_no_special_tokens(std::string_view field, std::string_view s) {
 Json ParsedMessage::to_json() const {
   Json calls = Json::array();
   for (const ToolCall& c : tool_calls)
-    calls.push_back(Json{{"type", "function"}, {"function", Json{{"name", c.name}, {"arguments", c.arguments}}}});
+    calls.push_back(
+        Json{{"type", "function"}, {"function", Json{{"name", c.name}, {"arguments", c.arguments}}}});
   return Json{{"role", "assistant"},
               {"content", content},
               {"reasoning_content", reasoning_content},
@@ -661,16 +687,18 @@ Result<ParsedMessage> parse_completion(std::string_view text, ThinkingMode mode)
     DSV4_ASSIGN_OR_RETURN(msg.tool_calls, parse_tool_calls(index, text));
     const Read after = read_until_stop(index, text, {kEosToken});
     if (!after.content.empty())
-      return Status::errorf("completion: unexpected text after the tool-call block; expected '{}', got {}", kEosToken,
-                            snippet(after.content));
-    if (!after.stop) return Status::errorf("completion: missing end-of-sentence token '{}' after the tool calls", kEosToken);
+      return Status::errorf("completion: unexpected text after the tool-call block; expected '{}', got {}",
+                            kEosToken, snippet(after.content));
+    if (!after.stop)
+      return Status::errorf("completion: missing end-of-sentence token '{}' after the tool calls", kEosToken);
     index = after.index;
   } else if (!r.stop) {
-    return Status::errorf("completion: missing end-of-sentence token; expected '{}' at the end, got {}", kEosToken,
-                          snippet(text.substr(text.size() > 20 ? text.size() - 20 : 0)));
+    return Status::errorf("completion: missing end-of-sentence token; expected '{}' at the end, got {}",
+                          kEosToken, snippet(text.substr(text.size() > 20 ? text.size() - 20 : 0)));
   }
   if (index != text.size())
-    return Status::errorf("completion: unexpected text after '{}': {}", kEosToken, snippet(text.substr(index)));
+    return Status::errorf("completion: unexpected text after '{}': {}", kEosToken,
+                          snippet(text.substr(index)));
   DSV4_RETURN_IF_ERROR(check_no_special_tokens("the reasoning", msg.reasoning_content));
   DSV4_RETURN_IF_ERROR(check_no_special_tokens("the content", msg.content));
   return msg;
@@ -735,14 +763,16 @@ Status CompletionStreamParser::advance(StreamDelta& delta) {
       pos_ = pos + tok.size();
       phase_ = tok == kEosToken ? Phase::kDone : Phase::kToolCalls;
     } else if (reasoning && tok == kToolCallsStart) {
-      return Status::errorf("completion: reasoning is not closed; expected '{}' before the tool-call block", kThinkEnd);
+      return Status::errorf("completion: reasoning is not closed; expected '{}' before the tool-call block",
+                            kThinkEnd);
     } else {
       return Status::errorf("completion: unexpected special token '{}' inside {}", tok,
                             reasoning ? "the reasoning" : "the content");
     }
   }
   if (phase_ == Phase::kDone && pos_ < text.size())
-    return Status::errorf("completion: unexpected text after '{}': {}", kEosToken, snippet(text.substr(pos_)));
+    return Status::errorf("completion: unexpected text after '{}': {}", kEosToken,
+                          snippet(text.substr(pos_)));
   return Status();
 }
 

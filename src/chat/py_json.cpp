@@ -50,12 +50,24 @@ std::string py_float_repr(double v) {
 void dump(const nlohmann::ordered_json& v, std::string& out) {
   using T = nlohmann::ordered_json::value_t;
   switch (v.type()) {
-    case T::null: out += "null"; break;
-    case T::boolean: out += v.get<bool>() ? "true" : "false"; break;
-    case T::number_integer: out += std::to_string(v.get<int64_t>()); break;
-    case T::number_unsigned: out += std::to_string(v.get<uint64_t>()); break;
-    case T::number_float: out += py_float_repr(v.get<double>()); break;
-    case T::string: out += py_json_quote(v.get_ref<const std::string&>()); break;
+    case T::null:
+      out += "null";
+      break;
+    case T::boolean:
+      out += v.get<bool>() ? "true" : "false";
+      break;
+    case T::number_integer:
+      out += std::to_string(v.get<int64_t>());
+      break;
+    case T::number_unsigned:
+      out += std::to_string(v.get<uint64_t>());
+      break;
+    case T::number_float:
+      out += py_float_repr(v.get<double>());
+      break;
+    case T::string:
+      out += py_json_quote(v.get_ref<const std::string&>());
+      break;
     case T::array: {
       out += '[';
       bool first = true;
@@ -81,7 +93,9 @@ void dump(const nlohmann::ordered_json& v, std::string& out) {
       break;
     }
     case T::binary:
-    case T::discarded: out += "null"; break;
+    case T::discarded:
+      out += "null";
+      break;
   }
 }
 
@@ -95,13 +109,27 @@ std::string py_json_quote(std::string_view s) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
       default:
         if (c < 0x20) {
           out += "\\u00";
@@ -125,15 +153,23 @@ std::string py_json_dumps(const nlohmann::ordered_json& value) {
 bool py_truthy(const nlohmann::ordered_json& v) {
   using T = nlohmann::ordered_json::value_t;
   switch (v.type()) {
-    case T::null: return false;
-    case T::boolean: return v.get<bool>();
-    case T::number_integer: return v.get<int64_t>() != 0;
-    case T::number_unsigned: return v.get<uint64_t>() != 0;
-    case T::number_float: return v.get<double>() != 0.0;
-    case T::string: return !v.get_ref<const std::string&>().empty();
+    case T::null:
+      return false;
+    case T::boolean:
+      return v.get<bool>();
+    case T::number_integer:
+      return v.get<int64_t>() != 0;
+    case T::number_unsigned:
+      return v.get<uint64_t>() != 0;
+    case T::number_float:
+      return v.get<double>() != 0.0;
+    case T::string:
+      return !v.get_ref<const std::string&>().empty();
     case T::array:
-    case T::object: return !v.empty();
-    default: return true;
+    case T::object:
+      return !v.empty();
+    default:
+      return true;
   }
 }
 

@@ -15,6 +15,8 @@ void register_make_model(CLI::App& app, Action& run);
 void register_logits(CLI::App& app, Action& run);
 void register_generate(CLI::App& app, Action& run);
 void register_tokenize(CLI::App& app, Action& run);
+void register_encode_chat(CLI::App& app, Action& run);
+void register_parse_completion(CLI::App& app, Action& run);
 
 // Prints "error: <message>" on stderr and returns 1.
 int fail(const std::string& message);

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   dsv4::cli::register_logits(app, run);
   dsv4::cli::register_generate(app, run);
   dsv4::cli::register_tokenize(app, run);
+  dsv4::cli::register_encode_chat(app, run);
+  dsv4::cli::register_parse_completion(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -2,6 +2,7 @@
 // (encode) and field for field (parse, errors), the Python-compatible JSON writer, the streaming
 // parser against the one-shot parser, bad input, and the encode-chat / parse-completion CLI.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <sys/wait.h>
 #include <cstdio>
@@ -394,15 +395,16 @@ std::string slurp(const std::string& path) {
 }
 
 std::string temp_file(const std::string& name, const std::string& contents) {
-  const std::string path = ::testing::TempDir() + "dsv4_chat_" + name;
+  // The pid keeps parallel test processes (ctest -j) from sharing a file.
+  const std::string path = ::testing::TempDir() + "dsv4_chat_" + std::to_string(::getpid()) + "_" + name;
   std::ofstream(path, std::ios::binary) << contents;
   return path;
 }
 
 CliRun run_cli(const std::string& args, const std::string& stdin_text = "") {
   const std::string in = temp_file("stdin.txt", stdin_text);
-  const std::string out = ::testing::TempDir() + "dsv4_chat_stdout.txt";
-  const std::string err = ::testing::TempDir() + "dsv4_chat_stderr.txt";
+  const std::string out = temp_file("stdout.txt", "");
+  const std::string err = temp_file("stderr.txt", "");
   const std::string cmd =
       std::string(DSV4_CLI) + " " + args + " < '" + in + "' > '" + out + "' 2> '" + err + "'";
   const int status = std::system(cmd.c_str());

@@ -152,9 +152,9 @@ TEST(GpuOps, MhcPre) {
     const Status s = cuda::mhc_pre({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), g_x.data(), g_post.data(),
                                     g_comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f}, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
-    expect_close(what + " x", g_x.download(what), x, 1e-4, 1e-5);
-    expect_close(what + " post", g_post.download(what), post, 1e-4, 1e-5);
-    expect_close(what + " comb", g_comb.download(what), comb, 1e-4, 1e-5);
+    expect_close(what + " x", g_x.download(what), x, 1e-4, 4e-5);
+    expect_close(what + " post", g_post.download(what), post, 1e-4, 4e-5);
+    expect_close(what + " comb", g_comb.download(what), comb, 1e-4, 4e-5);
   }
 }
 
@@ -193,7 +193,7 @@ TEST(GpuOps, HyperHead) {
     const Status s = cuda::hyper_head({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), out.data(), c.n_tokens,
                                        c.hc, c.d_model, 1e-6f, 1e-6f}, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
-    expect_close(what, out.download(what), want, 1e-4, 1e-5);
+    expect_close(what, out.download(what), want, 1e-4, 4e-5);
   }
 }
 
@@ -236,7 +236,7 @@ TEST(GpuOps, Attention) {
     const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(), c.n_tokens,
                                       c.n_heads, c.head_dim, n_kv, n_sel, scale}, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
-    expect_close(what, out.download(what), want, 1e-4, 1e-5);
+    expect_close(what, out.download(what), want, 1e-4, 1e-4);
   }
 }
 
@@ -347,7 +347,7 @@ TEST(GpuOps, GroupedLinear) {
     GuardedOutput<float> out(want.size(), poison_float());
     const Status s = cuda::grouped_linear({d_x.get(), dv, out.data(), c.n_tokens, c.n_groups}, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
-    expect_close(what, out.download(what), want, 1e-4, 1e-5);
+    expect_close(what, out.download(what), want, 1e-4, 4e-5);
   }
 }
 

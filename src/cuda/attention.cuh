@@ -1,10 +1,10 @@
 // Sparse MQA with sinks, one block per (token t, head h): s_j = (q[t,h]·kv[idx_j])·scale over the
-// listed rows idx = kv_idx[t, :] (−1 skipped); out = Σ_j e^{s_j−M} kv[idx_j] / (Σ_j e^{s_j−M} + e^{sink_h−M}).
-// q/out: [n_tokens, n_heads, head_dim], kv: [n_kv, head_dim] (K = V), kv_idx: [n_tokens, n_sel].
-// Each warp streams a strided subset of the rows with an online softmax (lane owns channels
-// lane + 32·i, so row loads are coalesced), then the warps' (max, sum, acc) merge in shared
-// memory with the sink. head_dim ≤ 32·kMaxPerLane. The shared kv rows are re-read per head
-// through L2; a head-batched tile (all heads of a token per block) is the next step for decode.
+// listed rows idx = kv_idx[t, :] (−1 skipped); out = Σ_j e^{s_j−M} kv[idx_j] / (Σ_j e^{s_j−M} +
+// e^{sink_h−M}). q/out: [n_tokens, n_heads, head_dim], kv: [n_kv, head_dim] (K = V), kv_idx: [n_tokens,
+// n_sel]. Each warp streams a strided subset of the rows with an online softmax (lane owns channels lane +
+// 32·i, so row loads are coalesced), then the warps' (max, sum, acc) merge in shared memory with the sink.
+// head_dim ≤ 32·kMaxPerLane. The shared kv rows are re-read per head through L2; a head-batched tile (all
+// heads of a token per block) is the next step for decode.
 #pragma once
 
 #include <cstdint>

@@ -17,9 +17,10 @@ struct CompressorSlot {
   float kv, gate;
 };
 
-__device__ __forceinline__ CompressorSlot compressor_slot(const float* kv, const float* gate, const float* ape,
-                                                          const float* prev_kv, const float* prev_gate, int64_t b,
-                                                          int64_t slot, int64_t c, int64_t ratio, int64_t width,
+__device__ __forceinline__ CompressorSlot compressor_slot(const float* kv, const float* gate,
+                                                          const float* ape, const float* prev_kv,
+                                                          const float* prev_gate, int64_t b, int64_t slot,
+                                                          int64_t c, int64_t ratio, int64_t width,
                                                           int64_t n_series) {
   const int64_t row = n_series * width;
   if (n_series == 1) {
@@ -46,13 +47,16 @@ __global__ void compressor_kernel(const float* kv, const float* gate, const floa
   for (int64_t c = threadIdx.x; c < width; c += blockDim.x) {
     float mx = -INFINITY;
     for (int64_t s = 0; s < n_slots; ++s)
-      mx = fmaxf(mx, compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series).gate);
+      mx =
+          fmaxf(mx, compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series).gate);
     float den = 0.0f;
     for (int64_t s = 0; s < n_slots; ++s)
-      den += expf(compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series).gate - mx);
+      den +=
+          expf(compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series).gate - mx);
     float acc = 0.0f;
     for (int64_t s = 0; s < n_slots; ++s) {
-      const CompressorSlot v = compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series);
+      const CompressorSlot v =
+          compressor_slot(kv, gate, ape, prev_kv, prev_gate, b, s, c, ratio, width, n_series);
       acc += v.kv * (expf(v.gate - mx) / den);
     }
     entries[b * width + c] = acc;

@@ -31,7 +31,8 @@ class DeviceBuffer {
     DeviceBuffer b;
     const cudaError_t e = cudaMalloc(&b.p_, n * sizeof(T) + 1);
     if (e != cudaSuccess)
-      return Status::errorf("DeviceBuffer: cudaMalloc of {} bytes failed: {}", n * sizeof(T) + 1, cudaGetErrorString(e));
+      return Status::errorf("DeviceBuffer: cudaMalloc of {} bytes failed: {}", n * sizeof(T) + 1,
+                            cudaGetErrorString(e));
     b.n_ = n;
     return Result<DeviceBuffer>(std::move(b));
   }
@@ -41,7 +42,8 @@ class DeviceBuffer {
 
   // Copies v to the start of the buffer (v.size() <= size()).
   Status upload(const std::vector<T>& v) {
-    if (v.size() > n_) return Status::errorf("DeviceBuffer: upload of {} elements; expected at most {}", v.size(), n_);
+    if (v.size() > n_)
+      return Status::errorf("DeviceBuffer: upload of {} elements; expected at most {}", v.size(), n_);
     DSV4_CUDA_TRY(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
     return {};
   }

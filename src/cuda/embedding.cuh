@@ -12,9 +12,13 @@ constexpr int kEmbeddingThreads = 256;
 template <typename Element>
 __device__ __forceinline__ float embedding_value(Element v);
 template <>
-__device__ __forceinline__ float embedding_value<float>(float v) { return v; }
+__device__ __forceinline__ float embedding_value<float>(float v) {
+  return v;
+}
 template <>
-__device__ __forceinline__ float embedding_value<uint16_t>(uint16_t v) { return __uint_as_float(uint32_t(v) << 16); }
+__device__ __forceinline__ float embedding_value<uint16_t>(uint16_t v) {
+  return __uint_as_float(uint32_t(v) << 16);
+}
 
 template <typename Element>
 __global__ void embedding_kernel(const int32_t* ids, const Element* table, int64_t vocab, int64_t d_model,

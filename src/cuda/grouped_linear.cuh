@@ -13,14 +13,16 @@ namespace dsv4::cuda {
 constexpr int kGroupedLinearWarps = 8;
 constexpr int kGroupedLinearTokens = 8;
 
-__device__ __forceinline__ float grouped_linear_weight(float w, float) { return w; }
+__device__ __forceinline__ float grouped_linear_weight(float w, float) {
+  return w;
+}
 __device__ __forceinline__ float grouped_linear_weight(uint16_t w, float global_scale) {
   return __fmul_rn(__uint_as_float(uint32_t(w) << 16), global_scale);
 }
 
 template <typename Element>
-__global__ void grouped_linear_kernel(const float* x, const Element* w, float* y, int64_t n_tokens, int64_t n_groups,
-                                      int64_t rows, int64_t k_dim, float global_scale) {
+__global__ void grouped_linear_kernel(const float* x, const Element* w, float* y, int64_t n_tokens,
+                                      int64_t n_groups, int64_t rows, int64_t k_dim, float global_scale) {
   const int lane = threadIdx.x & 31;
   const int64_t n = int64_t(blockIdx.x) * kGroupedLinearWarps + (threadIdx.x >> 5);
   if (n >= rows) return;

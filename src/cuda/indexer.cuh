@@ -23,11 +23,12 @@ __device__ __forceinline__ int64_t indexer_admissible(int64_t position, int64_t 
 
 // Dynamic shared memory: n_heads·head_dim + head_dim·(kIndexerTile+1) floats.
 __global__ void indexer_scores_kernel(const float* q, const float* head_weights, const float* keys,
-                                      const int64_t* positions, float* scores, int64_t n_heads, int64_t head_dim,
-                                      int64_t n_entries, int64_t ratio, float softmax_scale, float weights_scale) {
+                                      const int64_t* positions, float* scores, int64_t n_heads,
+                                      int64_t head_dim, int64_t n_entries, int64_t ratio, float softmax_scale,
+                                      float weights_scale) {
   extern __shared__ float smem[];
-  float* s_q = smem;                           // [n_heads · head_dim]
-  float* s_k = smem + n_heads * head_dim;      // [head_dim][kIndexerTile + 1]
+  float* s_q = smem;                       // [n_heads · head_dim]
+  float* s_k = smem + n_heads * head_dim;  // [head_dim][kIndexerTile + 1]
   const int64_t t = blockIdx.y, s0 = int64_t(blockIdx.x) * kIndexerTile;
   const int64_t admissible = indexer_admissible(positions[t], ratio, n_entries);
   if (s0 >= admissible) {  // the whole tile is masked
@@ -35,7 +36,8 @@ __global__ void indexer_scores_kernel(const float* q, const float* head_weights,
     if (s < n_entries) scores[t * n_entries + s] = -INFINITY;
     return;
   }
-  for (int64_t i = threadIdx.x; i < n_heads * head_dim; i += blockDim.x) s_q[i] = q[t * n_heads * head_dim + i];
+  for (int64_t i = threadIdx.x; i < n_heads * head_dim; i += blockDim.x)
+    s_q[i] = q[t * n_heads * head_dim + i];
   for (int64_t i = threadIdx.x; i < kIndexerTile * head_dim; i += blockDim.x) {
     const int64_t e = i / head_dim, c = i % head_dim;
     s_k[c * (kIndexerTile + 1) + e] = s0 + e < n_entries ? keys[(s0 + e) * head_dim + c] : 0.0f;
@@ -49,7 +51,8 @@ __global__ void indexer_scores_kernel(const float* q, const float* head_weights,
     for (int64_t h = 0; h < n_heads; ++h) {
       const float* qh = s_q + h * head_dim;
       float dot = 0.0f;
-      for (int64_t c = 0; c < head_dim; ++c) dot = __fadd_rn(dot, __fmul_rn(qh[c], s_k[c * (kIndexerTile + 1) + threadIdx.x]));
+      for (int64_t c = 0; c < head_dim; ++c)
+        dot = __fadd_rn(dot, __fmul_rn(qh[c], s_k[c * (kIndexerTile + 1) + threadIdx.x]));
       const float w = __fmul_rn(head_weights[t * n_heads + h], weights_scale);
       acc = __fadd_rn(acc, __fmul_rn(__fmul_rn(fmaxf(dot, 0.0f), softmax_scale), w));
     }

@@ -12,12 +12,15 @@ namespace dsv4::cuda {
 
 constexpr int kMhcThreads = 256;
 
-__device__ __forceinline__ float mhc_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+__device__ __forceinline__ float mhc_sigmoid(float x) {
+  return 1.0f / (1.0f + expf(-x));
+}
 
 // Writes mix[0..kMix) to shared memory `mix`; partials: ≥ (kMhcThreads/32)·(kMix+1) shared floats.
 // Ends with a barrier, so every thread may read mix.
 template <int kMix>
-__device__ void mhc_mix(const float* v, int64_t width, const float* fn, float rms_eps, float* partials, float* mix) {
+__device__ void mhc_mix(const float* v, int64_t width, const float* fn, float rms_eps, float* partials,
+                        float* mix) {
   float acc[kMix + 1] = {};  // the kMix dot products, then Σv²
   for (int64_t i = threadIdx.x; i < width; i += blockDim.x) {
     const float vi = v[i];

@@ -11,8 +11,8 @@ namespace dsv4::cuda {
 constexpr int kMhcPostThreads = 256;
 
 template <int kHc>
-__global__ void mhc_post_kernel(const float* y, const float* h, const float* post, const float* comb, float* out,
-                                int64_t d_model) {
+__global__ void mhc_post_kernel(const float* y, const float* h, const float* post, const float* comb,
+                                float* out, int64_t d_model) {
   __shared__ float s_post[kHc], s_comb[kHc * kHc];
   const int64_t t = blockIdx.x;
   if (threadIdx.x < kHc) s_post[threadIdx.x] = post[t * kHc + threadIdx.x];

@@ -20,11 +20,16 @@ Status mhc_pre(const MhcPreParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_mhc_pre(p));
   if (p.n_tokens == 0) return {};
   switch (p.hc_mult) {
-    case 1: return launch<1>(p, stream);
-    case 2: return launch<2>(p, stream);
-    case 3: return launch<3>(p, stream);
-    case 4: return launch<4>(p, stream);
-    default: return Status::errorf("mhc_pre: hc_mult {}; expected 1 to 4", p.hc_mult);
+    case 1:
+      return launch<1>(p, stream);
+    case 2:
+      return launch<2>(p, stream);
+    case 3:
+      return launch<3>(p, stream);
+    case 4:
+      return launch<4>(p, stream);
+    default:
+      return Status::errorf("mhc_pre: hc_mult {}; expected 1 to 4", p.hc_mult);
   }
 }
 

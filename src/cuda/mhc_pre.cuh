@@ -12,9 +12,9 @@
 namespace dsv4::cuda {
 
 template <int kHc>
-__global__ void mhc_pre_kernel(const float* h, const float* fn, const float* base, const float* scale, float* x,
-                               float* post, float* comb, int64_t d_model, int sinkhorn_iters, float rms_eps,
-                               float hc_eps) {
+__global__ void mhc_pre_kernel(const float* h, const float* fn, const float* base, const float* scale,
+                               float* x, float* post, float* comb, int64_t d_model, int sinkhorn_iters,
+                               float rms_eps, float hc_eps) {
   constexpr int kMix = (2 + kHc) * kHc;
   __shared__ float partials[(kMhcThreads / 32) * (kMix + 1) + 1];
   __shared__ float mix[kMix];

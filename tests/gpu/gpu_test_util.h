@@ -21,7 +21,7 @@ namespace dsv4::gpu_test {
 #define SKIP_WITHOUT_GPU() \
   if (::dsv4::cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
-constexpr size_t kCanary = 64;              // guard elements each side of an output
+constexpr size_t kCanary = 64;                 // guard elements each side of an output
 constexpr uint32_t kPoisonBits = 0x7FC0DEADu;  // a NaN payload no op writes
 constexpr int32_t kPoisonId = 0x7EADBEEF;
 
@@ -56,7 +56,8 @@ cuda::DeviceBuffer<T> to_device(const std::vector<T>& v) {
 // A device output of n elements with kCanary poisoned elements on each side.
 template <typename T>
 struct GuardedOutput {
-  explicit GuardedOutput(size_t n, T poison) : n(n), poison(poison), buf(to_device(std::vector<T>(n + 2 * kCanary, poison))) {}
+  explicit GuardedOutput(size_t n, T poison)
+      : n(n), poison(poison), buf(to_device(std::vector<T>(n + 2 * kCanary, poison))) {}
   T* data() { return buf.get() + kCanary; }
   // The n outputs, after checking (via gtest failures) that both canaries are intact.
   std::vector<T> download(const std::string& what) {
@@ -86,8 +87,8 @@ struct GuardedOutput {
 
 // |got − want| ≤ atol_rms · rms(want) + rtol · |want| elementwise, no NaN/Inf in got (want is
 // checked finite too). Prints the measured error on one line for docs/numerics.md.
-inline void expect_close(const std::string& what, const std::vector<float>& got, const std::vector<float>& want,
-                         double rtol, double atol_rms) {
+inline void expect_close(const std::string& what, const std::vector<float>& got,
+                         const std::vector<float>& want, double rtol, double atol_rms) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double sum_sq = 0.0;
   for (float w : want) sum_sq += double(w) * w;
@@ -96,7 +97,8 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
   double max_abs = 0.0, max_rel_rms = 0.0;
   for (size_t i = 0; i < got.size(); ++i) {
     ASSERT_TRUE(std::isfinite(want[i])) << what << ": CPU reference not finite at " << i << ": " << want[i];
-    ASSERT_FALSE(std::isnan(got[i])) << what << ": NaN (unwritten or computed) at " << i << "; cpu " << want[i];
+    ASSERT_FALSE(std::isnan(got[i])) << what << ": NaN (unwritten or computed) at " << i << "; cpu "
+                                     << want[i];
     ASSERT_FALSE(std::isinf(got[i])) << what << ": Inf at " << i << "; cpu " << want[i];
     const double err = std::fabs(double(got[i]) - double(want[i]));
     max_abs = std::max(max_abs, err);
@@ -105,7 +107,8 @@ inline void expect_close(const std::string& what, const std::vector<float>& got,
         << ", rms(cpu) " << rms << ")";
   }
   max_rel_rms = rms > 0 ? max_abs / rms : max_abs;
-  std::printf("[ numerics ] %s: max|err| %.3g = %.3g × rms(cpu) %.3g\n", what.c_str(), max_abs, max_rel_rms, rms);
+  std::printf("[ numerics ] %s: max|err| %.3g = %.3g × rms(cpu) %.3g\n", what.c_str(), max_abs, max_rel_rms,
+              rms);
 }
 
 }  // namespace dsv4::gpu_test

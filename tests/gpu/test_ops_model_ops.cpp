@@ -34,10 +34,13 @@ uint32_t seed(uint32_t salt) {
 // ---- rms_norm: fp32 sum of squares in another order; |err| ≲ a few ulp of each output.
 TEST(GpuOps, RmsNorm) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_rows, dim; bool weighted, in_place; };
-  for (const Case c : {Case{1, 4096, true, false}, Case{3, 7168, true, false}, Case{64 * 3, 512, false, false},
-                       Case{128, 512, false, true}, Case{7, 1000, true, false}, Case{2, 1, false, false},
-                       Case{5, 16384, false, false}}) {
+  struct Case {
+    int64_t n_rows, dim;
+    bool weighted, in_place;
+  };
+  for (const Case c : {Case{1, 4096, true, false}, Case{3, 7168, true, false},
+                       Case{64 * 3, 512, false, false}, Case{128, 512, false, true},
+                       Case{7, 1000, true, false}, Case{2, 1, false, false}, Case{5, 16384, false, false}}) {
     const std::string what = fmt::format("rms_norm n_rows={} dim={} weighted={} in_place={}", c.n_rows, c.dim,
                                          c.weighted, c.in_place);
     const size_t n = size_t(c.n_rows * c.dim);
@@ -55,7 +58,8 @@ TEST(GpuOps, RmsNorm) {
       d_x_sep = to_device(x);
       d_x = d_x_sep.get();
     }
-    const Status s = cuda::rms_norm({d_x, c.weighted ? d_w.get() : nullptr, out.data(), c.n_rows, c.dim, 1e-6f}, nullptr);
+    const Status s =
+        cuda::rms_norm({d_x, c.weighted ? d_w.get() : nullptr, out.data(), c.n_rows, c.dim, 1e-6f}, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what, out.download(what), want, 1e-5, 1e-6);
   }
@@ -64,7 +68,10 @@ TEST(GpuOps, RmsNorm) {
 // ---- embedding: a copy (BF16 → fp32 is exact): bit-equal.
 TEST(GpuOps, Embedding) {
   SKIP_WITHOUT_GPU();
-  struct Case { WeightFormat format; int64_t vocab, d_model, n_tokens; };
+  struct Case {
+    WeightFormat format;
+    int64_t vocab, d_model, n_tokens;
+  };
   for (const Case c : {Case{WeightFormat::kBF16, 1000, 4096, 1}, Case{WeightFormat::kBF16, 777, 7168, 17},
                        Case{WeightFormat::kF32, 300, 4096, 3}, Case{WeightFormat::kF32, 5, 33, 9}}) {
     const std::string what = fmt::format("embedding format={} vocab={} d_model={} n_tokens={}",
@@ -93,15 +100,21 @@ TEST(GpuOps, Embedding) {
 // ---- rope: the CPU's fp32 angle and rounding order; cosf/sinf may differ in the last ulp.
 TEST(GpuOps, Rope) {
   SKIP_WITHOUT_GPU();
-  struct Case { const char* model; bool compress; int64_t n_rows, n_heads, head_dim; bool inverse; };
+  struct Case {
+    const char* model;
+    bool compress;
+    int64_t n_rows, n_heads, head_dim;
+    bool inverse;
+  };
   for (const Case c : {Case{"flash", true, 1, 64, 512, false}, Case{"flash", true, 3, 64, 512, true},
                        Case{"flash", false, 5, 1, 512, false}, Case{"pro", true, 17, 128, 512, false},
                        Case{"pro", false, 2, 128, 512, true}, Case{"flash", true, 9, 64, 128, false},
                        Case{"flash", true, 1, 3, 64, true}}) {
     const ModelConfig cfg = std::string(c.model) == "pro" ? ModelConfig::pro() : ModelConfig::flash();
     const std::vector<float> inv_freq = rope_inv_freq(cfg, c.compress);
-    const std::string what = fmt::format("rope model={} compress={} n_rows={} n_heads={} head_dim={} rope_dim={} inverse={}",
-                                         c.model, c.compress, c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse);
+    const std::string what =
+        fmt::format("rope model={} compress={} n_rows={} n_heads={} head_dim={} rope_dim={} inverse={}",
+                    c.model, c.compress, c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse);
     const size_t n = size_t(c.n_rows * c.n_heads * c.head_dim);
     const auto x = random_normal(n, seed(20 + uint32_t(n)));
     std::mt19937 rng(seed(21));
@@ -109,13 +122,15 @@ TEST(GpuOps, Rope) {
     for (auto& p : pos) p = int64_t(rng() % 1048576u);
     pos[0] = c.n_rows > 1 ? 0 : 65535;
     std::vector<float> want = x;
-    cpu::rope({want.data(), pos.data(), inv_freq.data(), c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse});
+    cpu::rope(
+        {want.data(), pos.data(), inv_freq.data(), c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse});
     auto d_pos = to_device(pos);
     auto d_freq = to_device(inv_freq);
     GuardedOutput<float> out(n, poison_float());
     ASSERT_EQ(cudaMemcpy(out.data(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
-    const Status s = cuda::rope({out.data(), d_pos.get(), d_freq.get(), c.n_rows, c.n_heads, c.head_dim,
-                                 cfg.rope_dim, c.inverse}, nullptr);
+    const Status s = cuda::rope(
+        {out.data(), d_pos.get(), d_freq.get(), c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse},
+        nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what, out.download(what), want, 1e-6, 1e-6);
   }
@@ -136,21 +151,27 @@ MhcInputs mhc_inputs(int64_t n_tokens, int64_t hc, int64_t d_model, int64_t n_mi
 
 TEST(GpuOps, MhcPre) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_tokens, hc, d_model; };
-  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{17, 4, 4096}, Case{2, 4, 100}, Case{5, 2, 64}}) {
-    const std::string what = fmt::format("mhc_pre n_tokens={} hc_mult={} d_model={} sinkhorn_iters=20", c.n_tokens,
-                                         c.hc, c.d_model);
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
+  for (const Case c :
+       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{17, 4, 4096}, Case{2, 4, 100}, Case{5, 2, 64}}) {
+    const std::string what = fmt::format("mhc_pre n_tokens={} hc_mult={} d_model={} sinkhorn_iters=20",
+                                         c.n_tokens, c.hc, c.d_model);
     const int64_t n_mix = (2 + c.hc) * c.hc;
     const MhcInputs in = mhc_inputs(c.n_tokens, c.hc, c.d_model, n_mix, 30 + uint32_t(c.d_model));
     std::vector<float> x(size_t(c.n_tokens * c.d_model)), post(size_t(c.n_tokens * c.hc)),
         comb(size_t(c.n_tokens * c.hc * c.hc));
-    cpu::mhc_pre({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), x.data(), post.data(), comb.data(),
-                  c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f});
-    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base), d_scale = to_device(in.scale);
+    cpu::mhc_pre({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), x.data(), post.data(),
+                  comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f});
+    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base),
+         d_scale = to_device(in.scale);
     GuardedOutput<float> g_x(x.size(), poison_float()), g_post(post.size(), poison_float()),
         g_comb(comb.size(), poison_float());
-    const Status s = cuda::mhc_pre({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), g_x.data(), g_post.data(),
-                                    g_comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f}, nullptr);
+    const Status s =
+        cuda::mhc_pre({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), g_x.data(), g_post.data(),
+                       g_comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f},
+                      nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what + " x", g_x.download(what), x, 1e-4, 4e-5);
     expect_close(what + " post", g_post.download(what), post, 1e-4, 4e-5);
@@ -160,9 +181,13 @@ TEST(GpuOps, MhcPre) {
 
 TEST(GpuOps, MhcPost) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_tokens, hc, d_model; };
-  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{33, 4, 4096}, Case{2, 4, 100}, Case{3, 3, 17}}) {
-    const std::string what = fmt::format("mhc_post n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
+  for (const Case c :
+       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{33, 4, 4096}, Case{2, 4, 100}, Case{3, 3, 17}}) {
+    const std::string what =
+        fmt::format("mhc_post n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
     const uint32_t salt = 40 + uint32_t(c.d_model);
     const auto y = random_normal(size_t(c.n_tokens * c.d_model), seed(salt));
     const auto h = random_normal(size_t(c.n_tokens * c.hc * c.d_model), seed(salt + 1));
@@ -181,17 +206,22 @@ TEST(GpuOps, MhcPost) {
 
 TEST(GpuOps, HyperHead) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_tokens, hc, d_model; };
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
   for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{5, 4, 100}}) {
-    const std::string what = fmt::format("hyper_head n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
+    const std::string what =
+        fmt::format("hyper_head n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
     const MhcInputs in = mhc_inputs(c.n_tokens, c.hc, c.d_model, c.hc, 50 + uint32_t(c.d_model));
     std::vector<float> want(size_t(c.n_tokens * c.d_model));
-    cpu::hyper_head({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), want.data(), c.n_tokens, c.hc,
-                     c.d_model, 1e-6f, 1e-6f});
-    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base), d_scale = to_device(in.scale);
+    cpu::hyper_head({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), want.data(), c.n_tokens,
+                     c.hc, c.d_model, 1e-6f, 1e-6f});
+    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base),
+         d_scale = to_device(in.scale);
     GuardedOutput<float> out(want.size(), poison_float());
-    const Status s = cuda::hyper_head({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), out.data(), c.n_tokens,
-                                       c.hc, c.d_model, 1e-6f, 1e-6f}, nullptr);
+    const Status s = cuda::hyper_head({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), out.data(),
+                                       c.n_tokens, c.hc, c.d_model, 1e-6f, 1e-6f},
+                                      nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what, out.download(what), want, 1e-4, 4e-5);
   }
@@ -201,15 +231,17 @@ TEST(GpuOps, HyperHead) {
 // plus distinct random picks among the compressed entries, −1 for unused slots.
 TEST(GpuOps, Attention) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_tokens, n_heads, head_dim, window, n_compressed, n_pick; };
-  for (const Case c : {Case{1, 64, 512, 128, 700, 512},    // V4-Flash decode, CSA
-                       Case{4, 128, 512, 128, 300, 300},   // V4-Pro decode batch, HCA (all entries)
-                       Case{48, 64, 512, 128, 600, 512},   // V4-Flash prefill chunk
-                       Case{3, 3, 100, 5, 7, 4},           // ragged
-                       Case{2, 2, 16, 8, 0, 0}}) {         // tiny config, window only
+  struct Case {
+    int64_t n_tokens, n_heads, head_dim, window, n_compressed, n_pick;
+  };
+  for (const Case c : {Case{1, 64, 512, 128, 700, 512},   // V4-Flash decode, CSA
+                       Case{4, 128, 512, 128, 300, 300},  // V4-Pro decode batch, HCA (all entries)
+                       Case{48, 64, 512, 128, 600, 512},  // V4-Flash prefill chunk
+                       Case{3, 3, 100, 5, 7, 4},          // ragged
+                       Case{2, 2, 16, 8, 0, 0}}) {        // tiny config, window only
     const int64_t n_kv = c.window + c.n_compressed, n_sel = c.window + c.n_pick;
-    const std::string what = fmt::format("attention n_tokens={} n_heads={} head_dim={} n_kv={} n_sel={}", c.n_tokens,
-                                         c.n_heads, c.head_dim, n_kv, n_sel);
+    const std::string what = fmt::format("attention n_tokens={} n_heads={} head_dim={} n_kv={} n_sel={}",
+                                         c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel);
     const uint32_t salt = 60 + uint32_t(c.n_tokens * 7 + c.n_heads);
     const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt), 0.0f, 1.5f);
     const auto kv = random_normal(size_t(n_kv * c.head_dim), seed(salt + 1));
@@ -228,13 +260,14 @@ TEST(GpuOps, Attention) {
     }
     std::vector<float> want(q.size());
     const float scale = 1.0f / std::sqrt(float(c.head_dim));
-    cpu::attention({q.data(), kv.data(), idx.data(), sinks.data(), want.data(), c.n_tokens, c.n_heads, c.head_dim,
-                    n_kv, n_sel, scale});
+    cpu::attention({q.data(), kv.data(), idx.data(), sinks.data(), want.data(), c.n_tokens, c.n_heads,
+                    c.head_dim, n_kv, n_sel, scale});
     auto d_q = to_device(q), d_kv = to_device(kv), d_sinks = to_device(sinks);
     auto d_idx = to_device(idx);
     GuardedOutput<float> out(want.size(), poison_float());
-    const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(), c.n_tokens,
-                                      c.n_heads, c.head_dim, n_kv, n_sel, scale}, nullptr);
+    const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(),
+                                      c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel, scale},
+                                     nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what, out.download(what), want, 1e-4, 1e-4);
   }
@@ -244,14 +277,17 @@ TEST(GpuOps, Attention) {
 // the lower index; positions cover "nothing admissible", partial and full admissibility.
 TEST(GpuOps, Indexer) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_tokens, n_heads, head_dim, n_entries, ratio, topk; };
-  for (const Case c : {Case{1, 64, 128, 2048, 4, 512},    // V4-Flash/Pro decode
-                       Case{24, 64, 128, 1500, 4, 512},   // prefill chunk, ragged entry count
-                       Case{5, 64, 128, 300, 4, 512},     // fewer entries than topk: −1 padding
-                       Case{3, 8, 128, 37, 4, 8},         // tiny config
-                       Case{2, 3, 20, 0, 4, 5}}) {        // no entries yet
-    const std::string what = fmt::format("indexer n_tokens={} n_heads={} head_dim={} n_entries={} ratio={} topk={}",
-                                         c.n_tokens, c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk);
+  struct Case {
+    int64_t n_tokens, n_heads, head_dim, n_entries, ratio, topk;
+  };
+  for (const Case c : {Case{1, 64, 128, 2048, 4, 512},   // V4-Flash/Pro decode
+                       Case{24, 64, 128, 1500, 4, 512},  // prefill chunk, ragged entry count
+                       Case{5, 64, 128, 300, 4, 512},    // fewer entries than topk: −1 padding
+                       Case{3, 8, 128, 37, 4, 8},        // tiny config
+                       Case{2, 3, 20, 0, 4, 5}}) {       // no entries yet
+    const std::string what =
+        fmt::format("indexer n_tokens={} n_heads={} head_dim={} n_entries={} ratio={} topk={}", c.n_tokens,
+                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk);
     const uint32_t salt = 80 + uint32_t(c.n_entries + c.n_tokens);
     const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt));
     const auto w = random_normal(size_t(c.n_tokens * c.n_heads), seed(salt + 1));
@@ -271,12 +307,13 @@ TEST(GpuOps, Indexer) {
     auto d_pos = to_device(pos);
     GuardedOutput<int32_t> out(want.size(), kPoisonId);
     const Status s = cuda::indexer({d_q.get(), d_w.get(), d_keys.get(), d_pos.get(), out.data(), c.n_tokens,
-                                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk}, nullptr);
+                                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk},
+                                   nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     const std::vector<int32_t> got = out.download(what);
     for (size_t i = 0; i < want.size(); ++i)
-      ASSERT_EQ(got[i], want[i]) << what << ": first bad index [" << i / size_t(c.topk) << ", " << i % size_t(c.topk)
-                                 << "]: gpu " << got[i] << " cpu " << want[i];
+      ASSERT_EQ(got[i], want[i]) << what << ": first bad index [" << i / size_t(c.topk) << ", "
+                                 << i % size_t(c.topk) << "]: gpu " << got[i] << " cpu " << want[i];
   }
 }
 
@@ -284,12 +321,15 @@ TEST(GpuOps, Indexer) {
 // and the indexer's compressor (width 128).
 TEST(GpuOps, Compressor) {
   SKIP_WITHOUT_GPU();
-  struct Case { int64_t n_windows, ratio, width, n_series; bool has_prev; };
+  struct Case {
+    int64_t n_windows, ratio, width, n_series;
+    bool has_prev;
+  };
   for (const Case c : {Case{1, 128, 512, 1, false}, Case{3, 128, 512, 1, false}, Case{1, 4, 512, 2, true},
                        Case{16, 4, 512, 2, false}, Case{5, 4, 128, 2, true}, Case{3, 4, 100, 2, true},
                        Case{2, 3, 17, 1, false}}) {
-    const std::string what = fmt::format("compressor n_windows={} ratio={} width={} n_series={} prev={}", c.n_windows,
-                                         c.ratio, c.width, c.n_series, c.has_prev);
+    const std::string what = fmt::format("compressor n_windows={} ratio={} width={} n_series={} prev={}",
+                                         c.n_windows, c.ratio, c.width, c.n_series, c.has_prev);
     const uint32_t salt = 100 + uint32_t(c.n_windows * 13 + c.width + c.ratio);
     const int64_t row = c.n_series * c.width, n_tok = c.n_windows * c.ratio;
     const auto kv = random_normal(size_t(n_tok * row), seed(salt));
@@ -307,10 +347,11 @@ TEST(GpuOps, Compressor) {
          d_pgate = to_device(prev_gate);
     GuardedOutput<float> g_entries(entries.size(), poison_float()), g_lkv(last_kv.size(), poison_float()),
         g_lgate(last_gate.size(), poison_float());
-    const Status s = cuda::compressor({d_kv.get(), d_gate.get(), d_ape.get(), c.has_prev ? d_pkv.get() : nullptr,
-                                       c.has_prev ? d_pgate.get() : nullptr, g_entries.data(),
-                                       csa ? g_lkv.data() : nullptr, csa ? g_lgate.data() : nullptr, c.n_windows,
-                                       c.ratio, c.width, c.n_series}, nullptr);
+    const Status s = cuda::compressor(
+        {d_kv.get(), d_gate.get(), d_ape.get(), c.has_prev ? d_pkv.get() : nullptr,
+         c.has_prev ? d_pgate.get() : nullptr, g_entries.data(), csa ? g_lkv.data() : nullptr,
+         csa ? g_lgate.data() : nullptr, c.n_windows, c.ratio, c.width, c.n_series},
+        nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     expect_close(what + " entries", g_entries.download(what), entries, 1e-5, 1e-6);
     if (csa) {
@@ -323,14 +364,17 @@ TEST(GpuOps, Compressor) {
 // ---- grouped_linear: V4-Flash/Pro wo_a shapes in BF16 and FP8 (as in the checkpoints), ragged F32.
 TEST(GpuOps, GroupedLinear) {
   SKIP_WITHOUT_GPU();
-  struct Case { WeightFormat format; int64_t n_tokens, n_groups, in_per_group, out_per_group; };
-  for (const Case c : {Case{WeightFormat::kFP8Block128, 1, 8, 4096, 1024},   // V4-Flash decode
+  struct Case {
+    WeightFormat format;
+    int64_t n_tokens, n_groups, in_per_group, out_per_group;
+  };
+  for (const Case c : {Case{WeightFormat::kFP8Block128, 1, 8, 4096, 1024},  // V4-Flash decode
                        Case{WeightFormat::kBF16, 3, 8, 4096, 1024},
-                       Case{WeightFormat::kFP8Block128, 11, 16, 4096, 1024}, // V4-Pro
+                       Case{WeightFormat::kFP8Block128, 11, 16, 4096, 1024},  // V4-Pro
                        Case{WeightFormat::kNVFP4, 2, 4, 256, 64}, Case{WeightFormat::kF32, 3, 2, 100, 36}}) {
-    const std::string what = fmt::format("grouped_linear format={} n_tokens={} n_groups={} in_per_group={} out_per_group={}",
-                                         weight_format_name(c.format), c.n_tokens, c.n_groups, c.in_per_group,
-                                         c.out_per_group);
+    const std::string what =
+        fmt::format("grouped_linear format={} n_tokens={} n_groups={} in_per_group={} out_per_group={}",
+                    weight_format_name(c.format), c.n_tokens, c.n_groups, c.in_per_group, c.out_per_group);
     const uint32_t salt = 120 + uint32_t(c.n_tokens + c.n_groups);
     const int64_t rows = c.n_groups * c.out_per_group;
     const auto x = random_normal(size_t(c.n_tokens * c.n_groups * c.in_per_group), seed(salt));

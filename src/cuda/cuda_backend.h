@@ -1,0 +1,17 @@
+// The CUDA backend: the Backend interface (src/model/backend.h) over the kernels of src/cuda/.
+// Every pointer in the params is device memory; ops are enqueued on the backend's stream and the
+// caller synchronises. linear, moe_router and moe_experts are not wired yet (issue 4) and return
+// an error Status.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <memory>
+
+#include "model/backend.h"
+
+namespace dsv4 {
+
+std::unique_ptr<Backend> make_cuda_backend(cudaStream_t stream = nullptr);
+
+}  // namespace dsv4

@@ -1,0 +1,34 @@
+// The CUDA backend forwards ops to the kernels (checked on rms_norm against the CPU reference)
+// and reports the ops it lacks as errors instead of running them.
+#include "cuda/cuda_backend.h"
+#include "gpu_test_util.h"
+
+namespace dsv4 {
+namespace {
+using namespace gpu_test;
+
+TEST(CudaBackend, RunsRmsNormLikeTheCpu) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n_rows = 3, dim = 4096;
+  const auto x = random_normal(size_t(n_rows * dim), 7);
+  const auto w = random_normal(size_t(dim), 8, 1.0f, 0.2f);
+  std::vector<float> want(x.size());
+  cpu::rms_norm({x.data(), w.data(), want.data(), n_rows, dim, 1e-6f});
+  auto d_x = to_device(x), d_w = to_device(w);
+  GuardedOutput<float> out(x.size(), poison_float());
+  const auto backend = make_cuda_backend();
+  EXPECT_EQ(backend->name(), "cuda");
+  const Status s = backend->rms_norm({d_x.get(), d_w.get(), out.data(), n_rows, dim, 1e-6f});
+  ASSERT_TRUE(s.ok()) << s.message();
+  expect_close("cuda backend rms_norm n_rows=3 dim=4096", out.download("rms_norm"), want, 1e-5, 1e-6);
+}
+
+TEST(CudaBackend, ReportsMissingOps) {
+  const auto backend = make_cuda_backend();
+  const Status s = backend->linear(LinearParams{});
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("linear is not supported yet"), std::string::npos) << s.message();
+}
+
+}  // namespace
+}  // namespace dsv4

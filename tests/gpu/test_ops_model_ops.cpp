@@ -1,0 +1,399 @@
+// test_ops for the model ops of issue 5 (embedding, rms_norm, rope, mhc_pre, mhc_post, hyper_head,
+// attention, indexer, compressor, grouped_linear): each CUDA op against its CPU reference on the
+// same seeded random inputs (DSV4_TEST_SEED overrides the seed), at V4-Flash/Pro widths and
+// ragged sizes. Tolerances are justified in docs/numerics.md, "GPU ops"; indexer ids are exact.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+
+#include "core/config.h"
+#include "core/quant.h"
+#include "cuda/attention.h"
+#include "cuda/compressor.h"
+#include "cuda/embedding.h"
+#include "cuda/grouped_linear.h"
+#include "cuda/hyper_head.h"
+#include "cuda/indexer.h"
+#include "cuda/mhc_post.h"
+#include "cuda/mhc_pre.h"
+#include "cuda/rms_norm.h"
+#include "cuda/rope.h"
+#include "gpu_test_util.h"
+
+namespace dsv4 {
+namespace {
+using namespace gpu_test;
+
+uint32_t seed(uint32_t salt) {
+  const char* env = std::getenv("DSV4_TEST_SEED");
+  return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
+}
+
+// ---- rms_norm: fp32 sum of squares in another order; |err| ≲ a few ulp of each output.
+TEST(GpuOps, RmsNorm) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_rows, dim;
+    bool weighted, in_place;
+  };
+  for (const Case c : {Case{1, 4096, true, false}, Case{3, 7168, true, false},
+                       Case{64 * 3, 512, false, false}, Case{128, 512, false, true},
+                       Case{7, 1000, true, false}, Case{2, 1, false, false}, Case{5, 16384, false, false}}) {
+    const std::string what = fmt::format("rms_norm n_rows={} dim={} weighted={} in_place={}", c.n_rows, c.dim,
+                                         c.weighted, c.in_place);
+    const size_t n = size_t(c.n_rows * c.dim);
+    const auto x = random_normal(n, seed(1 + uint32_t(n)), 0.3f, 2.0f);
+    const auto w = random_normal(size_t(c.dim), seed(2), 1.0f, 0.2f);
+    std::vector<float> want(n);
+    cpu::rms_norm({x.data(), c.weighted ? w.data() : nullptr, want.data(), c.n_rows, c.dim, 1e-6f});
+    auto d_w = to_device(w);
+    GuardedOutput<float> out(n, poison_float());
+    float* d_x = out.data();
+    cuda::DeviceBuffer<float> d_x_sep;
+    if (c.in_place) {
+      ASSERT_EQ(cudaMemcpy(d_x, x.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    } else {
+      d_x_sep = to_device(x);
+      d_x = d_x_sep.get();
+    }
+    const Status s =
+        cuda::rms_norm({d_x, c.weighted ? d_w.get() : nullptr, out.data(), c.n_rows, c.dim, 1e-6f}, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-5, 1e-6);
+  }
+}
+
+// ---- embedding: a copy (BF16 → fp32 is exact): bit-equal.
+TEST(GpuOps, Embedding) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    WeightFormat format;
+    int64_t vocab, d_model, n_tokens;
+  };
+  for (const Case c : {Case{WeightFormat::kBF16, 1000, 4096, 1}, Case{WeightFormat::kBF16, 777, 7168, 17},
+                       Case{WeightFormat::kF32, 300, 4096, 3}, Case{WeightFormat::kF32, 5, 33, 9}}) {
+    const std::string what = fmt::format("embedding format={} vocab={} d_model={} n_tokens={}",
+                                         weight_format_name(c.format), c.vocab, c.d_model, c.n_tokens);
+    const auto table_f32 = random_normal(size_t(c.vocab * c.d_model), seed(10 + uint32_t(c.vocab)));
+    const QuantizedWeight table = quantize_weight(c.format, table_f32.data(), c.vocab, c.d_model);
+    std::mt19937 rng(seed(11));
+    std::vector<int32_t> ids(size_t(c.n_tokens));
+    for (auto& id : ids) id = int32_t(rng() % uint32_t(c.vocab));
+    ids[0] = int32_t(c.vocab - 1);
+    if (c.n_tokens > 1) ids[1] = 0;
+    const size_t n = size_t(c.n_tokens * c.d_model);
+    std::vector<float> want(n);
+    cpu::embedding({ids.data(), table.view(), want.data(), c.n_tokens});
+    auto d_ids = to_device(ids);
+    auto d_table = to_device(table.data);
+    WeightView dv = table.view();
+    dv.data = d_table.get();
+    GuardedOutput<float> out(n, poison_float());
+    const Status s = cuda::embedding({d_ids.get(), dv, out.data(), c.n_tokens}, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 0.0, 0.0);
+  }
+}
+
+// ---- rope: the CPU's fp32 angle and rounding order; cosf/sinf may differ in the last ulp.
+TEST(GpuOps, Rope) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    const char* model;
+    bool compress;
+    int64_t n_rows, n_heads, head_dim;
+    bool inverse;
+  };
+  for (const Case c : {Case{"flash", true, 1, 64, 512, false}, Case{"flash", true, 3, 64, 512, true},
+                       Case{"flash", false, 5, 1, 512, false}, Case{"pro", true, 17, 128, 512, false},
+                       Case{"pro", false, 2, 128, 512, true}, Case{"flash", true, 9, 64, 128, false},
+                       Case{"flash", true, 1, 3, 64, true}}) {
+    const ModelConfig cfg = std::string(c.model) == "pro" ? ModelConfig::pro() : ModelConfig::flash();
+    const std::vector<float> inv_freq = rope_inv_freq(cfg, c.compress);
+    const std::string what =
+        fmt::format("rope model={} compress={} n_rows={} n_heads={} head_dim={} rope_dim={} inverse={}",
+                    c.model, c.compress, c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse);
+    const size_t n = size_t(c.n_rows * c.n_heads * c.head_dim);
+    const auto x = random_normal(n, seed(20 + uint32_t(n)));
+    std::mt19937 rng(seed(21));
+    std::vector<int64_t> pos(size_t(c.n_rows));
+    for (auto& p : pos) p = int64_t(rng() % 1048576u);
+    pos[0] = c.n_rows > 1 ? 0 : 65535;
+    std::vector<float> want = x;
+    cpu::rope(
+        {want.data(), pos.data(), inv_freq.data(), c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse});
+    auto d_pos = to_device(pos);
+    auto d_freq = to_device(inv_freq);
+    GuardedOutput<float> out(n, poison_float());
+    ASSERT_EQ(cudaMemcpy(out.data(), x.data(), n * sizeof(float), cudaMemcpyHostToDevice), cudaSuccess);
+    const Status s = cuda::rope(
+        {out.data(), d_pos.get(), d_freq.get(), c.n_rows, c.n_heads, c.head_dim, cfg.rope_dim, c.inverse},
+        nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-6, 2e-6);
+  }
+}
+
+// ---- mHC ops: inputs shaped like the synthetic checkpoints (fn ~ N(0, 1/√(n·D))).
+struct MhcInputs {
+  std::vector<float> h, fn, base, scale;
+};
+
+MhcInputs mhc_inputs(int64_t n_tokens, int64_t hc, int64_t d_model, int64_t n_mix, uint32_t salt) {
+  const int64_t width = hc * d_model;
+  return {random_normal(size_t(n_tokens * width), seed(salt), 0.0f, 1.0f),
+          random_normal(size_t(n_mix * width), seed(salt + 1), 0.0f, 1.0f / std::sqrt(float(width))),
+          random_normal(size_t(n_mix), seed(salt + 2), 0.0f, 0.5f),
+          random_normal(3, seed(salt + 3), 1.0f, 0.3f)};
+}
+
+TEST(GpuOps, MhcPre) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
+  for (const Case c :
+       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{17, 4, 4096}, Case{2, 4, 100}, Case{5, 2, 64}}) {
+    const std::string what = fmt::format("mhc_pre n_tokens={} hc_mult={} d_model={} sinkhorn_iters=20",
+                                         c.n_tokens, c.hc, c.d_model);
+    const int64_t n_mix = (2 + c.hc) * c.hc;
+    const MhcInputs in = mhc_inputs(c.n_tokens, c.hc, c.d_model, n_mix, 30 + uint32_t(c.d_model));
+    std::vector<float> x(size_t(c.n_tokens * c.d_model)), post(size_t(c.n_tokens * c.hc)),
+        comb(size_t(c.n_tokens * c.hc * c.hc));
+    cpu::mhc_pre({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), x.data(), post.data(),
+                  comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f});
+    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base),
+         d_scale = to_device(in.scale);
+    GuardedOutput<float> g_x(x.size(), poison_float()), g_post(post.size(), poison_float()),
+        g_comb(comb.size(), poison_float());
+    const Status s =
+        cuda::mhc_pre({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), g_x.data(), g_post.data(),
+                       g_comb.data(), c.n_tokens, c.hc, c.d_model, 20, 1e-6f, 1e-6f},
+                      nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what + " x", g_x.download(what), x, 1e-4, 4e-5);
+    expect_close(what + " post", g_post.download(what), post, 1e-4, 4e-5);
+    expect_close(what + " comb", g_comb.download(what), comb, 1e-4, 4e-5);
+  }
+}
+
+TEST(GpuOps, MhcPost) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
+  for (const Case c :
+       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{33, 4, 4096}, Case{2, 4, 100}, Case{3, 3, 17}}) {
+    const std::string what =
+        fmt::format("mhc_post n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
+    const uint32_t salt = 40 + uint32_t(c.d_model);
+    const auto y = random_normal(size_t(c.n_tokens * c.d_model), seed(salt));
+    const auto h = random_normal(size_t(c.n_tokens * c.hc * c.d_model), seed(salt + 1));
+    const auto post = random_normal(size_t(c.n_tokens * c.hc), seed(salt + 2), 1.0f, 0.5f);
+    const auto comb = random_normal(size_t(c.n_tokens * c.hc * c.hc), seed(salt + 3), 0.25f, 0.1f);
+    std::vector<float> want(h.size());
+    cpu::mhc_post({y.data(), h.data(), post.data(), comb.data(), want.data(), c.n_tokens, c.hc, c.d_model});
+    auto d_y = to_device(y), d_h = to_device(h), d_post = to_device(post), d_comb = to_device(comb);
+    GuardedOutput<float> out(want.size(), poison_float());
+    const Status s = cuda::mhc_post(
+        {d_y.get(), d_h.get(), d_post.get(), d_comb.get(), out.data(), c.n_tokens, c.hc, c.d_model}, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-6, 4e-6);
+  }
+}
+
+TEST(GpuOps, HyperHead) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_tokens, hc, d_model;
+  };
+  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{5, 4, 100}}) {
+    const std::string what =
+        fmt::format("hyper_head n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
+    const MhcInputs in = mhc_inputs(c.n_tokens, c.hc, c.d_model, c.hc, 50 + uint32_t(c.d_model));
+    std::vector<float> want(size_t(c.n_tokens * c.d_model));
+    cpu::hyper_head({in.h.data(), in.fn.data(), in.base.data(), in.scale.data(), want.data(), c.n_tokens,
+                     c.hc, c.d_model, 1e-6f, 1e-6f});
+    auto d_h = to_device(in.h), d_fn = to_device(in.fn), d_base = to_device(in.base),
+         d_scale = to_device(in.scale);
+    GuardedOutput<float> out(want.size(), poison_float());
+    const Status s = cuda::hyper_head({d_h.get(), d_fn.get(), d_base.get(), d_scale.get(), out.data(),
+                                       c.n_tokens, c.hc, c.d_model, 1e-6f, 1e-6f},
+                                      nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-4, 4e-5);
+  }
+}
+
+// ---- attention: rows = a sliding window (the last `window` kv rows before the compressed pool)
+// plus distinct random picks among the compressed entries, −1 for unused slots.
+TEST(GpuOps, Attention) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_tokens, n_heads, head_dim, window, n_compressed, n_pick;
+  };
+  for (const Case c : {Case{1, 64, 512, 128, 700, 512},   // V4-Flash decode, CSA
+                       Case{4, 128, 512, 128, 300, 300},  // V4-Pro decode batch, HCA (all entries)
+                       Case{48, 64, 512, 128, 600, 512},  // V4-Flash prefill chunk
+                       Case{3, 3, 100, 5, 7, 4},          // ragged
+                       Case{2, 2, 16, 8, 0, 0}}) {        // tiny config, window only
+    const int64_t n_kv = c.window + c.n_compressed, n_sel = c.window + c.n_pick;
+    const std::string what = fmt::format("attention n_tokens={} n_heads={} head_dim={} n_kv={} n_sel={}",
+                                         c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel);
+    const uint32_t salt = 60 + uint32_t(c.n_tokens * 7 + c.n_heads);
+    const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt), 0.0f, 1.5f);
+    const auto kv = random_normal(size_t(n_kv * c.head_dim), seed(salt + 1));
+    const auto sinks = random_normal(size_t(c.n_heads), seed(salt + 2), 0.0f, 2.0f);
+    std::mt19937 rng(seed(salt + 3));
+    std::vector<int32_t> idx(size_t(c.n_tokens * n_sel));
+    std::vector<int32_t> pool(size_t(c.n_compressed));
+    std::iota(pool.begin(), pool.end(), int32_t(c.window));
+    for (int64_t t = 0; t < c.n_tokens; ++t) {
+      int32_t* row = idx.data() + t * n_sel;
+      // Early tokens see a shorter window: the unused slots are −1 (the last token sees none).
+      const int64_t seen = t + 1 == c.n_tokens && c.n_tokens > 1 ? 0 : c.window - (t % c.window);
+      for (int64_t j = 0; j < c.window; ++j) row[j] = j < seen ? int32_t(c.window - 1 - j) : -1;
+      std::shuffle(pool.begin(), pool.end(), rng);
+      for (int64_t j = 0; j < c.n_pick; ++j) row[c.window + j] = rng() % 8 == 0 ? -1 : pool[size_t(j)];
+    }
+    std::vector<float> want(q.size());
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    cpu::attention({q.data(), kv.data(), idx.data(), sinks.data(), want.data(), c.n_tokens, c.n_heads,
+                    c.head_dim, n_kv, n_sel, scale});
+    auto d_q = to_device(q), d_kv = to_device(kv), d_sinks = to_device(sinks);
+    auto d_idx = to_device(idx);
+    GuardedOutput<float> out(want.size(), poison_float());
+    const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(),
+                                      c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel, scale},
+                                     nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-4, 1e-4);
+  }
+}
+
+// ---- indexer: ids exact. Some key rows are duplicated so that exact ties occur and must go to
+// the lower index; positions cover "nothing admissible", partial and full admissibility.
+TEST(GpuOps, Indexer) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_tokens, n_heads, head_dim, n_entries, ratio, topk;
+  };
+  for (const Case c : {Case{1, 64, 128, 2048, 4, 512},   // V4-Flash/Pro decode
+                       Case{24, 64, 128, 1500, 4, 512},  // prefill chunk, ragged entry count
+                       Case{5, 64, 128, 300, 4, 512},    // fewer entries than topk: −1 padding
+                       Case{3, 8, 128, 37, 4, 8},        // tiny config
+                       Case{2, 3, 20, 0, 4, 5}}) {       // no entries yet
+    const std::string what =
+        fmt::format("indexer n_tokens={} n_heads={} head_dim={} n_entries={} ratio={} topk={}", c.n_tokens,
+                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk);
+    const uint32_t salt = 80 + uint32_t(c.n_entries + c.n_tokens);
+    const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt));
+    const auto w = random_normal(size_t(c.n_tokens * c.n_heads), seed(salt + 1));
+    auto keys = random_normal(size_t(c.n_entries * c.head_dim), seed(salt + 2));
+    for (int64_t s = 3; s + 7 < c.n_entries; s += 11)  // exact duplicates: tied scores
+      std::copy_n(keys.begin() + s * c.head_dim, c.head_dim, keys.begin() + (s + 7) * c.head_dim);
+    std::mt19937 rng(seed(salt + 3));
+    std::vector<int64_t> pos(size_t(c.n_tokens));
+    const int64_t span = c.n_entries * c.ratio + c.ratio;
+    for (auto& p : pos) p = int64_t(rng() % uint32_t(span + 1));
+    pos[0] = c.n_tokens == 1 ? span : 1;  // decode: all admissible; else one with none admissible
+    if (c.n_tokens > 2) pos[2] = 4 * c.ratio - 1;
+    std::vector<int32_t> want(size_t(c.n_tokens * c.topk));
+    cpu::indexer({q.data(), w.data(), keys.data(), pos.data(), want.data(), c.n_tokens, c.n_heads, c.head_dim,
+                  c.n_entries, c.ratio, c.topk});
+    auto d_q = to_device(q), d_w = to_device(w), d_keys = to_device(keys);
+    auto d_pos = to_device(pos);
+    GuardedOutput<int32_t> out(want.size(), kPoisonId);
+    const Status s = cuda::indexer({d_q.get(), d_w.get(), d_keys.get(), d_pos.get(), out.data(), c.n_tokens,
+                                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk},
+                                   nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    const std::vector<int32_t> got = out.download(what);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(got[i], want[i]) << what << ": first bad index [" << i / size_t(c.topk) << ", "
+                                 << i % size_t(c.topk) << "]: gpu " << got[i] << " cpu " << want[i];
+  }
+}
+
+// ---- compressor: HCA (ratio 128), CSA (ratio 4, overlapping, with and without carried state)
+// and the indexer's compressor (width 128).
+TEST(GpuOps, Compressor) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t n_windows, ratio, width, n_series;
+    bool has_prev;
+  };
+  for (const Case c : {Case{1, 128, 512, 1, false}, Case{3, 128, 512, 1, false}, Case{1, 4, 512, 2, true},
+                       Case{16, 4, 512, 2, false}, Case{5, 4, 128, 2, true}, Case{3, 4, 100, 2, true},
+                       Case{2, 3, 17, 1, false}}) {
+    const std::string what = fmt::format("compressor n_windows={} ratio={} width={} n_series={} prev={}",
+                                         c.n_windows, c.ratio, c.width, c.n_series, c.has_prev);
+    const uint32_t salt = 100 + uint32_t(c.n_windows * 13 + c.width + c.ratio);
+    const int64_t row = c.n_series * c.width, n_tok = c.n_windows * c.ratio;
+    const auto kv = random_normal(size_t(n_tok * row), seed(salt));
+    const auto gate = random_normal(size_t(n_tok * row), seed(salt + 1), 0.0f, 2.0f);
+    const auto ape = random_normal(size_t(c.ratio * row), seed(salt + 2), 0.0f, 0.5f);
+    const auto prev_kv = random_normal(size_t(c.ratio * c.width), seed(salt + 3));
+    const auto prev_gate = random_normal(size_t(c.ratio * c.width), seed(salt + 4), 0.0f, 2.0f);
+    const bool csa = c.n_series == 2;
+    std::vector<float> entries(size_t(c.n_windows * c.width)), last_kv(size_t(c.ratio * c.width)),
+        last_gate(last_kv.size());
+    cpu::compressor({kv.data(), gate.data(), ape.data(), c.has_prev ? prev_kv.data() : nullptr,
+                     c.has_prev ? prev_gate.data() : nullptr, entries.data(), csa ? last_kv.data() : nullptr,
+                     csa ? last_gate.data() : nullptr, c.n_windows, c.ratio, c.width, c.n_series});
+    auto d_kv = to_device(kv), d_gate = to_device(gate), d_ape = to_device(ape), d_pkv = to_device(prev_kv),
+         d_pgate = to_device(prev_gate);
+    GuardedOutput<float> g_entries(entries.size(), poison_float()), g_lkv(last_kv.size(), poison_float()),
+        g_lgate(last_gate.size(), poison_float());
+    const Status s = cuda::compressor(
+        {d_kv.get(), d_gate.get(), d_ape.get(), c.has_prev ? d_pkv.get() : nullptr,
+         c.has_prev ? d_pgate.get() : nullptr, g_entries.data(), csa ? g_lkv.data() : nullptr,
+         csa ? g_lgate.data() : nullptr, c.n_windows, c.ratio, c.width, c.n_series},
+        nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what + " entries", g_entries.download(what), entries, 1e-5, 4e-6);
+    if (csa) {
+      expect_close(what + " last_kv", g_lkv.download(what), last_kv, 0.0, 0.0);
+      expect_close(what + " last_gate", g_lgate.download(what), last_gate, 0.0, 0.0);
+    }
+  }
+}
+
+// ---- grouped_linear: V4-Flash/Pro wo_a shapes in BF16 and FP8 (as in the checkpoints), ragged F32.
+TEST(GpuOps, GroupedLinear) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    WeightFormat format;
+    int64_t n_tokens, n_groups, in_per_group, out_per_group;
+  };
+  for (const Case c : {Case{WeightFormat::kFP8Block128, 1, 8, 4096, 1024},  // V4-Flash decode
+                       Case{WeightFormat::kBF16, 3, 8, 4096, 1024},
+                       Case{WeightFormat::kFP8Block128, 11, 16, 4096, 1024},  // V4-Pro
+                       Case{WeightFormat::kNVFP4, 2, 4, 256, 64}, Case{WeightFormat::kF32, 3, 2, 100, 36}}) {
+    const std::string what =
+        fmt::format("grouped_linear format={} n_tokens={} n_groups={} in_per_group={} out_per_group={}",
+                    weight_format_name(c.format), c.n_tokens, c.n_groups, c.in_per_group, c.out_per_group);
+    const uint32_t salt = 120 + uint32_t(c.n_tokens + c.n_groups);
+    const int64_t rows = c.n_groups * c.out_per_group;
+    const auto x = random_normal(size_t(c.n_tokens * c.n_groups * c.in_per_group), seed(salt));
+    const auto w_f32 = random_normal(size_t(rows * c.in_per_group), seed(salt + 1), 0.0f, 0.02f);
+    const QuantizedWeight w = quantize_weight(c.format, w_f32.data(), rows, c.in_per_group);
+    std::vector<float> want(size_t(c.n_tokens * rows));
+    cpu::grouped_linear({x.data(), w.view(), want.data(), c.n_tokens, c.n_groups});
+    auto d_x = to_device(x);
+    auto d_data = to_device(w.data);
+    auto d_scales = to_device(w.scales.empty() ? std::vector<uint8_t>(1, 0) : w.scales);
+    WeightView dv = w.view();
+    dv.data = d_data.get();
+    dv.scales = w.scales.empty() ? nullptr : d_scales.get();
+    GuardedOutput<float> out(want.size(), poison_float());
+    const Status s = cuda::grouped_linear({d_x.get(), dv, out.data(), c.n_tokens, c.n_groups}, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    expect_close(what, out.download(what), want, 1e-4, 4e-5);
+  }
+}
+
+}  // namespace
+}  // namespace dsv4

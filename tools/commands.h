@@ -12,6 +12,7 @@ using Action = std::function<int()>;
 
 void register_inspect(CLI::App& app, Action& run);
 void register_make_model(CLI::App& app, Action& run);
+void register_bench(CLI::App& app, Action& run);
 
 // Prints "error: <message>" on stderr and returns 1.
 int fail(const std::string& message);

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   dsv4::cli::Action run;
   dsv4::cli::register_inspect(app, run);
   dsv4::cli::register_make_model(app, run);
+  dsv4::cli::register_bench(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

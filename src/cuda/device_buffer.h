@@ -1,0 +1,64 @@
+// DeviceBuffer<T>: an owned cudaMalloc allocation (move-only RAII). Creation returns Result so an
+// out-of-memory is a Status, never an abort; the destructor frees without failing.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "cuda/check.h"
+
+namespace dsv4::cuda {
+
+template <typename T>
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  static Result<DeviceBuffer> create(size_t n) {
+    DeviceBuffer b;
+    if (n > 0) {
+      const cudaError_t e = cudaMalloc(&b.p_, n * sizeof(T));
+      if (e != cudaSuccess)
+        return Status::errorf("cudaMalloc: {} bytes; {}", n * sizeof(T), cudaGetErrorString(e));
+    }
+    b.n_ = n;
+    return Result<DeviceBuffer>(std::move(b));
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
+  }
+
+  T* get() const { return p_; }
+  size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
+
+  Status upload(const T* src, size_t n, size_t offset = 0) {
+    if (offset + n > n_) return Status::errorf("DeviceBuffer::upload: {} elements at {}; capacity {}", n, offset, n_);
+    DSV4_CUDA_TRY(cudaMemcpy(p_ + offset, src, n * sizeof(T), cudaMemcpyHostToDevice));
+    return {};
+  }
+  Status upload(const std::vector<T>& v, size_t offset = 0) { return upload(v.data(), v.size(), offset); }
+  Result<std::vector<T>> download() const {
+    std::vector<T> v(n_);
+    const cudaError_t e = cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return Status::errorf("DeviceBuffer::download: {}", cudaGetErrorString(e));
+    return v;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
+}  // namespace dsv4::cuda

@@ -42,17 +42,18 @@ struct DecodeConfig {
   size_t smem;
 };
 
-// Decode grid: row blocks of 128 rows × K splits. Aim at 2 blocks per SM so each SM keeps
-// 8 warps × 2-4 × 512 B in flight; more tokens need longer K slices, since each split costs
-// n_tokens × rows atomics and re-stages x; shared memory (x slice, BF16) stays ≤ 100 KB.
+// Decode grid: row blocks of 256 rows × K splits of ≥ 256 columns, about 2 blocks per SM so
+// each SM keeps 16 warps × 2-4 chunks × 2 tiles × 512 B in flight. Each split costs n_tokens ×
+// rows atomics and re-reads x, so splits stop at 2 per SM; the x slice (BF16) stays ≤ 48 KB so
+// blocks share an SM.
 DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_tokens) {
   DecodeConfig c{};
   const int tiles8 = int((n_tokens + 7) / 8);
   c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
   c.row_blocks = int((w.rows_pad + sm90::kRowsPerBlock - 1) / sm90::kRowsPerBlock);
   const int k_blocks = int(w.cols_pad / 128);
-  const int max_k = std::max(1, (102400 / (16 * c.token_tiles) - 8) / 128);  // in 128-column units
-  const int min_k = std::min(max_k, std::max(1, c.token_tiles / 2 * 2));
+  const int max_k = std::max(1, (49152 / (16 * c.token_tiles) - 8) / 128);  // in 128-column units
+  const int min_k = std::min(max_k, 2);
   const int want_splits = std::max(1, (2 * sm_count() + c.row_blocks - 1) / c.row_blocks);
   int k_units = std::clamp((k_blocks + want_splits - 1) / want_splits, min_k, max_k);
   k_units = std::min(k_units, k_blocks);
@@ -174,6 +175,8 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens);
   if (need > 0 && (!p.workspace || p.workspace_bytes < need))
     return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(), p.workspace ? p.workspace_bytes : 0, need);
+  if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
+    return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
   if (need > 0 && !p.cublas) return Status::error(where_fn() + ": this path needs a cuBLAS handle");
   return linear_sm90_launch(p, stream);
 }

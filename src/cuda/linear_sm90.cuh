@@ -4,8 +4,8 @@
 // W is packed (linear_sm90_pack.cpp): per 16-row tile and chunk, lane l holds 16 bytes that are
 // exactly its A fragments, so a warp streams 512 contiguous bytes per load. Dequant is bit
 // moves (e2m1 → BF16 ·2^-126, E4M3 → BF16 ·2^-120) and one HMUL2 by a pre-biased scale pair
-// built with one PRMT + IMAD; the powers of two come back in out_scale. A block = 4 warps ×
-// 2 tiles = 128 rows sharing one K slice of x; split-K over blockIdx.y (fp32 atomics) fills the
+// built with one PRMT + IMAD; the powers of two come back in out_scale. A block = 8 warps ×
+// 2 tiles = 256 rows sharing one K slice of x; split-K over blockIdx.y (fp32 atomics) fills the
 // SMs when N alone cannot. Decode is memory-bound, so the tiling optimises bytes in flight
 // (2-4 chunks of 16 B per lane prefetched) over reuse.
 #pragma once
@@ -18,7 +18,7 @@
 
 namespace dsv4::cuda::sm90 {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = 8;
 constexpr int kThreads = kWarps * 32;
 constexpr int kTilesPerWarp = 2;  // 16-row tiles per warp: B fragments reused twice
 constexpr int kRowsPerBlock = kWarps * kTilesPerWarp * 16;
@@ -124,23 +124,10 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
   const int k_begin = blockIdx.y * a.k_split;
   const int k_len = min(a.k_split, a.cols_pad - k_begin);
 
-  // Stage this block's K slice of x as BF16; tokens past n_tokens and columns past cols are 0.
-  const int half = k_len / 2;
-  for (int i = threadIdx.x; i < kTokenTiles * 8 * half; i += kThreads) {
-    const int t = i / half, k = (i % half) * 2, kg = k_begin + k;
-    float v0 = 0.0f, v1 = 0.0f;
-    if (t < a.n_tokens) {
-      if (kg < a.cols) v0 = a.x[size_t(t) * a.cols + kg];
-      if (kg + 1 < a.cols) v1 = a.x[size_t(t) * a.cols + kg + 1];
-    }
-    *reinterpret_cast<__nv_bfloat162*>(&xs[t * ld + k]) = __floats2bfloat162_rn(v0, v1);
-  }
-  __syncthreads();
-
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
   const int n_tiles = a.rows_pad / 16, n_chunks = a.cols_pad / kChunkK;
   const int tile0 = (blockIdx.x * kWarps + warp) * kTilesPerWarp;
-  if (tile0 >= n_tiles) return;
+  const bool active = tile0 < n_tiles;
   const int c_begin = k_begin / kChunkK, nc = k_len / kChunkK;
   int tiles[kTilesPerWarp];
   const uint4* wp[kTilesPerWarp];
@@ -149,19 +136,47 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
     tiles[m] = min(tile0 + m, n_tiles - 1);  // a missing second tile recomputes the last, unwritten
     wp[m] = reinterpret_cast<const uint4*>(a.w) + (size_t(tiles[m]) * n_chunks + c_begin) * 32 + lane;
   }
-
-  float acc[kTilesPerWarp][kTokenTiles][4] = {};
+  // The first weight chunks are requested before x is staged: they do not depend on it.
   uint4 wc[kPrefetch][kTilesPerWarp];
   uint2 sc[kPrefetch][kTilesPerWarp];
 #pragma unroll
   for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
     for (int m = 0; m < kTilesPerWarp; ++m)
-      if (u < nc) {
+      if (active && u < nc) {
         wc[u][m] = __ldg(wp[m] + u * 32);
         sc[u][m] = load_scales<F>(a.scales, tiles[m], c_begin + u, n_chunks, a.cols_pad, g);
       }
 
+  // Stage this block's K slice of x as BF16; tokens past n_tokens and columns past cols are 0.
+  // 16-byte loads, unrolled so several are in flight (the checked layer ensures alignment).
+  if ((a.cols & 3) == 0) {
+    const int quads = k_len / 4;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kTokenTiles * 8 * quads; i += kThreads) {
+      const int t = i / quads, k = (i % quads) * 4, kg = k_begin + k;
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (t < a.n_tokens && kg < a.cols) v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(t) * a.cols + kg));
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+      *reinterpret_cast<uint2*>(&xs[t * ld + k]) =
+          make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+    }
+  } else {
+    const int half = k_len / 2;
+    for (int i = threadIdx.x; i < kTokenTiles * 8 * half; i += kThreads) {
+      const int t = i / half, k = (i % half) * 2, kg = k_begin + k;
+      float v0 = 0.0f, v1 = 0.0f;
+      if (t < a.n_tokens) {
+        if (kg < a.cols) v0 = a.x[size_t(t) * a.cols + kg];
+        if (kg + 1 < a.cols) v1 = a.x[size_t(t) * a.cols + kg + 1];
+      }
+      *reinterpret_cast<__nv_bfloat162*>(&xs[t * ld + k]) = __floats2bfloat162_rn(v0, v1);
+    }
+  }
+  __syncthreads();
+  if (!active) return;
+
+  float acc[kTilesPerWarp][kTokenTiles][4] = {};
   for (int c = 0; c < nc; c += kPrefetch) {
     uint4 wn[kPrefetch][kTilesPerWarp];
     uint2 sn[kPrefetch][kTilesPerWarp];

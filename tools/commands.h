@@ -17,6 +17,7 @@ void register_generate(CLI::App& app, Action& run);
 void register_tokenize(CLI::App& app, Action& run);
 void register_encode_chat(CLI::App& app, Action& run);
 void register_parse_completion(CLI::App& app, Action& run);
+void register_bench(CLI::App& app, Action& run);
 
 // Prints "error: <message>" on stderr and returns 1.
 int fail(const std::string& message);

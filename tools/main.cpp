@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   dsv4::cli::register_tokenize(app, run);
   dsv4::cli::register_encode_chat(app, run);
   dsv4::cli::register_parse_completion(app, run);
+  dsv4::cli::register_bench(app, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,10 +1,11 @@
-// DeviceBuffer<T>: an owned, uninitialised device allocation of n elements (cudaMalloc/cudaFree),
-// with checked host copies. For tests, tools and load-time setup; kernels take raw pointers.
+// DeviceBuffer<T>: an owned cudaMalloc allocation (move-only RAII). Creation returns Result so an
+// out-of-memory is a Status, never an abort; the destructor frees without failing.
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <utility>
 #include <vector>
 
@@ -16,40 +17,41 @@ template <typename T>
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  // Allocates n elements, at least one byte so that an empty buffer still has a distinct address.
+  static Result<DeviceBuffer> create(size_t n) {
+    DeviceBuffer b;
+    const size_t bytes = n * sizeof(T) > 0 ? n * sizeof(T) : 1;
+    const cudaError_t e = cudaMalloc(&b.p_, bytes);
+    if (e != cudaSuccess) return Status::errorf("cudaMalloc: {} bytes; {}", bytes, cudaGetErrorString(e));
+    b.n_ = n;
+    return Result<DeviceBuffer>(std::move(b));
+  }
   DeviceBuffer(DeviceBuffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
     std::swap(p_, o.p_);
     std::swap(n_, o.n_);
     return *this;
   }
-  ~DeviceBuffer() { cudaFree(p_); }
-
-  // Allocates n elements (at least one byte, so that empty buffers still have a distinct address).
-  static Result<DeviceBuffer> allocate(size_t n) {
-    DeviceBuffer b;
-    const cudaError_t e = cudaMalloc(&b.p_, n * sizeof(T) + 1);
-    if (e != cudaSuccess)
-      return Status::errorf("DeviceBuffer: cudaMalloc of {} bytes failed: {}", n * sizeof(T) + 1,
-                            cudaGetErrorString(e));
-    b.n_ = n;
-    return Result<DeviceBuffer>(std::move(b));
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (p_) cudaFree(p_);
   }
 
   T* get() const { return p_; }
   size_t size() const { return n_; }
+  size_t bytes() const { return n_ * sizeof(T); }
 
-  // Copies v to the start of the buffer (v.size() <= size()).
-  Status upload(const std::vector<T>& v) {
-    if (v.size() > n_)
-      return Status::errorf("DeviceBuffer: upload of {} elements; expected at most {}", v.size(), n_);
-    DSV4_CUDA_TRY(cudaMemcpy(p_, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+  Status upload(const T* src, size_t n, size_t offset = 0) {
+    if (offset + n > n_) return Status::errorf("DeviceBuffer::upload: {} elements at {}; capacity {}", n, offset, n_);
+    DSV4_CUDA_TRY(cudaMemcpy(p_ + offset, src, n * sizeof(T), cudaMemcpyHostToDevice));
     return {};
   }
+  Status upload(const std::vector<T>& v, size_t offset = 0) { return upload(v.data(), v.size(), offset); }
   Result<std::vector<T>> download() const {
     std::vector<T> v(n_);
-    DSV4_CUDA_TRY(cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
+    const cudaError_t e = cudaMemcpy(v.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return Status::errorf("DeviceBuffer::download: {}", cudaGetErrorString(e));
     return v;
   }
 

@@ -43,7 +43,7 @@ inline std::vector<float> random_normal(size_t n, uint32_t seed, float mean = 0.
 // A device copy of v; a failure is recorded and yields an empty buffer.
 template <typename T>
 cuda::DeviceBuffer<T> to_device(const std::vector<T>& v) {
-  auto b = cuda::DeviceBuffer<T>::allocate(v.size());
+  auto b = cuda::DeviceBuffer<T>::create(v.size());
   if (!b.ok()) {
     ADD_FAILURE() << b.status().message();
     return {};

@@ -1,0 +1,204 @@
+// bench_linear (linear_bench.h): floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate),
+// both measured here; peer = the same GEMM in BF16 through cuBLAS. Weights rotate over enough
+// copies (≥ 200 MB) that L2 (50 MB) cannot hold them between launches of the same copy.
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "cuda/check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/linear_bench.h"
+#include "cuda/linear_sm90.h"
+
+namespace dsv4::cuda {
+namespace {
+
+constexpr int kWarmup = 5;
+constexpr int kRuns = 25;
+constexpr size_t kRotateBytes = size_t(200) << 20;
+
+__global__ void fill_random_bf16(__nv_bfloat16* p, size_t n, uint32_t seed) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+  h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+  p[i] = __float2bfloat16_rn((float(h & 0xFFFF) / 65536.0f - 0.5f) * 0.1f + 1e-3f);
+}
+__global__ void fill_random_f32(float* p, size_t n, uint32_t seed) {
+  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  uint32_t h = uint32_t(i) * 2654435761u ^ seed;
+  h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
+  p[i] = (float(h & 0xFFFF) / 65536.0f - 0.5f) * 2.0f + 1e-3f;
+}
+
+// Median over kRuns of (time of `batch` calls f(i, stream)) / batch, in microseconds. The calls
+// are captured once into a CUDA graph (as decode runs), so host launch cost stays out.
+template <typename F>
+Result<double> time_us(int batch, F&& f) {
+  cudaStream_t st;
+  DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (int i = 0; i < kWarmup; ++i) DSV4_RETURN_IF_ERROR(f(i, st));
+  DSV4_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < batch; ++i) {
+    const Status s = f(i, st);
+    if (!s.ok()) {
+      cudaGraph_t g;
+      cudaStreamEndCapture(st, &g);
+      return s;
+    }
+  }
+  cudaGraph_t graph;
+  cudaGraphExec_t exec;
+  DSV4_CUDA_TRY(cudaStreamEndCapture(st, &graph));
+  DSV4_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
+  cudaEvent_t a, b;
+  DSV4_CUDA_TRY(cudaEventCreate(&a));
+  DSV4_CUDA_TRY(cudaEventCreate(&b));
+  DSV4_CUDA_TRY(cudaGraphLaunch(exec, st));
+  std::vector<double> t;
+  for (int r = 0; r < kRuns; ++r) {
+    DSV4_CUDA_TRY(cudaEventRecord(a, st));
+    DSV4_CUDA_TRY(cudaGraphLaunch(exec, st));
+    DSV4_CUDA_TRY(cudaEventRecord(b, st));
+    DSV4_CUDA_TRY(cudaEventSynchronize(b));
+    float ms = 0;
+    DSV4_CUDA_TRY(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms * 1e3 / batch);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(st);
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Status cublas_bf16(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t n, int64_t k,
+                   int64_t t) {
+  const float alpha = 1.0f, beta = 0.0f;
+  cublasSetStream(h, st);
+  const cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(t), int(k), &alpha, w, CUDA_R_16BF, int(k),
+                                        x, CUDA_R_16BF, int(k), &beta, y, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
+                                        CUBLAS_GEMM_DEFAULT);
+  if (s != CUBLAS_STATUS_SUCCESS) return Status::errorf("cublasGemmEx: {}", cublasGetStatusString(s));
+  return {};
+}
+
+struct Shape {
+  const char* name;
+  int64_t rows, cols;
+};
+
+std::vector<Shape> shapes_of(const std::string& s) {
+  if (s == "flash") return {{"flash.w1", 2048, 4096}, {"flash.w2", 4096, 2048}};
+  if (s == "pro") return {{"pro.w1", 3072, 7168}, {"pro.w2", 7168, 3072}};
+  return {};
+}
+
+}  // namespace
+
+Status bench_linear(const LinearBenchOptions& opt) {
+  if (device_count() == 0) return Status::error("bench linear: no CUDA device; expected a Hopper GPU");
+  cudaDeviceProp prop{};
+  DSV4_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
+  cublasHandle_t h;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::error("bench linear: cublasCreate failed");
+  struct HandleGuard {
+    cublasHandle_t h;
+    ~HandleGuard() { cublasDestroy(h); }
+  } guard{h};
+
+  // Ceilings, measured now: a 1 GiB device-to-device copy (bytes read + written) and an
+  // 8192³ BF16 GEMM on random data.
+  double copy_gbs, gemm_tflops;
+  {
+    const size_t bytes = size_t(1) << 30;
+    DSV4_ASSIGN_OR_RETURN(auto a, DeviceBuffer<uint8_t>::create(bytes));
+    DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<uint8_t>::create(bytes));
+    DSV4_CUDA_TRY(cudaMemset(a.get(), 1, bytes));
+    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) -> Status {
+      DSV4_CUDA_TRY(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, st));
+      return {};
+    }));
+    copy_gbs = 2.0 * double(bytes) / (us * 1e3);
+  }
+  {
+    const int64_t n = 8192;
+    DSV4_ASSIGN_OR_RETURN(auto a, DeviceBuffer<__nv_bfloat16>::create(size_t(n * n)));
+    DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<__nv_bfloat16>::create(size_t(n * n)));
+    DSV4_ASSIGN_OR_RETURN(auto c, DeviceBuffer<float>::create(size_t(n * n)));
+    fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(a.get(), size_t(n * n), 1);
+    fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(b.get(), size_t(n * n), 2);
+    DSV4_CUDA_LAUNCH_CHECK();
+    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) { return cublas_bf16(h, st, a.get(), b.get(), c.get(), n, n, n); }));
+    gemm_tflops = 2.0 * double(n) * n * n / (us * 1e6);
+  }
+  fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
+  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n", copy_gbs,
+             gemm_tflops);
+  fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
+
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  for (const std::string& shape_name : opt.shapes)
+    for (const Shape& sh : shapes_of(shape_name))
+      for (const WeightFormat f : opt.formats) {
+        std::vector<float> w(size_t(sh.rows * sh.cols));
+        for (auto& v : w) v = dist(rng);
+        const QuantizedWeight q = quantize_weight(f, w.data(), sh.rows, sh.cols);
+        DSV4_ASSIGN_OR_RETURN(const PackedLinearWeight p, pack_linear_weight_sm90(q.view()));
+        const size_t wbytes = p.data.size() + p.scales.size();
+        const int copies = int(std::max<size_t>(2, (kRotateBytes + wbytes - 1) / wbytes));
+        std::vector<DeviceBuffer<uint8_t>> dd, ds;
+        std::vector<PackedWeightView> views;
+        for (int i = 0; i < copies; ++i) {
+          DSV4_ASSIGN_OR_RETURN(auto d, DeviceBuffer<uint8_t>::create(p.data.size()));
+          DSV4_ASSIGN_OR_RETURN(auto s, DeviceBuffer<uint8_t>::create(std::max<size_t>(1, p.scales.size())));
+          DSV4_RETURN_IF_ERROR(d.upload(p.data));
+          if (!p.scales.empty()) DSV4_RETURN_IF_ERROR(s.upload(p.scales));
+          views.push_back({p.format, p.rows, p.cols, p.rows_pad, p.cols_pad, d.get(), s.get(), p.out_scale});
+          dd.push_back(std::move(d));
+          ds.push_back(std::move(s));
+        }
+        const size_t peer_bytes = size_t(sh.rows * sh.cols) * 2;
+        const int peer_copies = int(std::max<size_t>(2, (kRotateBytes + peer_bytes - 1) / peer_bytes));
+        std::vector<DeviceBuffer<__nv_bfloat16>> pw;
+        for (int i = 0; i < peer_copies; ++i) {
+          DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<__nv_bfloat16>::create(size_t(sh.rows * sh.cols)));
+          fill_random_bf16<<<unsigned((sh.rows * sh.cols + 255) / 256), 256>>>(b.get(), size_t(sh.rows * sh.cols), 10 + i);
+          pw.push_back(std::move(b));
+        }
+        DSV4_CUDA_LAUNCH_CHECK();
+        for (const int64_t t : opt.tokens) {
+          DSV4_ASSIGN_OR_RETURN(auto x, DeviceBuffer<float>::create(size_t(t * sh.cols)));
+          DSV4_ASSIGN_OR_RETURN(auto xb, DeviceBuffer<__nv_bfloat16>::create(size_t(t * sh.cols)));
+          DSV4_ASSIGN_OR_RETURN(auto y, DeviceBuffer<float>::create(size_t(t * sh.rows)));
+          fill_random_f32<<<unsigned((t * sh.cols + 255) / 256), 256>>>(x.get(), size_t(t * sh.cols), 3);
+          fill_random_bf16<<<unsigned((t * sh.cols + 255) / 256), 256>>>(xb.get(), size_t(t * sh.cols), 4);
+          DSV4_CUDA_LAUNCH_CHECK();
+          const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t);
+          DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
+          DSV4_ASSIGN_OR_RETURN(const double us, time_us(copies, [&](int i, cudaStream_t st) {
+            const LinearSm90Params lp{x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
+            return linear_sm90(lp, st);
+          }));
+          DSV4_ASSIGN_OR_RETURN(const double peer_us, time_us(peer_copies, [&](int i, cudaStream_t st) {
+            return cublas_bf16(h, st, pw[size_t(i % peer_copies)].get(), xb.get(), y.get(), sh.rows, sh.cols, t);
+          }));
+          const double bytes = double(wbytes) + double(t * sh.cols * 4) + double(t * sh.rows * 4);
+          const double flops = 2.0 * double(t) * double(sh.rows) * double(sh.cols);
+          const double floor_us = std::max(bytes / (copy_gbs * 1e3), flops / (gemm_tflops * 1e6));
+          fmt::print("linear format={} shape={} [{}, {}] n_tokens={} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | {:.2f}x\n",
+                     weight_format_name(f), sh.name, sh.rows, sh.cols, t, us, bytes / (us * 1e3), flops / (us * 1e6),
+                     100.0 * floor_us / us, peer_us / us);
+        }
+      }
+  return {};
+}
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,184 @@
+// Launcher and checked layer of linear on sm_90a (contract in linear_sm90.h, kernels in
+// linear_sm90.cuh). linear_sm90_decode_config is the one place that sizes the decode grid.
+#include <algorithm>
+
+#include "cuda/check.h"
+#include "cuda/linear_sm90.cuh"
+#include "cuda/linear_sm90.h"
+
+namespace dsv4::cuda {
+namespace {
+
+#define DSV4_CUBLAS_TRY(expr)                                                                            \
+  do {                                                                                                   \
+    const cublasStatus_t dsv4_st_ = (expr);                                                              \
+    if (dsv4_st_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      return Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, cublasGetStatusString(dsv4_st_)); \
+  } while (0)
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+bool is_quantized(WeightFormat f) {
+  return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 132;
+    }
+    return v;
+  }();
+  return n;
+}
+
+struct DecodeConfig {
+  int token_tiles;  // 1, 2, 4 or 8 (tiles of 8 tokens)
+  int k_split;      // columns per split, multiple of 128
+  int splits;
+  int row_blocks;
+  size_t smem;
+};
+
+// Decode grid: row blocks of 256 rows × K splits of ≥ 256 columns, about 2 blocks per SM so
+// each SM keeps 16 warps × 2-4 chunks × 2 tiles × 512 B in flight. Each split costs n_tokens ×
+// rows atomics and re-reads x, so splits stop at 2 per SM; the x slice (BF16) stays ≤ 48 KB so
+// blocks share an SM.
+DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_tokens) {
+  DecodeConfig c{};
+  const int tiles8 = int((n_tokens + 7) / 8);
+  c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
+  c.row_blocks = int((w.rows_pad + sm90::kRowsPerBlock - 1) / sm90::kRowsPerBlock);
+  const int k_blocks = int(w.cols_pad / 128);
+  const int max_k = std::max(1, (49152 / (16 * c.token_tiles) - 8) / 128);  // in 128-column units
+  const int min_k = std::min(max_k, 2);
+  const int want_splits = std::max(1, (2 * sm_count() + c.row_blocks - 1) / c.row_blocks);
+  int k_units = std::clamp((k_blocks + want_splits - 1) / want_splits, min_k, max_k);
+  k_units = std::min(k_units, k_blocks);
+  c.k_split = k_units * 128;
+  c.splits = (k_blocks + k_units - 1) / k_units;
+  c.smem = size_t(c.token_tiles) * 8 * size_t(c.k_split + 8) * 2;
+  return c;
+}
+
+template <WeightFormat F, int kTokenTiles>
+Status launch_decode(const sm90::DecodeArgs& args, const DecodeConfig& c, cudaStream_t stream) {
+  auto kernel = sm90::linear_decode_sm90_kernel<F, kTokenTiles>;
+  static const cudaError_t attr =  // once per instantiation: the largest slice this path stages
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 102400);
+  DSV4_CUDA_TRY(attr);
+  kernel<<<dim3(c.row_blocks, c.splits), sm90::kThreads, c.smem, stream>>>(args);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
+}
+
+template <WeightFormat F>
+Status launch_decode_format(const sm90::DecodeArgs& args, const DecodeConfig& c, cudaStream_t stream) {
+  switch (c.token_tiles) {
+    case 1: return launch_decode<F, 1>(args, c, stream);
+    case 2: return launch_decode<F, 2>(args, c, stream);
+    case 4: return launch_decode<F, 4>(args, c, stream);
+    default: return launch_decode<F, 8>(args, c, stream);
+  }
+}
+
+Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, cudaStream_t stream) {
+  const int64_t warps = (w.rows_pad / 16) * (w.cols_pad / packed_chunk_k(w.format));
+  const unsigned blocks = unsigned((warps * 32 + 255) / 256);
+  const int rp = int(w.rows_pad), cp = int(w.cols_pad);
+  switch (w.format) {
+    case WeightFormat::kNVFP4:
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kNVFP4><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      break;
+    case WeightFormat::kMXFP4:
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kMXFP4><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      break;
+    default:
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kFP8Block128><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      break;
+  }
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
+}
+
+// y = alpha · x · Wᵀ through cuBLAS: W BF16 [rows, ld], x BF16 [n_tokens, ld], y fp32 [n_tokens, rows].
+Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
+                     int64_t ld, int64_t n_tokens, float alpha, cudaStream_t stream) {
+  const float beta = 0.0f;
+  DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
+  DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w, CUDA_R_16BF,
+                               int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows), CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
+  return {};
+}
+
+}  // namespace
+
+bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens) {
+  return is_quantized(w.format) && n_tokens <= kDecodeMaxTokens;
+}
+
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens) {
+  if (n_tokens == 0 || linear_sm90_uses_decode(w, n_tokens)) return 0;
+  size_t bytes = align_up(size_t(n_tokens) * size_t(w.cols_pad) * 2);  // x as BF16
+  if (is_quantized(w.format)) bytes += align_up(size_t(w.rows_pad) * size_t(w.cols_pad) * 2);
+  return bytes;
+}
+
+Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
+  const PackedWeightView& w = p.w;
+  if (p.n_tokens == 0) return {};
+  if (linear_sm90_uses_decode(w, p.n_tokens)) {
+    const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens);
+    const sm90::DecodeArgs args{p.x, w.data, w.scales, p.y, int(p.n_tokens), int(w.rows), int(w.cols),
+                                int(w.rows_pad), int(w.cols_pad), c.k_split, w.out_scale, c.splits > 1};
+    if (args.atomic) DSV4_CUDA_TRY(cudaMemsetAsync(p.y, 0, size_t(p.n_tokens) * size_t(w.rows) * sizeof(float), stream));
+    switch (w.format) {
+      case WeightFormat::kNVFP4: return launch_decode_format<WeightFormat::kNVFP4>(args, c, stream);
+      case WeightFormat::kMXFP4: return launch_decode_format<WeightFormat::kMXFP4>(args, c, stream);
+      default: return launch_decode_format<WeightFormat::kFP8Block128>(args, c, stream);
+    }
+  }
+  // Many tokens (or BF16): x → BF16, the weight → BF16 when quantized, then one cuBLAS GEMM.
+  auto* xb = static_cast<__nv_bfloat16*>(p.workspace);
+  const int64_t ld = w.cols_pad;
+  const int64_t nx = p.n_tokens * ld;
+  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens), int(w.cols), int(ld), xb);
+  DSV4_CUDA_LAUNCH_CHECK();
+  const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
+  if (is_quantized(w.format)) {
+    auto* wd = reinterpret_cast<__nv_bfloat16*>(static_cast<char*>(p.workspace) + align_up(size_t(nx) * 2));
+    DSV4_RETURN_IF_ERROR(launch_dequantize_packed(w, wd, stream));
+    wb = wd;
+  }
+  return cublas_linear(p.cublas, wb, xb, p.y, w.rows, ld, p.n_tokens, w.out_scale, stream);
+}
+
+Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
+  const PackedWeightView& w = p.w;
+  auto where_fn = [&] {  // formatted only on error: this runs on every decode launch
+    return fmt::format("linear_sm90 [{}, {}] x [{}, {}]ᵀ {}", p.n_tokens, w.cols, w.rows, w.cols,
+                       weight_format_name(w.format));
+  };
+  if (!is_quantized(w.format) && w.format != WeightFormat::kBF16)
+    return Status::errorf("{}: unsupported weight format; expected NVFP4, MXFP4, FP8 block-128 or BF16", where_fn());
+  if (!p.x || !p.y || !w.data || (is_quantized(w.format) && !w.scales))
+    return Status::error(where_fn() + ": null input, output, weight or scales");
+  if (p.n_tokens < 0 || w.rows <= 0 || w.cols <= 0 || w.rows > INT32_MAX || w.cols > INT32_MAX || p.n_tokens > INT32_MAX)
+    return Status::error(where_fn() + ": sizes out of range; expected 0 ≤ n_tokens, 0 < rows, cols < 2^31");
+  const int64_t want_rp = is_quantized(w.format) ? (w.rows + 15) / 16 * 16 : w.rows;
+  const int64_t want_cp = is_quantized(w.format) ? (w.cols + 127) / 128 * 128 : w.cols;
+  if (w.rows_pad != want_rp || w.cols_pad != want_cp)
+    return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad, want_rp, want_cp);
+  const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens);
+  if (need > 0 && (!p.workspace || p.workspace_bytes < need))
+    return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(), p.workspace ? p.workspace_bytes : 0, need);
+  if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
+    return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
+  if (need > 0 && !p.cublas) return Status::error(where_fn() + ": this path needs a cuBLAS handle");
+  return linear_sm90_launch(p, stream);
+}
+
+}  // namespace dsv4::cuda

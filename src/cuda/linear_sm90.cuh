@@ -1,0 +1,268 @@
+// y[t, n] = out_scale · Σ_k bf16(x[t, k]) · W'[n, k]: W4A16/W8A16 decode GEMM, mma.sync m16n8k16.
+// Swap AB: weights are the A operand (16 rows × k16, dequantized in registers), tokens the B
+// operand (k16 × 8 tokens, from x staged as BF16 in shared memory), fp32 accumulators.
+// W is packed (linear_sm90_pack.cpp): per 16-row tile and chunk, lane l holds 16 bytes that are
+// exactly its A fragments, so a warp streams 512 contiguous bytes per load. Dequant is bit
+// moves (e2m1 → BF16 ·2^-126, E4M3 → BF16 ·2^-120) and one HMUL2 by a pre-biased scale pair
+// built with one PRMT + IMAD; the powers of two come back in out_scale. A block = 8 warps ×
+// 2 tiles = 256 rows sharing one K slice of x; split-K over blockIdx.y (fp32 atomics) fills the
+// SMs when N alone cannot. Decode is memory-bound, so the tiling optimises bytes in flight
+// (2-4 chunks of 16 B per lane prefetched) over reuse.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "core/quant.h"
+
+namespace dsv4::cuda::sm90 {
+
+constexpr int kWarps = 8;
+constexpr int kThreads = kWarps * 32;
+constexpr int kTilesPerWarp = 2;  // 16-row tiles per warp: B fragments reused twice
+constexpr int kRowsPerBlock = kWarps * kTilesPerWarp * 16;
+
+struct DecodeArgs {
+  const float* x;         // [n_tokens, cols]
+  const uint8_t* w;       // packed [rows_pad/16][cols_pad/chunk_k][32][16]
+  const uint8_t* scales;  // packed, per format
+  float* y;               // [n_tokens, rows]
+  int n_tokens, rows, cols, rows_pad, cols_pad;
+  int k_split;  // columns per blockIdx.y, a multiple of 128
+  float out_scale;
+  bool atomic;  // split-K: accumulate into a zeroed y
+};
+
+template <WeightFormat F>
+struct Format {
+  static constexpr int kChunkK = F == WeightFormat::kFP8Block128 ? 32 : 64;
+  static constexpr int kSteps = kChunkK / 16;
+};
+
+// Two e2m1 codes at bits 15:12 and 31:28 → BF16 pair (value · 2^-126): sign stays, exponent and
+// mantissa bits move to the bottom of the BF16 exponent field (subnormal for code 0.5).
+__device__ __forceinline__ uint32_t e2m1x2_to_bf16x2(uint32_t q) {
+  return (q & 0x80008000u) | ((q & 0x70007000u) >> 6);
+}
+// Two E4M3 bytes at bits 15:8 and 31:24 → BF16 pair (value · 2^-120, subnormals included).
+__device__ __forceinline__ uint32_t e4m3x2_to_bf16x2(uint32_t q) {
+  return (q & 0x80008000u) | ((q & 0x7F007F00u) >> 4);
+}
+// Byte b of word s duplicated into both halves, then scaled and offset into BF16 bits.
+template <int kMul, uint32_t kAdd>
+__device__ __forceinline__ uint32_t scale_pair(uint32_t s, int b) {
+  return __byte_perm(s, 0, 0x4040 | b | (b << 8)) * kMul + kAdd;
+}
+__device__ __forceinline__ uint32_t hmul2(uint32_t a, uint32_t b) {
+  __nv_bfloat162 r = __hmul2(*reinterpret_cast<__nv_bfloat162*>(&a), *reinterpret_cast<__nv_bfloat162*>(&b));
+  return *reinterpret_cast<uint32_t*>(&r);
+}
+
+// One chunk's A fragments a[step][0..3] for a lane, from its 16 bytes and its scale word(s).
+template <WeightFormat F>
+__device__ __forceinline__ void dequant_chunk(const uint4& w, const uint2& s, uint32_t (&a)[Format<F>::kSteps][4]) {
+  const uint32_t q[4] = {w.x, w.y, w.z, w.w};
+  if constexpr (F == WeightFormat::kFP8Block128) {
+    const uint32_t sc = s.x | (s.x << 16);
+#pragma unroll
+    for (int st = 0; st < 2; ++st) {
+      a[st][0] = hmul2(e4m3x2_to_bf16x2(__byte_perm(q[2 * st], 0, 0x1404)), sc);
+      a[st][1] = hmul2(e4m3x2_to_bf16x2(__byte_perm(q[2 * st], 0, 0x3424)), sc);
+      a[st][2] = hmul2(e4m3x2_to_bf16x2(__byte_perm(q[2 * st + 1], 0, 0x1404)), sc);
+      a[st][3] = hmul2(e4m3x2_to_bf16x2(__byte_perm(q[2 * st + 1], 0, 0x3424)), sc);
+    }
+  } else {
+#pragma unroll
+    for (int st = 0; st < 4; ++st) {
+      uint32_t s0, s1;  // rows g and g + 8
+      if constexpr (F == WeightFormat::kNVFP4) {
+        const uint32_t word = st < 2 ? s.x : s.y;
+        s0 = scale_pair<16, 0x70007000u>(word, (2 * st) % 4);
+        s1 = scale_pair<16, 0x70007000u>(word, (2 * st) % 4 + 1);
+      } else {
+        s0 = scale_pair<128, 0x40004000u>(s.x, 2 * (st / 2));
+        s1 = scale_pair<128, 0x40004000u>(s.x, 2 * (st / 2) + 1);
+      }
+      a[st][0] = hmul2(e2m1x2_to_bf16x2(q[st]), s0);
+      a[st][1] = hmul2(e2m1x2_to_bf16x2(q[st] << 4), s1);
+      a[st][2] = hmul2(e2m1x2_to_bf16x2(q[st] << 8), s0);
+      a[st][3] = hmul2(e2m1x2_to_bf16x2(q[st] << 12), s1);
+    }
+  }
+}
+
+// The scale word(s) a lane needs for chunk c of tile `tile`.
+template <WeightFormat F>
+__device__ __forceinline__ uint2 load_scales(const uint8_t* scales, int tile, int c, int n_chunks, int cols_pad, int g) {
+  if constexpr (F == WeightFormat::kNVFP4) {
+    return __ldg(reinterpret_cast<const uint2*>(scales) + (size_t(tile) * n_chunks + c) * 8 + g);
+  } else if constexpr (F == WeightFormat::kMXFP4) {
+    return make_uint2(__ldg(reinterpret_cast<const uint32_t*>(scales) + (size_t(tile) * n_chunks + c) * 8 + g), 0);
+  } else {
+    const int idx = (tile * 16 / 128) * (cols_pad / 128) + c * 32 / 128;
+    return make_uint2(__ldg(reinterpret_cast<const uint16_t*>(scales) + idx), 0);
+  }
+}
+
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// kTokenTiles = ceil(n_tokens / 8) token tiles of the mma N dimension.
+template <WeightFormat F, int kTokenTiles>
+__global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs a) {
+  constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
+  constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;  // chunks in flight per lane
+  extern __shared__ uint4 smem[];
+  uint16_t* xs = reinterpret_cast<uint16_t*>(smem);  // [kTokenTiles*8][ld] BF16
+  const int ld = a.k_split + 8;  // row stride ≡ 4 words mod 32: conflict-free B fragment loads
+  const int k_begin = blockIdx.y * a.k_split;
+  const int k_len = min(a.k_split, a.cols_pad - k_begin);
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int n_tiles = a.rows_pad / 16, n_chunks = a.cols_pad / kChunkK;
+  const int tile0 = (blockIdx.x * kWarps + warp) * kTilesPerWarp;
+  const bool active = tile0 < n_tiles;
+  const int c_begin = k_begin / kChunkK, nc = k_len / kChunkK;
+  int tiles[kTilesPerWarp];
+  const uint4* wp[kTilesPerWarp];
+#pragma unroll
+  for (int m = 0; m < kTilesPerWarp; ++m) {
+    tiles[m] = min(tile0 + m, n_tiles - 1);  // a missing second tile recomputes the last, unwritten
+    wp[m] = reinterpret_cast<const uint4*>(a.w) + (size_t(tiles[m]) * n_chunks + c_begin) * 32 + lane;
+  }
+  // The first weight chunks are requested before x is staged: they do not depend on it.
+  uint4 wc[kPrefetch][kTilesPerWarp];
+  uint2 sc[kPrefetch][kTilesPerWarp];
+#pragma unroll
+  for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+    for (int m = 0; m < kTilesPerWarp; ++m)
+      if (active && u < nc) {
+        wc[u][m] = __ldg(wp[m] + u * 32);
+        sc[u][m] = load_scales<F>(a.scales, tiles[m], c_begin + u, n_chunks, a.cols_pad, g);
+      }
+
+  // Stage this block's K slice of x as BF16; tokens past n_tokens and columns past cols are 0.
+  // 16-byte loads, unrolled so several are in flight (the checked layer ensures alignment).
+  if ((a.cols & 3) == 0) {
+    const int quads = k_len / 4;
+#pragma unroll 4
+    for (int i = threadIdx.x; i < kTokenTiles * 8 * quads; i += kThreads) {
+      const int t = i / quads, k = (i % quads) * 4, kg = k_begin + k;
+      float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (t < a.n_tokens && kg < a.cols) v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(t) * a.cols + kg));
+      const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+      *reinterpret_cast<uint2*>(&xs[t * ld + k]) =
+          make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+    }
+  } else {
+    const int half = k_len / 2;
+    for (int i = threadIdx.x; i < kTokenTiles * 8 * half; i += kThreads) {
+      const int t = i / half, k = (i % half) * 2, kg = k_begin + k;
+      float v0 = 0.0f, v1 = 0.0f;
+      if (t < a.n_tokens) {
+        if (kg < a.cols) v0 = a.x[size_t(t) * a.cols + kg];
+        if (kg + 1 < a.cols) v1 = a.x[size_t(t) * a.cols + kg + 1];
+      }
+      *reinterpret_cast<__nv_bfloat162*>(&xs[t * ld + k]) = __floats2bfloat162_rn(v0, v1);
+    }
+  }
+  __syncthreads();
+  if (!active) return;
+
+  float acc[kTilesPerWarp][kTokenTiles][4] = {};
+  for (int c = 0; c < nc; c += kPrefetch) {
+    uint4 wn[kPrefetch][kTilesPerWarp];
+    uint2 sn[kPrefetch][kTilesPerWarp];
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+      for (int m = 0; m < kTilesPerWarp; ++m)
+        if (c + kPrefetch + u < nc) {
+          wn[u][m] = __ldg(wp[m] + (c + kPrefetch + u) * 32);
+          sn[u][m] = load_scales<F>(a.scales, tiles[m], c_begin + c + kPrefetch + u, n_chunks, a.cols_pad, g);
+        }
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u) {
+      if (c + u < nc) {
+        uint32_t af[kTilesPerWarp][kSteps][4];
+#pragma unroll
+        for (int m = 0; m < kTilesPerWarp; ++m) dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
+        const int kc = (c + u) * kChunkK;
+#pragma unroll
+        for (int st = 0; st < kSteps; ++st)
+#pragma unroll
+          for (int nt = 0; nt < kTokenTiles; ++nt) {
+            const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
+            const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
+            const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
+#pragma unroll
+            for (int m = 0; m < kTilesPerWarp; ++m) mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
+          }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+      for (int m = 0; m < kTilesPerWarp; ++m) {
+        wc[u][m] = wn[u][m];
+        sc[u][m] = sn[u][m];
+      }
+  }
+
+  // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1) → y[token, row].
+#pragma unroll
+  for (int m = 0; m < kTilesPerWarp; ++m) {
+    if (tile0 + m >= n_tiles) continue;
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), t = nt * 8 + 2 * t4 + (j & 1);
+        if (row >= a.rows || t >= a.n_tokens) continue;
+        const float v = acc[m][nt][j] * a.out_scale;
+        float* dst = a.y + size_t(t) * a.rows + row;
+        if (a.atomic) atomicAdd(dst, v);
+        else *dst = v;
+      }
+  }
+}
+
+// Packed weight → BF16 [rows_pad, cols_pad] (times 2^bias; the GEMM's alpha = out_scale undoes
+// it): the many-token path feeds cuBLAS with it. One warp per (tile, chunk).
+template <WeightFormat F>
+__global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* scales, int rows_pad, int cols_pad,
+                                              __nv_bfloat16* out) {
+  constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
+  const int n_chunks = cols_pad / kChunkK;
+  const int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (item >= int64_t(rows_pad / 16) * n_chunks) return;
+  const int tile = int(item / n_chunks), c = int(item % n_chunks);
+  const int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const uint4 q = __ldg(reinterpret_cast<const uint4*>(w) + item * 32 + lane);
+  uint32_t af[kSteps][4];
+  dequant_chunk<F>(q, load_scales<F>(scales, tile, c, n_chunks, cols_pad, g), af);
+#pragma unroll
+  for (int st = 0; st < kSteps; ++st)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const int row = tile * 16 + g + (j % 2) * 8, col = c * kChunkK + st * 16 + 2 * t4 + (j / 2) * 8;
+      *reinterpret_cast<uint32_t*>(out + size_t(row) * cols_pad + col) = af[st][j];
+    }
+}
+
+// x fp32 [n_tokens, cols] → BF16 [n_tokens, ld] (columns cols..ld zero).
+__global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld, __nv_bfloat16* out) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= int64_t(n_tokens) * ld) return;
+  const int64_t t = i / ld, k = i % ld;
+  out[i] = __float2bfloat16_rn(k < cols ? x[t * cols + k] : 0.0f);
+}
+
+}  // namespace dsv4::cuda::sm90

@@ -1,0 +1,70 @@
+// linear on Hopper (sm_90a): y[t, n] = out_scale · Σ_k bf16(x[t, k]) · W'[n, k], fp32 accumulation,
+// W' the weight dequantized exactly to BF16 in registers (W4A16 / W8A16; hopper-kernels.md §3).
+// Layers, FlashInfer style: pack_linear_weight_sm90 (host, at load) → linear_sm90_launch (raw
+// device pointers, chooses the path, returns Status) → linear_sm90 (checks everything, then
+// launches). BF16 weights go through cuBLAS unpacked.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "core/quant.h"
+#include "core/status.h"
+
+namespace dsv4::cuda {
+
+// Kernel layout (see linear_sm90.cuh for the nibble order): rows padded to 16, cols to 128; one
+// "chunk" is a 16-row tile × kChunkK columns stored as 32 lanes × 16 bytes, so each lane's
+// 16-byte load is exactly its mma.sync A fragments for the chunk. Scales are re-encoded so one
+// integer multiply-add turns them into pre-biased BF16 pairs; the bias is undone by out_scale.
+struct PackedLinearWeight {
+  WeightFormat format = WeightFormat::kBF16;
+  int64_t rows = 0, cols = 0;          // the logical [N, K]
+  int64_t rows_pad = 0, cols_pad = 0;  // [ceil16(N), ceil128(K)] (BF16: = rows, cols)
+  std::vector<uint8_t> data;           // FP4/FP8: [rows_pad/16][cols_pad/chunk_k][32][16 B]; BF16: canonical
+  std::vector<uint8_t> scales;         // NVFP4 [tiles][chunks][8][8 B], MXFP4 [tiles][chunks][8][4 B],
+                                       // FP8 bf16 bits [ceil(N/128)][cols_pad/128]; BF16 none
+  float out_scale = 1.0f;              // applied to the fp32 accumulator (weight_scale_2 · 2^-bias)
+};
+
+// Columns one 16-byte lane load covers: 64 for e2m1 codes, 32 for E4M3 bytes.
+int64_t packed_chunk_k(WeightFormat f);
+
+// Repacks a host weight (canonical layout, src/core/quant.h) into the kernel layout. Errors for
+// F32 weights, NaN scales, and E8M0 scale ranges wider than BF16 can hold exactly (> 2^124 apart).
+Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w);
+
+// A packed weight in device memory.
+struct PackedWeightView {
+  WeightFormat format = WeightFormat::kBF16;
+  int64_t rows = 0, cols = 0, rows_pad = 0, cols_pad = 0;
+  const uint8_t* data = nullptr;
+  const uint8_t* scales = nullptr;
+  float out_scale = 1.0f;
+};
+
+struct LinearSm90Params {
+  const float* x = nullptr;  // [n_tokens, w.cols] fp32, device
+  PackedWeightView w;        // [w.rows, w.cols], device
+  float* y = nullptr;        // [n_tokens, w.rows] fp32, device
+  int64_t n_tokens = 0;
+  void* workspace = nullptr;  // linear_sm90_workspace_bytes(w, n_tokens) bytes, device
+  size_t workspace_bytes = 0;
+  cublasHandle_t cublas = nullptr;  // used by the BF16 and many-token paths; its stream is set here
+};
+
+// The one heuristic that picks the path: decode kernel (mma.sync, register dequant) up to
+// kDecodeMaxTokens tokens, else dequantize to a BF16 workspace + cuBLAS.
+constexpr int64_t kDecodeMaxTokens = 64;
+bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens);
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens);
+
+// Raw launcher: no argument checks beyond what a launch reports. No host synchronisation.
+Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream);
+// Checked layer: validates shapes, pointers and workspace, then launches.
+Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream);
+
+}  // namespace dsv4::cuda

@@ -1,0 +1,145 @@
+// pack_linear_weight_sm90: canonical quantized weight → the decode kernel's layout (linear_sm90.h).
+// Runs once at load on the host; the CPU keeps the canonical layout. The lane/nibble order here
+// and the decoders in linear_sm90.cuh are one contract: change both or neither.
+#include <bit>
+#include <cmath>
+#include <cstring>
+
+#include "core/numeric.h"
+#include "cuda/linear_sm90.h"
+
+namespace dsv4::cuda {
+namespace {
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+// E4M3 block scale s > 0 → the byte whose decode (byte·16 + 0x7000, as BF16 bits) is s·2^118.
+// s·2^118 has a BF16 exponent field in [236, 253] (s in [2^-9, 448]): its top three bits are
+// 111, so the byte keeps the low five exponent bits and the three mantissa bits.
+uint8_t encode_nvfp4_scale(float s) {
+  const uint32_t bits = std::bit_cast<uint32_t>(std::ldexp(s, 118)) >> 16;
+  return uint8_t((bits >> 4) & 0xFF);
+}
+
+// Smallest and largest E8M0 exponent in `scales` (first `n`), or an error for the NaN code.
+Status e8m0_range(const uint8_t* scales, int64_t n, int& lo, int& hi) {
+  lo = 255, hi = -1;
+  for (int64_t i = 0; i < n; ++i) {
+    if (scales[i] == 0xFF) return Status::errorf("scale {} is the E8M0 NaN code", i);
+    lo = std::min(lo, int(scales[i]));
+    hi = std::max(hi, int(scales[i]));
+  }
+  return {};
+}
+
+}  // namespace
+
+int64_t packed_chunk_k(WeightFormat f) { return f == WeightFormat::kFP8Block128 ? 32 : 64; }
+
+Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
+  const std::string where = fmt::format("pack_linear_weight_sm90 [{}, {}] {}", w.rows, w.cols, weight_format_name(w.format));
+  PackedLinearWeight p;
+  p.format = w.format;
+  p.rows = w.rows;
+  p.cols = w.cols;
+  const int64_t N = w.rows, K = w.cols;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  switch (w.format) {
+    case WeightFormat::kF32:
+      return Status::error(where + ": F32 weights have no GPU linear; expected BF16 or a quantized format");
+    case WeightFormat::kBF16:
+      p.rows_pad = N, p.cols_pad = K;
+      p.data.assign(src, src + N * K * 2);
+      return p;
+    default: break;
+  }
+  const bool fp4 = w.format != WeightFormat::kFP8Block128;
+  const int64_t kc = packed_chunk_k(w.format);
+  p.rows_pad = round_up(N, 16);
+  p.cols_pad = round_up(K, 128);
+  const int64_t n_tiles = p.rows_pad / 16, n_chunks = p.cols_pad / kc;
+  p.data.assign(size_t(n_tiles * n_chunks * 512), 0);
+
+  // Per-format code lookup (0 outside the logical matrix) and scale encoding.
+  std::vector<uint8_t> flip;  // NVFP4: per block, XOR applied to codes (sign of a negative scale, or zeroing)
+  if (w.format == WeightFormat::kNVFP4) {
+    const int64_t nb = K / kNvfp4Block;
+    p.scales.assign(size_t(n_tiles * n_chunks * 64), 0);
+    flip.assign(size_t(N * nb), 0);
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const float s = e4m3_to_f32(w.scales[r * nb + b]);
+        if (std::isnan(s)) return Status::errorf("{}: block scale [{}, {}] is NaN", where, r, b);
+        flip[size_t(r * nb + b)] = s < 0 ? 0x8 : s == 0 ? 0xFF : 0;  // 0xFF: zero the block's codes
+        const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 4, j = b % 4;
+        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 8 + 2 * j + h)] = s == 0 ? 0 : encode_nvfp4_scale(std::fabs(s));
+      }
+    p.out_scale = w.global_scale * 256.0f;  // codes decode as v·2^-126, scales as s·2^118
+  } else if (w.format == WeightFormat::kMXFP4) {
+    const int64_t nb = K / kMxfp4Block;
+    int lo, hi;
+    DSV4_RETURN_IF_ERROR(e8m0_range(w.scales, N * nb, lo, hi).with_context(where));
+    const int bias = 254 - hi;  // scale' = 2^(e - 127 + bias), largest at BF16's top exponent
+    if (lo + bias < 128)
+      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 126 binades apart", where, lo - 127, hi - 127);
+    p.scales.assign(size_t(n_tiles * n_chunks * 32), 0);
+    for (int64_t r = 0; r < N; ++r)
+      for (int64_t b = 0; b < nb; ++b) {
+        const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 2, j = b % 2;
+        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 4 + 2 * j + h)] = uint8_t(w.scales[r * nb + b] + bias - 128);
+      }
+    p.out_scale = std::ldexp(1.0f, 126 - bias);
+  } else {
+    const int64_t nsr = (N + 127) / 128, nsc = (K + 127) / 128;
+    int lo, hi;
+    DSV4_RETURN_IF_ERROR(e8m0_range(w.scales, nsr * nsc, lo, hi).with_context(where));
+    const int bias = 254 - hi;
+    if (lo + bias < 130)
+      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 124 binades apart", where, lo - 127, hi - 127);
+    p.scales.assign(size_t(nsr * nsc * 2), 0);
+    for (int64_t i = 0; i < nsr * nsc; ++i) {
+      const uint16_t bits = uint16_t((w.scales[i] + bias) << 7);
+      std::memcpy(&p.scales[size_t(i * 2)], &bits, 2);
+    }
+    p.out_scale = std::ldexp(1.0f, 120 - bias);  // codes decode as v·2^-120
+  }
+
+  auto code = [&](int64_t r, int64_t k) -> uint8_t {
+    if (r >= N || k >= K) return 0;
+    if (!fp4) return src[r * K + k];
+    const uint8_t byte = src[r * (K / 2) + k / 2];
+    uint8_t v = k % 2 ? byte >> 4 : byte & 0xF;
+    if (!flip.empty()) {
+      const uint8_t f = flip[size_t(r * (K / kNvfp4Block) + k / kNvfp4Block)];
+      v = f == 0xFF ? 0 : v ^ f;
+    }
+    return v;
+  };
+  for (int64_t tile = 0; tile < n_tiles; ++tile)
+    for (int64_t c = 0; c < n_chunks; ++c)
+      for (int lane = 0; lane < 32; ++lane) {
+        const int64_t r0 = tile * 16 + lane / 4, r1 = r0 + 8, t2 = 2 * (lane % 4);
+        uint8_t* out = &p.data[size_t(((tile * n_chunks + c) * 32 + lane) * 16)];
+        if (fp4) {
+          // Word j (k16 step j) holds nibbles n0..n7 (n_p at bits 4p): the decoder emits
+          // (n3,n7) (n2,n6) (n1,n5) (n0,n4) as A fragments a0..a3 of mma.m16n8k16.
+          for (int j = 0; j < 4; ++j) {
+            const int64_t k = c * 64 + 16 * j + t2;
+            const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k), code(r0, k),
+                                  code(r1, k + 9), code(r0, k + 9), code(r1, k + 1), code(r0, k + 1)};
+            for (int b = 0; b < 4; ++b) out[4 * j + b] = uint8_t(n[2 * b] | (n[2 * b + 1] << 4));
+          }
+        } else {
+          // Step s: word 2s = (r0,k) (r0,k+1) (r1,k) (r1,k+1); word 2s+1 the same at k+8.
+          for (int s = 0; s < 2; ++s) {
+            const int64_t k = c * 32 + 16 * s + t2;
+            const uint8_t b[8] = {code(r0, k), code(r0, k + 1), code(r1, k), code(r1, k + 1),
+                                  code(r0, k + 8), code(r0, k + 9), code(r1, k + 8), code(r1, k + 9)};
+            std::memcpy(out + 8 * s, b, 8);
+          }
+        }
+      }
+  return p;
+}
+
+}  // namespace dsv4::cuda

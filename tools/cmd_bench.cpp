@@ -1,0 +1,52 @@
+// dsv4 bench linear [--format nvfp4|mxfp4|fp8|bf16] [--shape flash|pro] [--tokens 1,8,64]:
+// times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
+// (src/cuda/linear_bench.h). Needs a CUDA build and a GPU; otherwise it says so and exits 1.
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "core/quant.h"
+#ifdef DSV4_HAVE_CUDA
+#include "cuda/linear_bench.h"
+#endif
+
+namespace dsv4::cli {
+
+void register_bench(CLI::App& app, Action& run) {
+  auto* bench = app.add_subcommand("bench", "GPU benchmarks: µs, GB/s, TFLOP/s, % of measured floor, x cuBLAS BF16");
+  bench->require_subcommand(1);
+  auto* linear = bench->add_subcommand("linear", "the linear op (y = x·Wᵀ) at V4 expert shapes");
+  struct Opts {
+    std::vector<std::string> formats{"nvfp4", "mxfp4", "fp8", "bf16"};
+    std::vector<std::string> shapes{"flash", "pro"};
+    std::vector<int64_t> tokens{1, 8, 64};
+  };
+  auto opts = std::make_shared<Opts>();
+  linear->add_option("--format", opts->formats, "weight formats")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"nvfp4", "mxfp4", "fp8", "bf16"}));
+  linear->add_option("--shape", opts->shapes, "expert shapes")->delimiter(',')->check(CLI::IsMember({"flash", "pro"}));
+  linear->add_option("--tokens", opts->tokens, "token counts")->delimiter(',')->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  linear->callback([&run, opts] {
+    run = [opts]() -> int {
+#ifdef DSV4_HAVE_CUDA
+      cuda::LinearBenchOptions o;
+      for (const auto& f : opts->formats)
+        o.formats.push_back(f == "nvfp4"   ? WeightFormat::kNVFP4
+                            : f == "mxfp4" ? WeightFormat::kMXFP4
+                            : f == "fp8"   ? WeightFormat::kFP8Block128
+                                           : WeightFormat::kBF16);
+      o.shapes = opts->shapes;
+      o.tokens = opts->tokens;
+      const Status s = cuda::bench_linear(o);
+      return s.ok() ? 0 : fail(s.message());
+#else
+      return fail("bench linear: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
+#endif
+    };
+  });
+}
+
+}  // namespace dsv4::cli

@@ -14,6 +14,7 @@ void register_inspect(CLI::App& app, Action& run);
 void register_make_model(CLI::App& app, Action& run);
 void register_logits(CLI::App& app, Action& run);
 void register_generate(CLI::App& app, Action& run);
+void register_chat(CLI::App& app, Action& run);
 void register_tokenize(CLI::App& app, Action& run);
 void register_encode_chat(CLI::App& app, Action& run);
 void register_parse_completion(CLI::App& app, Action& run);

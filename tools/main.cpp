@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   dsv4::cli::register_make_model(app, run);
   dsv4::cli::register_logits(app, run);
   dsv4::cli::register_generate(app, run);
+  dsv4::cli::register_chat(app, run);
   dsv4::cli::register_tokenize(app, run);
   dsv4::cli::register_encode_chat(app, run);
   dsv4::cli::register_parse_completion(app, run);

@@ -1,5 +1,6 @@
 // Launcher of hyper_head (see hyper_head.cuh): dispatches on hc_mult.
 #include "cuda/check.h"
+#include "cuda/hc_dispatch.h"
 #include "cuda/hyper_head.cuh"
 #include "cuda/hyper_head.h"
 
@@ -19,18 +20,7 @@ Status launch(const HyperHeadParams& p, cudaStream_t stream) {
 Status hyper_head(const HyperHeadParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_hyper_head(p));
   if (p.n_tokens == 0) return {};
-  switch (p.hc_mult) {
-    case 1:
-      return launch<1>(p, stream);
-    case 2:
-      return launch<2>(p, stream);
-    case 3:
-      return launch<3>(p, stream);
-    case 4:
-      return launch<4>(p, stream);
-    default:
-      return Status::errorf("hyper_head: hc_mult {}; expected 1 to 4", p.hc_mult);
-  }
+  return dispatch_hc_mult(p.hc_mult, "hyper_head", [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
 }
 
 }  // namespace dsv4::cuda

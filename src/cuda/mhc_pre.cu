@@ -1,5 +1,6 @@
 // Launcher of mhc_pre (see mhc_pre.cuh): dispatches on hc_mult.
 #include "cuda/check.h"
+#include "cuda/hc_dispatch.h"
 #include "cuda/mhc_pre.cuh"
 #include "cuda/mhc_pre.h"
 
@@ -19,18 +20,7 @@ Status launch(const MhcPreParams& p, cudaStream_t stream) {
 Status mhc_pre(const MhcPreParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_mhc_pre(p));
   if (p.n_tokens == 0) return {};
-  switch (p.hc_mult) {
-    case 1:
-      return launch<1>(p, stream);
-    case 2:
-      return launch<2>(p, stream);
-    case 3:
-      return launch<3>(p, stream);
-    case 4:
-      return launch<4>(p, stream);
-    default:
-      return Status::errorf("mhc_pre: hc_mult {}; expected 1 to 4", p.hc_mult);
-  }
+  return dispatch_hc_mult(p.hc_mult, "mhc_pre", [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
 }
 
 }  // namespace dsv4::cuda

@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/config.h"
+#include "core/human_bytes.h"
 #include "core/quant_config.h"
 #include "core/safetensors.h"
 #include "model/weight_map.h"
@@ -13,14 +14,6 @@ namespace dsv4 {
 using json = nlohmann::json;
 
 namespace {
-
-std::string human_bytes(int64_t b) {
-  const double v = double(b);
-  if (v >= 1e9) return fmt::format("{:.2f} GB", v / 1e9);
-  if (v >= 1e6) return fmt::format("{:.2f} MB", v / 1e6);
-  if (v >= 1e3) return fmt::format("{:.2f} kB", v / 1e3);
-  return fmt::format("{} B", b);
-}
 
 // "0-1 sliding, 2 CSA, 3 HCA, ..." compressed into runs of equal types.
 json layer_schedule(const ModelConfig& cfg) {

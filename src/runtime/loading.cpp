@@ -1,5 +1,7 @@
 #include "runtime/loading.h"
 
+#include "core/human_bytes.h"
+
 #include <fcntl.h>
 #include <unistd.h>
 #include <fmt/format.h>
@@ -12,17 +14,6 @@
 
 namespace dsv4 {
 namespace fs = std::filesystem;
-
-namespace {
-
-std::string human(int64_t bytes) {
-  const double b = double(bytes);
-  if (b >= 1e9) return fmt::format("{:.2f} GB", b / 1e9);
-  if (b >= 1e6) return fmt::format("{:.1f} MB", b / 1e6);
-  return fmt::format("{:.1f} kB", b / 1e3);
-}
-
-}  // namespace
 
 Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal) {
   std::vector<fs::path> files;
@@ -50,17 +41,17 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
       const double rate = secs > 0 ? double(done) / secs : 0;
       if (terminal) {
         const double eta = rate > 0 ? double(total - done) / rate : 0;
-        fmt::print(stderr, "\rloading {} / {}  {:.0f} MB/s  ETA {:.0f} s   ", human(done), human(total), rate / 1e6, eta);
+        fmt::print(stderr, "\rloading {} / {}  {:.0f} MB/s  ETA {:.0f} s   ", human_bytes(done), human_bytes(total), rate / 1e6, eta);
       } else if (total > 0 && int(10 * done / total) != last_decile) {
         last_decile = int(10 * done / total);
-        fmt::print(stderr, "loading: {}% ({} of {}, {:.0f} MB/s)\n", 10 * last_decile, human(done), human(total),
+        fmt::print(stderr, "loading: {}% ({} of {}, {:.0f} MB/s)\n", 10 * last_decile, human_bytes(done), human_bytes(total),
                    rate / 1e6);
       }
     }
     ::close(fd);
     if (n < 0) return Status::errorf("{}: read failed", f.string());
   }
-  if (terminal) fmt::print(stderr, "\rloaded {} in {} file(s)                              \n", human(total), files.size());
+  if (terminal) fmt::print(stderr, "\rloaded {} in {} file(s)                              \n", human_bytes(total), files.size());
   return {};
 }
 
@@ -86,7 +77,7 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t weight_bytes, int64_t con
 
 std::string MemoryPlan::describe() const {
   return fmt::format("memory plan: weights {} (stored formats, mapped) | caches {} per sequence | workspace {}",
-                     human(weight_bytes), human(cache_bytes), human(workspace_bytes));
+                     human_bytes(weight_bytes), human_bytes(cache_bytes), human_bytes(workspace_bytes));
 }
 
 }  // namespace dsv4

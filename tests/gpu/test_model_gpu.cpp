@@ -1,0 +1,167 @@
+// The whole model on the GPU against the CPU reference on the committed HF fixtures
+// (tests/fixtures/tiny-*): full prefill, chunked prefill, prefill + decode, and a batch of two
+// sequences at different positions. Logits agree within kTolerance (docs/numerics.md, "GPU
+// model": linear runs BF16 activations on the tensor cores) and the greedy token is the same on
+// every row whose CPU top-2 gap exceeds what that tolerance allows.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+#include "core/safetensors.h"
+#include "cuda/cuda_backend.h"
+#include "gpu_test_util.h"
+#include "model/model.h"
+
+namespace dsv4 {
+namespace {
+
+namespace fs = std::filesystem;
+
+// The fixtures are committed next to this directory (tests/fixtures).
+const std::string kFixtureDir = (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
+
+// Max row-relative L2 error; see docs/numerics.md "GPU model" for the measurement behind it.
+constexpr double kTolerance = 1e-2;
+
+struct Comparison {
+  double max_rel = 0;
+  int64_t worst_row = -1;
+  int64_t argmax_flips = 0;      // rows whose greedy token differs although the CPU gap is wide
+  int64_t close_calls = 0;       // rows whose greedy token differs within the tolerance (reported)
+};
+
+// Per row: ‖gpu − cpu‖ / ‖cpu‖, and the greedy token. A row-relative error e lets any two logits
+// move by at most e·‖cpu‖ each, so a flip is only a failure when the CPU's top-2 gap exceeds
+// 2·kTolerance·‖cpu‖.
+Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t V, const std::string& what) {
+  Comparison c;
+  EXPECT_EQ(gpu.size(), cpu.size()) << what;
+  if (gpu.size() != cpu.size()) return c;
+  const int64_t rows = int64_t(cpu.size()) / V;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* g = gpu.data() + r * V;
+    const float* x = cpu.data() + r * V;
+    double diff = 0, norm = 0;
+    for (int64_t v = 0; v < V; ++v) {
+      EXPECT_TRUE(std::isfinite(g[v])) << what << ": row " << r << " logit " << v;
+      diff += (double(g[v]) - x[v]) * (double(g[v]) - x[v]);
+      norm += double(x[v]) * x[v];
+    }
+    const double rel = std::sqrt(diff / norm);
+    if (!(rel <= c.max_rel)) c.max_rel = rel, c.worst_row = r;
+    const int64_t arg_g = std::max_element(g, g + V) - g, arg_c = std::max_element(x, x + V) - x;
+    if (arg_g == arg_c) continue;
+    float second = -INFINITY;
+    for (int64_t v = 0; v < V; ++v)
+      if (v != arg_c) second = std::max(second, x[v]);
+    const double gap = double(x[arg_c]) - second;
+    if (gap > 2 * kTolerance * std::sqrt(norm)) {
+      ++c.argmax_flips;
+      ADD_FAILURE() << what << ": row " << r << " greedy token " << arg_g << " on the GPU, " << arg_c
+                    << " on the CPU; CPU top-2 gap " << gap;
+    } else {
+      ++c.close_calls;
+      std::printf("%s: row %lld greedy token differs (GPU %lld, CPU %lld) with CPU top-2 gap %.3g, within tolerance\n",
+                  what.c_str(), (long long)r, (long long)arg_g, (long long)arg_c, gap);
+    }
+  }
+  std::printf("%s: max row-relative error %.3g (row %lld), %lld close calls\n", what.c_str(), c.max_rel,
+              (long long)c.worst_row, (long long)c.close_calls);
+  return c;
+}
+
+// Feeds tokens to a fresh state in chunks of the given sizes (the last one repeats); logits of
+// every position.
+std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& tokens, std::vector<int64_t> sizes) {
+  SequenceState state = model.new_state();
+  std::vector<float> logits;
+  size_t begin = 0, i = 0;
+  while (begin < tokens.size()) {
+    const size_t len = std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
+    const SequenceChunk chunk{&state, std::span<const int32_t>(tokens.data() + begin, len)};
+    Result<std::vector<float>> out = model.forward(std::span<const SequenceChunk>(&chunk, 1));
+    EXPECT_TRUE(out.ok()) << out.status().message();
+    if (!out.ok()) return {};
+    logits.insert(logits.end(), out->begin(), out->end());
+    begin += len;
+  }
+  return logits;
+}
+
+class GpuModel : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    SKIP_WITHOUT_GPU();
+    dir_ = kFixtureDir + "/" + GetParam();
+    ASSERT_TRUE(fs::exists(dir_ + "/model.safetensors")) << "fixture missing: " << dir_;
+    Result<std::unique_ptr<Model>> cpu = Model::load(dir_, make_cpu_backend());
+    ASSERT_TRUE(cpu.ok()) << cpu.status().message();
+    cpu_ = std::move(cpu.value());
+    Result<std::unique_ptr<Model>> gpu = Model::load(dir_, make_cuda_backend());
+    ASSERT_TRUE(gpu.ok()) << gpu.status().message();
+    gpu_ = std::move(gpu.value());
+    Result<std::unique_ptr<SafetensorsFile>> f = SafetensorsFile::open(dir_ + "/expected.safetensors");
+    ASSERT_TRUE(f.ok()) << f.status().message();
+    for (int64_t v : plain_to_i64(*(*f)->find("tokens"))) tokens_.push_back(int32_t(v));
+    prefill_len_ = plain_to_i64(*(*f)->find("prefill_len"))[0];
+    V_ = cpu_->config().vocab_size;
+  }
+  // Same chunking on both backends.
+  void check(const std::vector<int64_t>& sizes, const std::string& what) {
+    const Comparison c = compare(run_chunks(*gpu_, tokens_, sizes), run_chunks(*cpu_, tokens_, sizes), V_,
+                                 GetParam() + " " + what);
+    EXPECT_LE(c.max_rel, kTolerance) << what << ", worst row " << c.worst_row;
+  }
+  std::string dir_;
+  std::unique_ptr<Model> cpu_, gpu_;
+  std::vector<int32_t> tokens_;
+  int64_t prefill_len_ = 0, V_ = 0;
+};
+
+TEST_P(GpuModel, FullPrefillMatchesCpu) { check({int64_t(tokens_.size())}, "full prefill"); }
+
+TEST_P(GpuModel, ChunkedPrefillMatchesCpu) {
+  // As test_model.cpp: odd offsets across CSA (4) and HCA (128) windows, one token at a time.
+  check({7}, "chunks of 7");
+  check({64}, "chunks of 64");
+  check({130, 61, 3}, "chunks of 130, 61, 3");
+  check({1}, "chunks of 1");
+}
+
+TEST_P(GpuModel, PrefillThenDecodeMatchesCpu) { check({prefill_len_, 1}, "prefill + decode"); }
+
+TEST_P(GpuModel, BatchOfSequencesAtDifferentPositionsMatchesCpu) {
+  // Sequence a: prefill alone; then decode-sized steps of a batched with b's prefill chunks, in
+  // both orders. The CPU reference runs each sequence alone.
+  const int64_t n = int64_t(tokens_.size());
+  ASSERT_GE(n, 20);
+  const std::vector<int32_t> a(tokens_.begin(), tokens_.end());
+  const std::vector<int32_t> b(tokens_.rbegin(), tokens_.rbegin() + 19);
+  const int64_t a0 = n - 4;
+  SequenceState sa = gpu_->new_state(), sb = gpu_->new_state();
+  std::vector<float> got_a, got_b;
+  const auto step = [&](std::vector<SequenceChunk> batch, std::vector<std::vector<float>*> outs) {
+    Result<std::vector<float>> r = gpu_->forward(batch);
+    ASSERT_TRUE(r.ok()) << r.status().message();
+    size_t at = 0;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const size_t len = batch[i].tokens.size() * size_t(V_);
+      outs[i]->insert(outs[i]->end(), r->begin() + long(at), r->begin() + long(at + len));
+      at += len;
+    }
+  };
+  step({{&sa, std::span<const int32_t>(a.data(), size_t(a0))}}, {&got_a});
+  step({{&sa, std::span<const int32_t>(a.data() + a0, 2)}, {&sb, std::span<const int32_t>(b.data(), 13)}},
+       {&got_a, &got_b});
+  step({{&sb, std::span<const int32_t>(b.data() + 13, 6)}, {&sa, std::span<const int32_t>(a.data() + a0 + 2, 2)}},
+       {&got_b, &got_a});
+  const Comparison ca = compare(got_a, run_chunks(*cpu_, a, {n}), V_, GetParam() + " batch, sequence a");
+  const Comparison cb = compare(got_b, run_chunks(*cpu_, b, {19}), V_, GetParam() + " batch, sequence b");
+  EXPECT_LE(ca.max_rel, kTolerance);
+  EXPECT_LE(cb.max_rel, kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModel, ::testing::Values("tiny-nvfp4", "tiny-mxfp4"));
+
+}  // namespace
+}  // namespace dsv4

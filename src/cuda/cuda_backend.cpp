@@ -9,6 +9,8 @@
 #include "cuda/indexer.h"
 #include "cuda/mhc_post.h"
 #include "cuda/mhc_pre.h"
+#include "cuda/moe_experts_sm90.h"
+#include "cuda/moe_router.h"
 #include "cuda/rms_norm.h"
 #include "cuda/rope.h"
 
@@ -31,14 +33,16 @@ class CudaBackend final : public Backend {
   Status compressor(const CompressorParams& p) override { return cuda::compressor(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
-  Status moe_router(const MoeRouterParams&) override { return not_yet("moe_router"); }
-  Status moe_experts(const MoeExpertsParams&) override { return not_yet("moe_experts"); }
+  Status moe_router(const MoeRouterParams& p) override { return cuda::moe_router(p, stream_); }
+  // Expert views must be packed device views (cuda::packed_expert_view, moe_experts_sm90.h).
+  Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
 
  private:
   static Status not_yet(const char* op) {
     return Status::errorf("cuda backend: {} is not supported yet; expected a CUDA kernel (issue 4)", op);
   }
   cudaStream_t stream_;
+  cuda::MoeExpertsSm90Runner moe_experts_;  // expert tables and workspace, reused across calls
 };
 
 }  // namespace

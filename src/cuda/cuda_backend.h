@@ -1,7 +1,7 @@
 // The CUDA backend: the Backend interface (src/model/backend.h) over the kernels of src/cuda/.
 // Every pointer in the params is device memory; ops are enqueued on the backend's stream and the
-// caller synchronises. linear, moe_router and moe_experts are not wired yet (issue 4) and return
-// an error Status.
+// caller synchronises. moe_experts takes expert views packed for the GPU (packed_expert_view in
+// cuda/moe_experts_sm90.h). linear is not wired yet and returns an error Status.
 #pragma once
 
 #include <cuda_runtime.h>

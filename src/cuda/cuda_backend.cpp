@@ -20,6 +20,8 @@
 #include "cuda/linear_sm90.h"
 #include "cuda/mhc_post.h"
 #include "cuda/mhc_pre.h"
+#include "cuda/moe_experts_sm90.h"
+#include "cuda/moe_router.h"
 #include "cuda/rms_norm.h"
 #include "cuda/rope.h"
 
@@ -172,13 +174,11 @@ class CudaBackend final : public Backend {
   Status compressor(const CompressorParams& p) override { return cuda::compressor(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
-  Status moe_router(const MoeRouterParams&) override { return not_yet("moe_router"); }
-  Status moe_experts(const MoeExpertsParams&) override { return not_yet("moe_experts"); }
+  Status moe_router(const MoeRouterParams& p) override { return cuda::moe_router(p, stream_); }
+  // Expert views must be packed device views (upload_linear_weight makes them).
+  Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
 
  private:
-  static Status not_yet(const char* op) {
-    return Status::errorf("cuda backend: {} is not supported yet; expected a CUDA kernel (issue 4)", op);
-  }
   Status ensure_cublas() {
     if (!cublas_) DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
     DSV4_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
@@ -197,6 +197,7 @@ class CudaBackend final : public Backend {
   cuda::DeviceBuffer<uint8_t> workspace_;  // linear_sm90's, grown to the largest call
   std::vector<cuda::DeviceBuffer<uint8_t>> weights_;
   std::unordered_map<const void*, LinearWeightEntry> linear_weights_;  // by device data address
+  cuda::MoeExpertsSm90Runner moe_experts_;  // expert tables and workspace, reused across calls
 };
 
 #undef DSV4_CUBLAS_TRY

@@ -2,9 +2,10 @@
 // Model::load validates the checkpoint against its config and makes the stored weight bits
 // resident in the backend (experts are dequantized on the fly by the ops, never copied to fp32);
 // activations and sequence caches live in the backend's memory too, so on CUDA a forward leaves
-// the GPU only for its logits (and, for now, the indexer's choices; see attend_sequence). forward() runs a
-// batch of independent sequences, each with its own chunk of tokens at its own position (a prefill chunk of
-// any size or a one-token decode step), and returns logits for every token.
+// the GPU only for its logits (and, for now, the indexer's choices; see attend_sequence).
+// forward() runs a batch of independent sequences, each with its own chunk of tokens at its own
+// position (a prefill chunk of any size or a one-token decode step), and returns logits for every
+// token.
 #pragma once
 
 #include <cstdint>
@@ -59,9 +60,8 @@ struct LayerWeights {
   WeightView gate;                       // [E, D]
   BackendArray<float> gate_bias;         // [E] dense layers
   BackendArray<int64_t> tid2eid;         // [vocab, k] hash layers
-  std::vector<ExpertWeights>
-      experts;  // [E] (the params array is host memory; the views point into the backend)
-  std::vector<ExpertWeights> shared;  // [1] or empty
+  std::vector<ExpertWeights> experts;    // [E] host array of views into backend memory
+  std::vector<ExpertWeights> shared;     // [1] or empty
 };
 
 class Model {
@@ -88,8 +88,8 @@ class Model {
   Status block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
   Status attention_block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
   Status attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start, Rows& a);
-  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate,
-                  int64_t n_rows, Rows& a);
+  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate, int64_t n_rows,
+                  Rows& a);
   Status moe(int64_t layer, Rows& a, const float* x, float* out);
 
   ModelConfig cfg_;

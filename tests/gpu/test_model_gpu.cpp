@@ -26,14 +26,15 @@ constexpr double kTolerance = 1e-2;
 struct Comparison {
   double max_rel = 0;
   int64_t worst_row = -1;
-  int64_t argmax_flips = 0;      // rows whose greedy token differs although the CPU gap is wide
-  int64_t close_calls = 0;       // rows whose greedy token differs within the tolerance (reported)
+  int64_t argmax_flips = 0;  // rows whose greedy token differs although the CPU gap is wide
+  int64_t close_calls = 0;   // rows whose greedy token differs within the tolerance (reported)
 };
 
 // Per row: ‖gpu − cpu‖ / ‖cpu‖, and the greedy token. A row-relative error e lets any two logits
 // move by at most e·‖cpu‖ each, so a flip is only a failure when the CPU's top-2 gap exceeds
 // 2·kTolerance·‖cpu‖.
-Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t V, const std::string& what) {
+Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t V,
+                   const std::string& what) {
   Comparison c;
   EXPECT_EQ(gpu.size(), cpu.size()) << what;
   if (gpu.size() != cpu.size()) return c;
@@ -61,8 +62,10 @@ Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu,
                     << " on the CPU; CPU top-2 gap " << gap;
     } else {
       ++c.close_calls;
-      std::printf("%s: row %lld greedy token differs (GPU %lld, CPU %lld) with CPU top-2 gap %.3g, within tolerance\n",
-                  what.c_str(), (long long)r, (long long)arg_g, (long long)arg_c, gap);
+      std::printf(
+          "%s: row %lld greedy token differs (GPU %lld, CPU %lld) with CPU top-2 gap %.3g, within "
+          "tolerance\n",
+          what.c_str(), (long long)r, (long long)arg_g, (long long)arg_c, gap);
     }
   }
   std::printf("%s: max row-relative error %.3g (row %lld), %lld close calls\n", what.c_str(), c.max_rel,
@@ -77,7 +80,8 @@ std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& tokens, 
   std::vector<float> logits;
   size_t begin = 0, i = 0;
   while (begin < tokens.size()) {
-    const size_t len = std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
+    const size_t len =
+        std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
     const SequenceChunk chunk{&state, std::span<const int32_t>(tokens.data() + begin, len)};
     Result<std::vector<float>> out = model.forward(std::span<const SequenceChunk>(&chunk, 1));
     EXPECT_TRUE(out.ok()) << out.status().message();
@@ -118,7 +122,9 @@ class GpuModel : public ::testing::TestWithParam<std::string> {
   int64_t prefill_len_ = 0, V_ = 0;
 };
 
-TEST_P(GpuModel, FullPrefillMatchesCpu) { check({int64_t(tokens_.size())}, "full prefill"); }
+TEST_P(GpuModel, FullPrefillMatchesCpu) {
+  check({int64_t(tokens_.size())}, "full prefill");
+}
 
 TEST_P(GpuModel, ChunkedPrefillMatchesCpu) {
   // As test_model.cpp: odd offsets across CSA (4) and HCA (128) windows, one token at a time.
@@ -128,7 +134,9 @@ TEST_P(GpuModel, ChunkedPrefillMatchesCpu) {
   check({1}, "chunks of 1");
 }
 
-TEST_P(GpuModel, PrefillThenDecodeMatchesCpu) { check({prefill_len_, 1}, "prefill + decode"); }
+TEST_P(GpuModel, PrefillThenDecodeMatchesCpu) {
+  check({prefill_len_, 1}, "prefill + decode");
+}
 
 TEST_P(GpuModel, BatchOfSequencesAtDifferentPositionsMatchesCpu) {
   // Sequence a: prefill alone; then decode-sized steps of a batched with b's prefill chunks, in
@@ -153,7 +161,8 @@ TEST_P(GpuModel, BatchOfSequencesAtDifferentPositionsMatchesCpu) {
   step({{&sa, std::span<const int32_t>(a.data(), size_t(a0))}}, {&got_a});
   step({{&sa, std::span<const int32_t>(a.data() + a0, 2)}, {&sb, std::span<const int32_t>(b.data(), 13)}},
        {&got_a, &got_b});
-  step({{&sb, std::span<const int32_t>(b.data() + 13, 6)}, {&sa, std::span<const int32_t>(a.data() + a0 + 2, 2)}},
+  step({{&sb, std::span<const int32_t>(b.data() + 13, 6)},
+        {&sa, std::span<const int32_t>(a.data() + a0 + 2, 2)}},
        {&got_b, &got_a});
   const Comparison ca = compare(got_a, run_chunks(*cpu_, a, {n}), V_, GetParam() + " batch, sequence a");
   const Comparison cb = compare(got_b, run_chunks(*cpu_, b, {19}), V_, GetParam() + " batch, sequence b");

@@ -47,9 +47,9 @@ void run_router(const RouterCase& c) {
   std::vector<float> bias =
       c.ties ? std::vector<float>(size_t(E), 0.0f) : random_normal(size_t(E), s + 1, 0.0f, 0.1f);
   std::vector<int64_t> tid2eid(size_t(V * k));
-  std::vector<int32_t> token_ids(size_t(T));
+  std::vector<int32_t> token_ids(static_cast<size_t>(T));
   std::mt19937 rng(s + 2);
-  std::vector<int32_t> perm(size_t(E));
+  std::vector<int32_t> perm(static_cast<size_t>(E));
   std::iota(perm.begin(), perm.end(), 0);
   for (int64_t v = 0; v < V; ++v) {
     std::shuffle(perm.begin(), perm.end(), rng);
@@ -159,7 +159,7 @@ void run_experts(const ExpertsCase& c) {
     }
     pool.push_back(std::move(pe));
   }
-  std::vector<ExpertWeights> host_experts(size_t(E)), dev_experts(size_t(E));
+  std::vector<ExpertWeights> host_experts(static_cast<size_t>(E)), dev_experts(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) {
     const PooledExpert& pe = *pool[size_t(e % pool_size)];
     host_experts[size_t(e)] = {pe.w[0].view(), pe.w[1].view(), pe.w[2].view()};
@@ -176,7 +176,7 @@ void run_experts(const ExpertsCase& c) {
   }
   std::mt19937 rng(s + 101);
   std::vector<int32_t> ids(size_t(T * k));
-  std::vector<int32_t> order(size_t(E));
+  std::vector<int32_t> order(static_cast<size_t>(E));
   std::iota(order.begin(), order.end(), 0);
   for (int64_t t = 0; t < T; ++t) {
     std::shuffle(order.begin(), order.end(), rng);

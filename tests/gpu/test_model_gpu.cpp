@@ -1,8 +1,8 @@
 // The whole model on the GPU against the CPU reference on the committed HF fixtures
 // (tests/fixtures/tiny-*): full prefill, chunked prefill, prefill + decode, and a batch of two
-// sequences at different positions. Logits agree within kTolerance (docs/numerics.md, "GPU
-// model": linear runs BF16 activations on the tensor cores) and the greedy token is the same on
-// every row whose CPU top-2 gap exceeds what that tolerance allows.
+// sequences at different positions. Logits agree within the tolerances below (docs/numerics.md,
+// "GPU model": linear and the experts run BF16 activations on the tensor cores) and the greedy
+// token is the same on every row whose CPU top-2 gap exceeds what they allow.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -20,26 +20,36 @@ namespace fs = std::filesystem;
 // The fixtures are committed next to this directory (tests/fixtures).
 const std::string kFixtureDir = (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
 
-// Max row-relative L2 error; see docs/numerics.md "GPU model" for the measurement behind it.
-constexpr double kTolerance = 1e-2;
+// docs/numerics.md "GPU model": linear and moe_experts round activations to BF16, which moves a
+// row's logits by ~6e-3 (median) relative; on ~1% of rows it also flips a discrete choice
+// upstream (an expert or an indexer entry at a near-tie) and the row moves by up to ~0.5. The CPU
+// with only its activations rounded to BF16 shows the same outliers at the same rows, so they are
+// a property of BF16 activations, not of the kernels. Hence: the median row error is bounded
+// tightly, rows beyond kRowTolerance may be at most kMaxOutlierFraction of all rows, and the
+// greedy token must agree on every other row unless its CPU top-2 gap is within what
+// kRowTolerance allows.
+constexpr double kMedianTolerance = 1.5e-2;
+constexpr double kRowTolerance = 5e-2;
+constexpr double kMaxOutlierFraction = 0.03;
 
 struct Comparison {
-  double max_rel = 0;
-  int64_t worst_row = -1;
-  int64_t argmax_flips = 0;  // rows whose greedy token differs although the CPU gap is wide
-  int64_t close_calls = 0;   // rows whose greedy token differs within the tolerance (reported)
+  double median_rel = 0, max_rel = 0;
+  int64_t worst_row = -1, rows = 0;
+  int64_t outliers = 0;     // rows above kRowTolerance
+  int64_t close_calls = 0;  // greedy differs on a row whose CPU top-2 gap is within the tolerance
 };
 
-// Per row: ‖gpu − cpu‖ / ‖cpu‖, and the greedy token. A row-relative error e lets any two logits
-// move by at most e·‖cpu‖ each, so a flip is only a failure when the CPU's top-2 gap exceeds
-// 2·kTolerance·‖cpu‖.
+// Per row: ‖gpu − cpu‖ / ‖cpu‖ and the greedy token. A row error e moves two logits' difference
+// by at most √2·e·‖cpu‖, so with e ≤ kRowTolerance a greedy flip needs a CPU top-2 gap below
+// 2·kRowTolerance·‖cpu‖; a flip past that gap on a non-outlier row is a failure.
 Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu, int64_t V,
                    const std::string& what) {
   Comparison c;
   EXPECT_EQ(gpu.size(), cpu.size()) << what;
-  if (gpu.size() != cpu.size()) return c;
-  const int64_t rows = int64_t(cpu.size()) / V;
-  for (int64_t r = 0; r < rows; ++r) {
+  if (gpu.size() != cpu.size() || cpu.empty()) return c;
+  c.rows = int64_t(cpu.size()) / V;
+  std::vector<double> rels;
+  for (int64_t r = 0; r < c.rows; ++r) {
     const float* g = gpu.data() + r * V;
     const float* x = cpu.data() + r * V;
     double diff = 0, norm = 0;
@@ -49,28 +59,41 @@ Comparison compare(const std::vector<float>& gpu, const std::vector<float>& cpu,
       norm += double(x[v]) * x[v];
     }
     const double rel = std::sqrt(diff / norm);
+    rels.push_back(rel);
     if (!(rel <= c.max_rel)) c.max_rel = rel, c.worst_row = r;
+    const bool outlier = !(rel <= kRowTolerance);
+    c.outliers += outlier;
     const int64_t arg_g = std::max_element(g, g + V) - g, arg_c = std::max_element(x, x + V) - x;
     if (arg_g == arg_c) continue;
     float second = -INFINITY;
     for (int64_t v = 0; v < V; ++v)
       if (v != arg_c) second = std::max(second, x[v]);
     const double gap = double(x[arg_c]) - second;
-    if (gap > 2 * kTolerance * std::sqrt(norm)) {
-      ++c.argmax_flips;
+    if (!outlier && gap > 2 * kRowTolerance * std::sqrt(norm)) {
       ADD_FAILURE() << what << ": row " << r << " greedy token " << arg_g << " on the GPU, " << arg_c
-                    << " on the CPU; CPU top-2 gap " << gap;
+                    << " on the CPU; CPU top-2 gap " << gap << ", row error " << rel;
     } else {
       ++c.close_calls;
       std::printf(
-          "%s: row %lld greedy token differs (GPU %lld, CPU %lld) with CPU top-2 gap %.3g, within "
-          "tolerance\n",
-          what.c_str(), (long long)r, (long long)arg_g, (long long)arg_c, gap);
+          "%s: row %lld greedy token differs (GPU %lld, CPU %lld), CPU top-2 gap %.3g, row error %.3g%s\n",
+          what.c_str(), (long long)r, (long long)arg_g, (long long)arg_c, gap, rel,
+          outlier ? " (outlier row)" : " (gap within the tolerance)");
     }
   }
-  std::printf("%s: max row-relative error %.3g (row %lld), %lld close calls\n", what.c_str(), c.max_rel,
-              (long long)c.worst_row, (long long)c.close_calls);
+  std::sort(rels.begin(), rels.end());
+  c.median_rel = rels[rels.size() / 2];
+  std::printf(
+      "%s: %lld rows, row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld rows above %.g, "
+      "%lld greedy differences reported\n",
+      what.c_str(), (long long)c.rows, c.median_rel, rels[rels.size() * 9 / 10], c.max_rel,
+      (long long)c.worst_row, (long long)c.outliers, kRowTolerance, (long long)c.close_calls);
   return c;
+}
+
+void expect_within_tolerance(const Comparison& c, const std::string& what) {
+  EXPECT_LE(c.median_rel, kMedianTolerance) << what;
+  EXPECT_LE(double(c.outliers), kMaxOutlierFraction * double(c.rows))
+      << what << ": " << c.outliers << " of " << c.rows << " rows above " << kRowTolerance;
 }
 
 // Feeds tokens to a fresh state in chunks of the given sizes (the last one repeats); logits of
@@ -112,9 +135,9 @@ class GpuModel : public ::testing::TestWithParam<std::string> {
   }
   // Same chunking on both backends.
   void check(const std::vector<int64_t>& sizes, const std::string& what) {
-    const Comparison c = compare(run_chunks(*gpu_, tokens_, sizes), run_chunks(*cpu_, tokens_, sizes), V_,
-                                 GetParam() + " " + what);
-    EXPECT_LE(c.max_rel, kTolerance) << what << ", worst row " << c.worst_row;
+    expect_within_tolerance(compare(run_chunks(*gpu_, tokens_, sizes), run_chunks(*cpu_, tokens_, sizes), V_,
+                                    GetParam() + " " + what),
+                            what);
   }
   std::string dir_;
   std::unique_ptr<Model> cpu_, gpu_;
@@ -164,10 +187,10 @@ TEST_P(GpuModel, BatchOfSequencesAtDifferentPositionsMatchesCpu) {
   step({{&sb, std::span<const int32_t>(b.data() + 13, 6)},
         {&sa, std::span<const int32_t>(a.data() + a0 + 2, 2)}},
        {&got_b, &got_a});
-  const Comparison ca = compare(got_a, run_chunks(*cpu_, a, {n}), V_, GetParam() + " batch, sequence a");
-  const Comparison cb = compare(got_b, run_chunks(*cpu_, b, {19}), V_, GetParam() + " batch, sequence b");
-  EXPECT_LE(ca.max_rel, kTolerance);
-  EXPECT_LE(cb.max_rel, kTolerance);
+  expect_within_tolerance(compare(got_a, run_chunks(*cpu_, a, {n}), V_, GetParam() + " batch, sequence a"),
+                          "a");
+  expect_within_tolerance(compare(got_b, run_chunks(*cpu_, b, {19}), V_, GetParam() + " batch, sequence b"),
+                          "b");
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, GpuModel, ::testing::Values("tiny-nvfp4", "tiny-mxfp4"));

@@ -1,6 +1,9 @@
 // dsv4 bench linear [--format nvfp4|mxfp4|fp8|bf16] [--shape flash|pro] [--tokens 1,8,64]:
 // times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
-// (src/cuda/linear_bench.h). Needs a CUDA build and a GPU; otherwise it says so and exits 1.
+// (src/cuda/linear_bench.h).
+// dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
+// layer's routed experts likewise (src/cuda/moe_bench.h).
+// Both need a CUDA build and a GPU; otherwise they say so and exit 1.
 #include <fmt/format.h>
 
 #include <string>
@@ -10,12 +13,14 @@
 #include "core/quant.h"
 #ifdef DSV4_HAVE_CUDA
 #include "cuda/linear_bench.h"
+#include "cuda/moe_bench.h"
 #endif
 
 namespace dsv4::cli {
 
 void register_bench(CLI::App& app, Action& run) {
-  auto* bench = app.add_subcommand("bench", "GPU benchmarks: µs, GB/s, TFLOP/s, % of measured floor, x cuBLAS BF16");
+  auto* bench =
+      app.add_subcommand("bench", "GPU benchmarks: µs, GB/s, TFLOP/s, % of measured floor, x cuBLAS BF16");
   bench->require_subcommand(1);
   auto* linear = bench->add_subcommand("linear", "the linear op (y = x·Wᵀ) at V4 expert shapes");
   struct Opts {
@@ -27,8 +32,12 @@ void register_bench(CLI::App& app, Action& run) {
   linear->add_option("--format", opts->formats, "weight formats")
       ->delimiter(',')
       ->check(CLI::IsMember({"nvfp4", "mxfp4", "fp8", "bf16"}));
-  linear->add_option("--shape", opts->shapes, "expert shapes")->delimiter(',')->check(CLI::IsMember({"flash", "pro"}));
-  linear->add_option("--tokens", opts->tokens, "token counts")->delimiter(',')->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  linear->add_option("--shape", opts->shapes, "expert shapes")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"flash", "pro"}));
+  linear->add_option("--tokens", opts->tokens, "token counts")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   linear->callback([&run, opts] {
     run = [opts]() -> int {
 #ifdef DSV4_HAVE_CUDA
@@ -44,6 +53,36 @@ void register_bench(CLI::App& app, Action& run) {
       return s.ok() ? 0 : fail(s.message());
 #else
       return fail("bench linear: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
+#endif
+    };
+  });
+
+  auto* moe = bench->add_subcommand("moe", "the MoE layer's routed experts (moe_experts) at V4 shapes");
+  struct MoeOpts {
+    std::string format = "nvfp4";
+    std::vector<std::string> shapes{"flash", "pro"};
+    std::vector<int64_t> tokens{1, 8, 64, 512, 4096};
+  };
+  auto mopts = std::make_shared<MoeOpts>();
+  moe->add_option("--format", mopts->format, "expert weight format")
+      ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
+  moe->add_option("--shape", mopts->shapes, "model shapes")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"flash", "pro"}));
+  moe->add_option("--tokens", mopts->tokens, "token counts")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 16));
+  moe->callback([&run, mopts] {
+    run = [mopts]() -> int {
+#ifdef DSV4_HAVE_CUDA
+      cuda::MoeBenchOptions o;
+      o.format = mopts->format == "mxfp4" ? WeightFormat::kMXFP4 : WeightFormat::kNVFP4;
+      o.shapes = mopts->shapes;
+      o.tokens = mopts->tokens;
+      const Status s = cuda::bench_moe(o);
+      return s.ok() ? 0 : fail(s.message());
+#else
+      return fail("bench moe: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
 #endif
     };
   });

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "core/safetensors.h"
 #include "model/model.h"
+#include "model_args.h"
 #include "token_args.h"
 
 namespace dsv4::cli {
@@ -24,14 +25,15 @@ void register_logits(CLI::App& app, Action& run) {
   cmd->add_option("--out", out_path, "Output .safetensors file")->required();
   cmd->callback([&run] {
     run = [] {
-      if (device != "cpu") return fail("--device cuda: not yet supported (the CUDA backend has no model forward yet)");
       Result<std::vector<int32_t>> tokens = read_token_args(tokens_arg, tokens_file);
       if (!tokens.ok()) return fail(tokens.status().message());
       const int64_t n = int64_t(tokens->size());
       const int64_t n_prefill = prefill < 0 ? n : prefill;
       if (n_prefill < 1 || n_prefill > n)
         return fail(fmt::format("--prefill {}: expected 1 <= N <= the number of tokens ({})", prefill, n));
-      Result<std::unique_ptr<Model>> model = Model::load(model_dir, make_cpu_backend());
+      Result<std::unique_ptr<Backend>> backend = make_backend(device);
+      if (!backend.ok()) return fail(backend.status().message());
+      Result<std::unique_ptr<Model>> model = Model::load(model_dir, std::move(backend.value()));
       if (!model.ok()) return fail(model.status().message());
       const int64_t V = (*model)->config().vocab_size;
       SequenceState state = (*model)->new_state();

@@ -16,8 +16,23 @@
 #include "runtime/generator.h"
 #include "runtime/loading.h"
 #include "tokenizer/tokenizer.h"
+#ifdef DSV4_HAVE_CUDA
+#include "cuda/check.h"
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace dsv4::cli {
+
+// The backend for --device: the CPU reference, or the GPU when built with CUDA and one is present.
+inline Result<std::unique_ptr<Backend>> make_backend(const std::string& device) {
+  if (device == "cpu") return make_cpu_backend();
+#ifdef DSV4_HAVE_CUDA
+  if (cuda::device_count() == 0) return Status::error("--device cuda: no CUDA device found; expected a Hopper GPU");
+  return make_cuda_backend();
+#else
+  return Status::error("--device cuda: this dsv4 was built without CUDA; expected a build with nvcc (DSV4_CUDA=ON)");
+#endif
+}
 
 struct ModelArgs {
   std::string model_dir, device = "cpu", tokenizer_dir;
@@ -34,11 +49,10 @@ struct ModelArgs {
 
   // Loads the model (with progress and the memory plan on stderr).
   Result<std::unique_ptr<Model>> load_model() const {
-    if (device != "cpu")
-      return Status::error("--device cuda: not yet supported (the CUDA backend has no model forward yet)");
     if (threads > 0) set_cpu_threads(threads);
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, make_backend(device));
     if (!quiet) DSV4_RETURN_IF_ERROR(read_checkpoint_with_progress(model_dir, ::isatty(2)));
-    DSV4_ASSIGN_OR_RETURN(auto model, Model::load(model_dir, make_cpu_backend()));
+    DSV4_ASSIGN_OR_RETURN(auto model, Model::load(model_dir, std::move(backend)));
     if (!quiet) {
       int64_t bytes = 0;
       for (const auto& [_, t] : model->checkpoint().tensors()) bytes += t.nbytes();

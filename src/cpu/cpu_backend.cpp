@@ -1,8 +1,22 @@
 // The CPU backend: every Backend method is check_<op>() followed by the fp32 reference cpu::<op>().
+// Its memory is host memory; weights stay the views into the mmapped checkpoint.
+#include <cstdlib>
+#include <cstring>
+
 #include "model/backend.h"
 
 namespace dsv4 {
 namespace {
+
+class HostBuffer final : public BackendBuffer {
+ public:
+  // 64-byte aligned, like a cache line (and more than any op needs).
+  explicit HostBuffer(size_t bytes) {
+    bytes_ = bytes;
+    data_ = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+  }
+  ~HostBuffer() override { std::free(data_); }
+};
 
 #define DSV4_CPU_OP(op, Params)               \
   Status op(const Params& p) override {       \
@@ -14,6 +28,32 @@ namespace {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+
+  Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
+    auto b = std::make_unique<HostBuffer>(bytes);
+    if (!b->data()) return Status::errorf("cpu backend: allocating {} bytes failed", bytes);
+    return std::unique_ptr<BackendBuffer>(std::move(b));
+  }
+  Status upload(void* dst, const void* src, size_t bytes) override { return copy(dst, src, bytes); }
+  Status download(void* dst, const void* src, size_t bytes) override { return copy(dst, src, bytes); }
+  Status copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+    return {};
+  }
+  Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
+                 size_t rows) override {
+    for (size_t r = 0; r < rows; ++r)
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
+    return {};
+  }
+  Status synchronize() override { return {}; }
+  Result<WeightView> upload_weight(const WeightView& w) override { return w; }
+  Result<WeightView> upload_linear_weight(const WeightView& w, bool) override { return w; }
+  Status add(float* y, const float* x, int64_t n) override {
+    for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+    return {};
+  }
+
   DSV4_CPU_OP(embedding, EmbeddingParams)
   DSV4_CPU_OP(linear, LinearParams)
   DSV4_CPU_OP(grouped_linear, GroupedLinearParams)

@@ -1,27 +1,170 @@
-// make_cuda_backend: forwards each op to its launcher in src/cuda/ on one stream.
+// make_cuda_backend: forwards each op to its launcher in src/cuda/ on one stream, and owns the
+// device memory the model asks for: activations and caches (allocate), canonical weights
+// (upload_weight) and linear weights packed for linear_sm90 (upload_linear_weight), looked up
+// by their device address when linear runs.
 #include "cuda/cuda_backend.h"
 
+#include <cublas_v2.h>
+
+#include <unordered_map>
+#include <vector>
+
 #include "cuda/attention.h"
+#include "cuda/check.h"
 #include "cuda/compressor.h"
+#include "cuda/device_buffer.h"
 #include "cuda/embedding.h"
 #include "cuda/grouped_linear.h"
 #include "cuda/hyper_head.h"
 #include "cuda/indexer.h"
+#include "cuda/linear_sm90.h"
 #include "cuda/mhc_post.h"
 #include "cuda/mhc_pre.h"
+#include "cuda/moe_experts_sm90.h"
+#include "cuda/moe_router.h"
 #include "cuda/rms_norm.h"
 #include "cuda/rope.h"
 
 namespace dsv4 {
 namespace {
 
+#define DSV4_CUBLAS_TRY(expr)                                                                                \
+  do {                                                                                                       \
+    const cublasStatus_t dsv4_cublas_ = (expr);                                                              \
+    if (dsv4_cublas_ != CUBLAS_STATUS_SUCCESS)                                                               \
+      return Status::errorf("{}:{}: {} failed: cuBLAS status {}", __FILE__, __LINE__, #expr, int(dsv4_cublas_)); \
+  } while (0)
+
+class DeviceAllocation final : public BackendBuffer {
+ public:
+  explicit DeviceAllocation(cuda::DeviceBuffer<uint8_t> b) : buf_(std::move(b)) {
+    data_ = buf_.get();
+    bytes_ = buf_.size();
+  }
+
+ private:
+  cuda::DeviceBuffer<uint8_t> buf_;  // cudaFree waits for the work that may still use it
+};
+
+// A weight made resident for linear: packed for linear_sm90, or fp32 for cuBLAS SGEMM (exact).
+struct LinearWeightEntry {
+  bool f32 = false;
+  cuda::PackedWeightView packed;  // when !f32
+  int64_t rows = 0, cols = 0;     // when f32: data is [rows, cols] fp32
+  const float* data = nullptr;
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(cudaStream_t stream) : stream_(stream) {}
+  ~CudaBackend() override {
+    if (cublas_) cublasDestroy(cublas_);
+  }
   std::string name() const override { return "cuda"; }
 
+  Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
+    DSV4_ASSIGN_OR_RETURN(cuda::DeviceBuffer<uint8_t> b, cuda::DeviceBuffer<uint8_t>::create(bytes));
+    return std::unique_ptr<BackendBuffer>(std::make_unique<DeviceAllocation>(std::move(b)));
+  }
+  // From pageable memory cudaMemcpyAsync returns once the source is staged, so it may be reused.
+  Status upload(void* dst, const void* src, size_t bytes) override {
+    DSV4_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    return {};
+  }
+  Status download(void* dst, const void* src, size_t bytes) override {
+    DSV4_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
+    return {};
+  }
+  Status copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes) DSV4_CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+    return {};
+  }
+  Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
+                 size_t rows) override {
+    if (rows && row_bytes)
+      DSV4_CUDA_TRY(
+          cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream_));
+    return {};
+  }
+  Status synchronize() override {
+    DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
+    return {};
+  }
+
+  Result<WeightView> upload_weight(const WeightView& w) override {
+    WeightView d = w;
+    DSV4_ASSIGN_OR_RETURN(d.data, keep(w.data, size_t(weight_data_bytes(w.format, w.rows, w.cols))));
+    if (w.scales) {
+      DSV4_ASSIGN_OR_RETURN(const void* scales, keep(w.scales, size_t(weight_scale_bytes(w.format, w.rows, w.cols))));
+      d.scales = static_cast<const uint8_t*>(scales);
+    }
+    return d;
+  }
+
+  Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) override {
+    LinearWeightEntry e;
+    WeightView d = w;
+    if (exact || w.format == WeightFormat::kF32) {
+      std::vector<float> f32(size_t(w.rows * w.cols));  // [rows, cols]
+      for (int64_t r = 0; r < w.rows; ++r) dequantize_row(w, r, f32.data() + r * w.cols);
+      DSV4_ASSIGN_OR_RETURN(const void* data, keep(f32.data(), f32.size() * sizeof(float)));
+      e = {true, {}, w.rows, w.cols, static_cast<const float*>(data)};
+      d = WeightView{WeightFormat::kF32, w.rows, w.cols, data, nullptr, 1.0f};
+    } else {
+      DSV4_ASSIGN_OR_RETURN(cuda::PackedLinearWeight p, cuda::pack_linear_weight_sm90(w));
+      DSV4_ASSIGN_OR_RETURN(const void* data, keep(p.data.data(), p.data.size()));
+      const void* scales = nullptr;
+      if (!p.scales.empty()) {
+        DSV4_ASSIGN_OR_RETURN(scales, keep(p.scales.data(), p.scales.size()));
+      }
+      e.packed = {p.format,      p.rows, p.cols, p.rows_pad, p.cols_pad, static_cast<const uint8_t*>(data),
+                  static_cast<const uint8_t*>(scales), p.out_scale};
+      // The view moe_experts reads (cuda::packed_expert_view): packed bits, out_scale as global_scale.
+      d = cuda::packed_expert_view(p, static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(scales));
+    }
+    linear_weights_[d.data] = e;
+    return d;
+  }
+
+  Status add(float* y, const float* x, int64_t n) override {
+    DSV4_RETURN_IF_ERROR(ensure_cublas());
+    const float one = 1.0f;
+    DSV4_CUBLAS_TRY(cublasSaxpy(cublas_, int(n), &one, x, 1, y, 1));
+    return {};
+  }
+
   Status embedding(const EmbeddingParams& p) override { return cuda::embedding(p, stream_); }
-  Status linear(const LinearParams&) override { return not_yet("linear"); }
+  Status linear(const LinearParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_linear(p));
+    const auto it = linear_weights_.find(p.w.data);
+    if (it == linear_weights_.end())
+      return Status::errorf("cuda backend: linear weight [{}, {}] is not resident; expected a view returned by "
+                            "upload_linear_weight",
+                            p.w.rows, p.w.cols);
+    const LinearWeightEntry& e = it->second;
+    DSV4_RETURN_IF_ERROR(ensure_cublas());
+    if (e.f32) {
+      // Column-major: yᵀ [rows, n] = Wᵀᵀ · xᵀ, W row-major [rows, cols] read as cols × rows.
+      const float one = 1.0f, zero = 0.0f;
+      DSV4_CUBLAS_TRY(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(e.rows), int(p.n_tokens), int(e.cols), &one,
+                                  e.data, int(e.cols), p.x, int(e.cols), &zero, p.y, int(e.rows)));
+      return {};
+    }
+    cuda::LinearSm90Params lp;
+    lp.x = p.x;
+    lp.w = e.packed;
+    lp.y = p.y;
+    lp.n_tokens = p.n_tokens;
+    const size_t need = cuda::linear_sm90_workspace_bytes(e.packed, p.n_tokens);
+    if (need > workspace_.size()) {
+      DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
+    }
+    lp.workspace = workspace_.get();
+    lp.workspace_bytes = workspace_.size();
+    lp.cublas = cublas_;
+    return cuda::linear_sm90(lp, stream_);
+  }
   Status grouped_linear(const GroupedLinearParams& p) override { return cuda::grouped_linear(p, stream_); }
   Status rms_norm(const RmsNormParams& p) override { return cuda::rms_norm(p, stream_); }
   Status rope(const RopeParams& p) override { return cuda::rope(p, stream_); }
@@ -31,20 +174,36 @@ class CudaBackend final : public Backend {
   Status compressor(const CompressorParams& p) override { return cuda::compressor(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
-  Status moe_router(const MoeRouterParams&) override { return not_yet("moe_router"); }
-  Status moe_experts(const MoeExpertsParams&) override { return not_yet("moe_experts"); }
+  Status moe_router(const MoeRouterParams& p) override { return cuda::moe_router(p, stream_); }
+  // Expert views must be packed device views (upload_linear_weight makes them).
+  Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
 
  private:
-  static Status not_yet(const char* op) {
-    return Status::errorf("cuda backend: {} is not supported yet; expected a CUDA kernel (issue 4)", op);
+  Status ensure_cublas() {
+    if (!cublas_) DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
+    DSV4_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
+    return {};
   }
+  // A device copy of bytes host bytes, owned by the backend for its lifetime.
+  Result<const void*> keep(const void* host, size_t bytes) {
+    DSV4_ASSIGN_OR_RETURN(cuda::DeviceBuffer<uint8_t> b, cuda::DeviceBuffer<uint8_t>::create(bytes));
+    DSV4_RETURN_IF_ERROR(b.upload(static_cast<const uint8_t*>(host), bytes));
+    weights_.push_back(std::move(b));
+    return static_cast<const void*>(weights_.back().get());
+  }
+
   cudaStream_t stream_;
+  cublasHandle_t cublas_ = nullptr;
+  cuda::DeviceBuffer<uint8_t> workspace_;  // linear_sm90's, grown to the largest call
+  std::vector<cuda::DeviceBuffer<uint8_t>> weights_;
+  std::unordered_map<const void*, LinearWeightEntry> linear_weights_;  // by device data address
+  cuda::MoeExpertsSm90Runner moe_experts_;  // expert tables and workspace, reused across calls
 };
+
+#undef DSV4_CUBLAS_TRY
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(cudaStream_t stream) {
-  return std::make_unique<CudaBackend>(stream);
-}
+std::unique_ptr<Backend> make_cuda_backend(cudaStream_t stream) { return std::make_unique<CudaBackend>(stream); }
 
 }  // namespace dsv4

@@ -257,8 +257,9 @@ __global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* s
     }
 }
 
-// x fp32 [n_tokens, cols] → BF16 [n_tokens, ld] (columns cols..ld zero).
-__global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld, __nv_bfloat16* out) {
+// x fp32 [n_tokens, cols] → BF16 [n_tokens, ld] (columns cols..ld zero). Static: other kernels
+// (moe_experts_sm90) include this header for its decode helpers.
+static __global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld, __nv_bfloat16* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(n_tokens) * ld) return;
   const int64_t t = i / ld, k = i % ld;

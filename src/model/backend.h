@@ -1,9 +1,11 @@
 // The backend interface the model is written against: one method per op (the op names of
 // src/ops/), each taking that op's params struct. The model owns the sequence logic (positions,
-// caches, which keys each query sees); a backend owns only the math. Pointers in the params are
-// in the backend's memory: host memory for the CPU backend.
+// caches, which keys each query sees); a backend owns the math and its memory. Pointers in the
+// params are in the backend's memory: host memory for the CPU backend, device memory for CUDA.
+// Ops and the memory methods run in call order; only download() and synchronize() wait for them.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -24,10 +26,45 @@
 
 namespace dsv4 {
 
+// An allocation in a backend's memory, freed when destroyed.
+class BackendBuffer {
+ public:
+  virtual ~BackendBuffer() = default;
+  void* data() const { return data_; }
+  size_t bytes() const { return bytes_; }
+
+ protected:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+
+  // Memory. upload's source may be reused as soon as it returns; download returns once the data
+  // (and everything enqueued before it) is complete. copy/copy_2d regions must not overlap.
+  virtual Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) = 0;
+  virtual Status upload(void* dst, const void* host_src, size_t bytes) = 0;
+  virtual Status download(void* host_dst, const void* src, size_t bytes) = 0;
+  virtual Status copy(void* dst, const void* src, size_t bytes) = 0;
+  // rows × row_bytes from src (rows src_pitch bytes apart) to dst (dst_pitch apart).
+  virtual Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
+                         size_t rows) = 0;
+  virtual Status synchronize() = 0;
+
+  // Weights, made resident once at load; the backend owns the copies. upload_weight keeps the
+  // canonical layout (embedding, grouped_linear read it). upload_linear_weight returns the view
+  // to pass to linear and moe_experts: the backend may keep its own layout behind it (the CUDA
+  // backend packs for linear_sm90), so only those two ops may read it. exact asks for fp32
+  // activations and weights (the router gate: expert choice must not flip on rounding).
+  // The CPU backend returns the views themselves (the mmapped checkpoint).
+  virtual Result<WeightView> upload_weight(const WeightView& w) = 0;
+  virtual Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) = 0;
+
+  // y[i] += x[i] for i < n, in fp32 (the shared expert's output onto the routed ones).
+  virtual Status add(float* y, const float* x, int64_t n) = 0;
 
   virtual Status embedding(const EmbeddingParams& p) = 0;
   virtual Status linear(const LinearParams& p) = 0;

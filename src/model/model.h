@@ -1,8 +1,11 @@
 // The DeepSeek-V4 forward (spec §3–§5, §7), written once against the Backend interface.
-// Model::load validates the checkpoint against its config and keeps the stored weight bits
-// (experts are dequantized on the fly by the ops, never copied to fp32). forward() runs a batch of
-// independent sequences, each with its own chunk of tokens at its own position (a prefill chunk
-// of any size or a one-token decode step), and returns logits for every token.
+// Model::load validates the checkpoint against its config and makes the stored weight bits
+// resident in the backend (experts are dequantized on the fly by the ops, never copied to fp32);
+// activations and sequence caches live in the backend's memory too, so on CUDA a forward leaves
+// the GPU only for its logits (and, for now, the indexer's choices; see attend_sequence).
+// forward() runs a batch of independent sequences, each with its own chunk of tokens at its own
+// position (a prefill chunk of any size or a one-token decode step), and returns logits for every
+// token.
 #pragma once
 
 #include <cstdint>
@@ -26,45 +29,48 @@ struct SequenceChunk {
   bool last_logits_only = false;
 };
 
+// Small weights are kept in fp32 in backend memory; matrices as views of backend-resident copies.
 struct HcWeights {
-  std::vector<float> fn;     // [(2+n)·n, n·D] (hyper head: [n, n·D])
-  std::vector<float> base;   // [(2+n)·n] (hyper head: [n])
-  std::vector<float> scale;  // [3] (hyper head: [1])
+  BackendArray<float> fn;     // [(2+n)·n, n·D] (hyper head: [n, n·D])
+  BackendArray<float> base;   // [(2+n)·n] (hyper head: [n])
+  BackendArray<float> scale;  // [3] (hyper head: [1])
 };
 
 struct CompressorWeights {
   WeightView wkv;            // [n_series·width, D]
   WeightView wgate;          // [n_series·width, D]
-  std::vector<float> ape;    // [ratio, n_series·width]
-  std::vector<float> norm;   // [width]
+  BackendArray<float> ape;   // [ratio, n_series·width]
+  BackendArray<float> norm;  // [width]
 };
 
 struct LayerWeights {
   AttentionType type = AttentionType::kSliding;
   int64_t ratio = 0;
   bool hash = false;
-  std::vector<float> attn_norm, ffn_norm;  // [D]
+  BackendArray<float> attn_norm, ffn_norm;  // [D]
   HcWeights hc_attn, hc_ffn;
-  std::vector<float> attn_sink;  // [H]
-  std::vector<float> q_norm;     // [q_lora_rank]
-  std::vector<float> kv_norm;    // [head_dim]
+  BackendArray<float> attn_sink;  // [H]
+  BackendArray<float> q_norm;     // [q_lora_rank]
+  BackendArray<float> kv_norm;    // [head_dim]
   WeightView wq_a, wq_b, wkv, wo_a, wo_b;
   CompressorWeights compressor;          // CSA/HCA
   CompressorWeights indexer_compressor;  // CSA
   WeightView indexer_wq_b;               // [index_n_heads·index_head_dim, q_lora_rank]
   WeightView indexer_weights_proj;       // [index_n_heads, D]
   WeightView gate;                       // [E, D]
-  std::vector<float> gate_bias;          // [E] dense layers
-  std::vector<int64_t> tid2eid;          // [vocab, k] hash layers
-  std::vector<ExpertWeights> experts;    // [E]
+  BackendArray<float> gate_bias;         // [E] dense layers
+  BackendArray<int64_t> tid2eid;         // [vocab, k] hash layers
+  std::vector<ExpertWeights> experts;    // [E] host array of views into backend memory
   std::vector<ExpertWeights> shared;     // [1] or empty
 };
 
 class Model {
  public:
   static Result<std::unique_ptr<Model>> load(const std::string& dir, std::unique_ptr<Backend> backend);
+  ~Model();
 
   const ModelConfig& config() const { return cfg_; }
+  Backend& backend() const { return *backend_; }
   const Checkpoint& checkpoint() const { return *ckpt_; }
   SequenceState new_state() const;
 
@@ -75,24 +81,27 @@ class Model {
 
  private:
   struct Rows;  // activations of one forward call
-  Model() = default;
+  Model();
   Status load_weights();
+  Status upload(BackendArray<float>& dst, const std::vector<float>& host);
   Status check_batch(std::span<const SequenceChunk> batch) const;
   Status block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
-  Status attention_block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a, std::vector<float>& out);
+  Status attention_block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
   Status attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start, Rows& a);
-  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate, int64_t n_rows);
-  Status moe(int64_t layer, Rows& a, const std::vector<float>& x, std::vector<float>& out);
+  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate, int64_t n_rows,
+                  Rows& a);
+  Status moe(int64_t layer, Rows& a, const float* x, float* out);
 
   ModelConfig cfg_;
   std::unique_ptr<Checkpoint> ckpt_;
   WeightMap weights_;
   std::unique_ptr<Backend> backend_;
   WeightView embed_, head_;
-  std::vector<float> final_norm_;
+  BackendArray<float> final_norm_;
   HcWeights hc_head_;
   std::vector<LayerWeights> layers_;
-  std::vector<float> main_inv_freq_, compress_inv_freq_;  // [rope_dim/2]
+  BackendArray<float> main_inv_freq_, compress_inv_freq_;  // [rope_dim/2]
+  std::unique_ptr<Rows> rows_;  // kept between calls: a decode step reuses the same buffers
 };
 
 }  // namespace dsv4

@@ -1,5 +1,5 @@
 // The CUDA backend forwards ops to the kernels (checked on rms_norm against the CPU reference)
-// and reports the ops it lacks as errors instead of running them.
+// and refuses a linear weight that was not made resident through upload_linear_weight.
 #include "cuda/cuda_backend.h"
 #include "gpu_test_util.h"
 
@@ -23,11 +23,13 @@ TEST(CudaBackend, RunsRmsNormLikeTheCpu) {
   expect_close("cuda backend rms_norm n_rows=3 dim=4096", out.download("rms_norm"), want, 1e-5, 1e-6);
 }
 
-TEST(CudaBackend, ReportsMissingOps) {
+TEST(CudaBackend, RejectsALinearWeightItDidNotUpload) {
+  // Checked before anything is launched, so host pointers do: the lookup fails first.
   const auto backend = make_cuda_backend();
-  const Status s = backend->linear(LinearParams{});
+  float x = 1, y = 0, w = 1;
+  const Status s = backend->linear({&x, WeightView{WeightFormat::kF32, 1, 1, &w, nullptr, 1.0f}, &y, 1});
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("linear is not supported yet"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("is not resident"), std::string::npos) << s.message();
 }
 
 }  // namespace

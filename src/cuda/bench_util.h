@@ -1,0 +1,33 @@
+// Timing helpers for the GPU benchmarks (STYLE.md "Benchmarks"): CUDA-graph timing with events
+// (median of runs after warm-up) and the device ceilings measured in the same run.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <functional>
+
+#include "core/status.h"
+
+namespace dsv4::cuda {
+
+// Median over 25 runs of (time of `batch` calls f(i, stream), captured once into a CUDA graph)
+// / batch, in microseconds, after 5 warm-up calls outside the graph.
+Result<double> time_graph_us(int batch, const std::function<Status(int, cudaStream_t)>& f);
+
+struct DeviceCeilings {
+  double copy_gbs;     // 1 GiB device-to-device copy, bytes read + written
+  double gemm_tflops;  // cuBLAS BF16 GEMM 8192³, fp32 accumulate and output
+};
+Result<DeviceCeilings> measure_ceilings(cublasHandle_t h);
+
+// y [t, n] fp32 = x [t, k] · w [n, k]ᵀ, BF16 operands, through cuBLAS on `st`.
+Status cublas_bf16_gemm(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,
+                        float* y, int64_t n, int64_t k, int64_t t);
+
+// Fills with hashed values in ±0.05 (BF16) or ±1 (fp32), never all zero.
+void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed, cudaStream_t st = nullptr);
+void fill_random(float* p, size_t n, uint32_t seed, cudaStream_t st = nullptr);
+
+}  // namespace dsv4::cuda

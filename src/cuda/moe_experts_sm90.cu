@@ -1,0 +1,296 @@
+// Launchers and checked layers of moe_experts on sm_90a (contract in moe_experts_sm90.h, kernels
+// in moe_experts_sm90.cuh). moe_gemm_config is the one place that sizes the grouped GEMM grids.
+#include <algorithm>
+#include <unordered_map>
+
+#include "cuda/check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/moe_experts_sm90.cuh"
+#include "cuda/moe_experts_sm90.h"
+
+namespace dsv4::cuda {
+namespace {
+
+constexpr size_t kAlign = 256;
+size_t align_up(size_t v) {
+  return (v + kAlign - 1) / kAlign * kAlign;
+}
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
+constexpr size_t kMaxGemmSmem = 96 * 1024;  // B slice; the rest of the SM's 228 KB stays for other blocks
+
+struct GemmConfig {
+  int token_tiles;      // tiles of 8 tokens per work item: 1, 2, 4 or 8
+  int tokens_per_item;  // 8 · token_tiles
+  int64_t max_items;    // worst case over all routings
+};
+
+// Tokens per expert are known only on the device; the host sizes for the worst case. An expert
+// with more tokens than one item takes several items (the weights are re-read per item).
+GemmConfig moe_gemm_config(int64_t n_tokens, int64_t n_experts, int64_t top_k) {
+  GemmConfig c{};
+  const int64_t tiles8 = (n_tokens + 7) / 8;
+  c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
+  c.tokens_per_item = 8 * c.token_tiles;
+  const int64_t slots = n_tokens * top_k;
+  c.max_items = std::min(n_experts, slots) + (slots + c.tokens_per_item - 1) / c.tokens_per_item;
+  return c;
+}
+
+// K slice staged per pass: the fewest passes the shared-memory budget allows, balanced, in
+// multiples of 256 columns (so a slice holds whole prefetch groups of chunks).
+int k_slice_for(int64_t cols_pad, int tokens_per_item) {
+  const int64_t max_cols =
+      std::max<int64_t>(256, (int64_t(kMaxGemmSmem) / (2 * tokens_per_item) - 8) / 256 * 256);
+  const int64_t passes = (cols_pad + max_cols - 1) / max_cols;
+  return int(round_up((cols_pad + passes - 1) / passes, 256));
+}
+
+struct Workspace {
+  int4* items;
+  int* n_items;
+  int32_t* perm;
+  __nv_bfloat16* act;
+  float* out;
+};
+
+Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, const GemmConfig& c,
+                int64_t top_k, size_t* total) {
+  const size_t slots = size_t(n_tokens * top_k), ld_act = size_t(round_up(d_ff, 128));
+  size_t off = 0;
+  auto take = [&](size_t bytes) {
+    const size_t at = off;
+    off += align_up(bytes);
+    return static_cast<char*>(base) + at;
+  };
+  Workspace w{};
+  w.items = reinterpret_cast<int4*>(take(size_t(c.max_items) * sizeof(int4)));
+  w.n_items = reinterpret_cast<int*>(take(sizeof(int)));
+  w.perm = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
+  w.act = reinterpret_cast<__nv_bfloat16*>(take(slots * ld_act * 2));
+  w.out = reinterpret_cast<float*>(take(slots * size_t(d_model) * sizeof(float)));
+  if (total) *total = off;
+  return w;
+}
+
+template <WeightFormat F, int kTokenTiles, bool kGateUp>
+Status launch_gemm(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
+  auto kernel = moe::moe_gemm_sm90_kernel<F, kTokenTiles, kGateUp>;
+  static const cudaError_t attr =  // once per instantiation
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxGemmSmem));
+  DSV4_CUDA_TRY(attr);
+  const size_t smem = size_t(kTokenTiles) * 8 * size_t(a.k_slice + 8) * 2;
+  kernel<<<grid, moe::kGemmThreads, smem, stream>>>(a);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
+}
+
+template <WeightFormat F, bool kGateUp>
+Status launch_gemm_tiles(const moe::GemmArgs& a, dim3 grid, int token_tiles, cudaStream_t stream) {
+  switch (token_tiles) {
+    case 1:
+      return launch_gemm<F, 1, kGateUp>(a, grid, stream);
+    case 2:
+      return launch_gemm<F, 2, kGateUp>(a, grid, stream);
+    case 4:
+      return launch_gemm<F, 4, kGateUp>(a, grid, stream);
+    default:
+      return launch_gemm<F, 8, kGateUp>(a, grid, stream);
+  }
+}
+
+template <bool kGateUp>
+Status launch_gemm_format(WeightFormat f, const moe::GemmArgs& a, dim3 grid, int token_tiles,
+                          cudaStream_t stream) {
+  switch (f) {
+    case WeightFormat::kNVFP4:
+      return launch_gemm_tiles<WeightFormat::kNVFP4, kGateUp>(a, grid, token_tiles, stream);
+    case WeightFormat::kMXFP4:
+      return launch_gemm_tiles<WeightFormat::kMXFP4, kGateUp>(a, grid, token_tiles, stream);
+    default:
+      return launch_gemm_tiles<WeightFormat::kFP8Block128, kGateUp>(a, grid, token_tiles, stream);
+  }
+}
+
+bool is_quantized(WeightFormat f) {
+  return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
+}
+
+}  // namespace
+
+WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data, const uint8_t* d_scales) {
+  return {p.format, p.rows, p.cols, d_data, d_scales, p.out_scale};
+}
+
+size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
+                                        int64_t top_k) {
+  size_t total = 0;
+  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, n_experts, top_k), top_k, &total);
+  return total;
+}
+
+Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream) {
+  if (p.n_tokens == 0) return {};
+  const GemmConfig c = moe_gemm_config(p.n_tokens, p.n_experts, p.top_k);
+  const Workspace w = carve(p.workspace, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, nullptr);
+  const int64_t slots = p.n_tokens * p.top_k;
+
+  const moe::PlanArgs pa{p.expert_ids, int(slots), int(p.n_experts), c.tokens_per_item, w.items,
+                         w.n_items,    w.perm};
+  moe::moe_plan_kernel<<<1, moe::kPlanThreads, 0, stream>>>(pa);
+  DSV4_CUDA_LAUNCH_CHECK();
+
+  const int ld_act = int(round_up(p.d_ff, 128));
+  moe::GemmArgs g{};
+  g.table = p.table;
+  g.items = w.items;
+  g.n_items = w.n_items;
+  g.perm = w.perm;
+  g.weights = p.weights;
+  g.top_k = int(p.top_k);
+  g.ld_act = ld_act;
+  g.swiglu_limit = p.swiglu_limit;
+
+  // Gate+up: rows d_ff (one 16-row tile of W1 and W3 per warp), K d_model, out act.
+  g.x = p.x;
+  g.act_out = w.act;
+  g.rows = int(p.d_ff);
+  g.rows_pad = int(round_up(p.d_ff, 16));
+  g.cols = int(p.d_model);
+  g.cols_pad = int(round_up(p.d_model, 128));
+  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
+  const dim3 grid_up(unsigned((ld_act / 16 + moe::kGemmWarps - 1) / moe::kGemmWarps), unsigned(c.max_items));
+  DSV4_RETURN_IF_ERROR(launch_gemm_format<true>(p.format, g, grid_up, c.token_tiles, stream));
+
+  // Down: rows d_model (two tiles of W2 per warp), K d_ff, out one fp32 row per slot.
+  g.x = nullptr;
+  g.act_out = nullptr;
+  g.act = w.act;
+  g.out = w.out;
+  g.rows = int(p.d_model);
+  g.rows_pad = int(round_up(p.d_model, 16));
+  g.cols = int(p.d_ff);
+  g.cols_pad = ld_act;
+  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
+  const dim3 grid_down(unsigned((g.rows_pad / 16 + 2 * moe::kGemmWarps - 1) / (2 * moe::kGemmWarps)),
+                       unsigned(c.max_items));
+  DSV4_RETURN_IF_ERROR(launch_gemm_format<false>(p.format, g, grid_down, c.token_tiles, stream));
+
+  const moe::CombineArgs ca{p.expert_ids, w.out, p.y, int(p.top_k), int(p.n_experts), int(p.d_model)};
+  const dim3 grid_c(unsigned(p.n_tokens),
+                    unsigned((p.d_model + 4 * moe::kCombineThreads - 1) / (4 * moe::kCombineThreads)));
+  moe::moe_combine_kernel<<<grid_c, moe::kCombineThreads, 0, stream>>>(ca);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
+}
+
+Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
+  auto where = [&] {
+    return fmt::format("moe_experts_sm90 n_tokens={} d_model={} d_ff={} n_experts={} top_k={} {}", p.n_tokens,
+                       p.d_model, p.d_ff, p.n_experts, p.top_k, weight_format_name(p.format));
+  };
+  if (!is_quantized(p.format))
+    return Status::errorf("{}: unsupported expert format; expected NVFP4, MXFP4 or FP8 block-128", where());
+  if (!p.x || !p.expert_ids || !p.weights || !p.table || !p.y)
+    return Status::error(where() + ": null input or output");
+  if (p.n_experts <= 0 || p.n_experts > kMoeMaxExperts || p.top_k <= 0 || p.top_k > kMoeMaxTopK)
+    return Status::errorf("{}: expected 1 <= n_experts <= {} and 1 <= top_k <= {}", where(), kMoeMaxExperts,
+                          kMoeMaxTopK);
+  if (p.n_tokens < 0 || p.d_model <= 0 || p.d_ff <= 0 || p.n_tokens * p.top_k > INT32_MAX / 2 ||
+      p.d_model > INT32_MAX / 2 || p.d_ff > INT32_MAX / 2)
+    return Status::error(where() + ": sizes out of range");
+  if (p.d_model % 4 != 0 || reinterpret_cast<uintptr_t>(p.x) % 16 != 0 ||
+      reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
+    return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x and y");
+  const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
+  if (p.n_tokens > 0 && (!p.workspace || p.workspace_bytes < need))
+    return Status::errorf("{}: workspace of {} bytes; expected {}", where(),
+                          p.workspace ? p.workspace_bytes : 0, need);
+  return moe_experts_sm90_launch(p, stream);
+}
+
+// ---- the backend's runner: expert tables per expert array, one growing workspace.
+
+struct MoeExpertsSm90Runner::State {
+  struct Table {
+    std::vector<MoeExpertSm90> host;
+    DeviceBuffer<MoeExpertSm90> device;
+  };
+  std::unordered_map<const ExpertWeights*, Table> tables;
+  DeviceBuffer<uint8_t> workspace;
+};
+
+MoeExpertsSm90Runner::MoeExpertsSm90Runner() : state_(std::make_unique<State>()) {}
+MoeExpertsSm90Runner::~MoeExpertsSm90Runner() = default;
+
+namespace {
+bool same_entry(const MoeExpertSm90& a, const MoeExpertSm90& b) {
+  for (int m = 0; m < 3; ++m)
+    if (a.data[m] != b.data[m] || a.scales[m] != b.scales[m] || a.out_scale[m] != b.out_scale[m])
+      return false;
+  return true;
+}
+}  // namespace
+
+Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream) {
+  if (!p.experts || p.n_experts <= 0 || p.n_experts > kMoeMaxExperts)
+    return Status::errorf("moe_experts (cuda): n_experts {} with experts {}; expected 1..{} experts",
+                          p.n_experts, p.experts ? "set" : "null", kMoeMaxExperts);
+  const WeightFormat format = p.experts[0].w1.format;
+  std::vector<MoeExpertSm90> host(size_t(p.n_experts));
+  for (int64_t e = 0; e < p.n_experts; ++e) {
+    const ExpertWeights& w = p.experts[e];
+    const WeightView* m[3] = {&w.w1, &w.w3, &w.w2};
+    for (int i = 0; i < 3; ++i) {
+      const bool down = i == 2;
+      const int64_t rows = down ? p.d_model : p.d_ff, cols = down ? p.d_ff : p.d_model;
+      if (m[i]->format != format || m[i]->rows != rows || m[i]->cols != cols || !m[i]->data || !m[i]->scales)
+        return Status::errorf(
+            "moe_experts (cuda): expert {} matrix {} is {} [{}, {}]; expected packed {} [{}, {}] with data "
+            "and scales",
+            e,
+            i == 0   ? "w1"
+            : i == 1 ? "w3"
+                     : "w2",
+            weight_format_name(m[i]->format), m[i]->rows, m[i]->cols, weight_format_name(format), rows, cols);
+      host[size_t(e)].data[i] = static_cast<const uint8_t*>(m[i]->data);
+      host[size_t(e)].scales[i] = m[i]->scales;
+      host[size_t(e)].out_scale[i] = m[i]->global_scale;
+    }
+  }
+  State::Table& t = state_->tables[p.experts];
+  bool same = t.host.size() == host.size();
+  for (size_t e = 0; same && e < host.size(); ++e) same = same_entry(t.host[e], host[e]);
+  if (!same) {
+    DSV4_ASSIGN_OR_RETURN(t.device, DeviceBuffer<MoeExpertSm90>::create(host.size()));
+    DSV4_CUDA_TRY(cudaMemcpyAsync(t.device.get(), host.data(), host.size() * sizeof(MoeExpertSm90),
+                                  cudaMemcpyHostToDevice, stream));
+    DSV4_CUDA_TRY(
+        cudaStreamSynchronize(stream));  // `host` is about to move; the views changed, not a hot path
+    t.host = std::move(host);
+  }
+  const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
+  if (state_->workspace.bytes() < need) {
+    DSV4_CUDA_TRY(cudaStreamSynchronize(stream));  // the old workspace may still be in use
+    DSV4_ASSIGN_OR_RETURN(state_->workspace, DeviceBuffer<uint8_t>::create(need));
+  }
+  MoeExpertsSm90Params q;
+  q.x = p.x;
+  q.expert_ids = p.expert_ids;
+  q.weights = p.weights;
+  q.table = t.device.get();
+  q.format = format;
+  q.y = p.y;
+  q.n_tokens = p.n_tokens;
+  q.d_model = p.d_model;
+  q.d_ff = p.d_ff;
+  q.n_experts = p.n_experts;
+  q.top_k = p.top_k;
+  q.swiglu_limit = p.swiglu_limit;
+  q.workspace = state_->workspace.get();
+  q.workspace_bytes = state_->workspace.bytes();
+  return moe_experts_sm90(q, stream);
+}
+
+}  // namespace dsv4::cuda

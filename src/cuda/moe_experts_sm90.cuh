@@ -1,0 +1,285 @@
+// moe_experts kernels (sm_90a). y[t] = Σ_k w[t,k] · W2_e(swiglu(W1_e x[t], W3_e x[t])), e = id[t,k].
+// plan: one block; shared-memory histogram of ids → offsets (ascending expert id) → work items
+// (expert, first position, ≤ kTokenTiles·8 tokens) and perm[position] = token·top_k + slot.
+// Slots land in an expert's segment in atomic order, but every output column of an mma is
+// computed from its own token alone, so results do not depend on that order.
+// gemm: linear_sm90's decode scheme (swap AB, mma.sync m16n8k16, packed weights dequantized in
+// registers, 2-4 chunks of 16 B per lane in flight) over a grid of row blocks × work items; B
+// (the item's tokens, BF16) is staged per K slice in shared memory. Gate+up: a warp owns one
+// 16-row tile of W1 and the same tile of W3, so its epilogue holds g and u of the same (row,
+// token) and writes act = silu(min(g, L)) · clamp(u, ±L) as BF16. Down: a warp owns two tiles of
+// W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32).
+// combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order.
+#pragma once
+
+#include <cub/block/block_scan.cuh>
+
+#include "cuda/linear_sm90.cuh"
+#include "cuda/moe_experts_sm90.h"
+
+namespace dsv4::cuda::moe {
+
+constexpr int kPlanThreads = 1024;
+constexpr int kGemmWarps = 4;
+constexpr int kGemmThreads = kGemmWarps * 32;
+constexpr int kCombineThreads = 256;
+
+struct PlanArgs {
+  const int32_t* expert_ids;  // [n_slots]
+  int n_slots, n_experts, tokens_per_item;
+  int4* items;    // [max_items] (expert, first position, n tokens, 0)
+  int* n_items;   // [1]
+  int32_t* perm;  // [n_slots] position → slot
+};
+
+__global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
+  __shared__ int cursor[kMoeMaxExperts];
+  using Scan = cub::BlockScan<int, kPlanThreads>;
+  __shared__ typename Scan::TempStorage scan_tmp;
+  const int e = threadIdx.x;
+  if (e < a.n_experts) cursor[e] = 0;
+  __syncthreads();
+  for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
+    const int id = a.expert_ids[i];
+    if (id >= 0 && id < a.n_experts) atomicAdd(&cursor[id], 1);
+  }
+  __syncthreads();
+  const int count = e < a.n_experts ? cursor[e] : 0;
+  const int n_it = (count + a.tokens_per_item - 1) / a.tokens_per_item;
+  int offset, item0, total_items;
+  Scan(scan_tmp).ExclusiveSum(count, offset);
+  __syncthreads();
+  Scan(scan_tmp).ExclusiveSum(n_it, item0, total_items);
+  for (int j = 0; j < n_it; ++j)
+    a.items[item0 + j] = make_int4(e, offset + j * a.tokens_per_item,
+                                   min(a.tokens_per_item, count - j * a.tokens_per_item), 0);
+  if (threadIdx.x == 0) *a.n_items = total_items;
+  if (e < a.n_experts) cursor[e] = offset;
+  __syncthreads();
+  for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
+    const int id = a.expert_ids[i];
+    if (id >= 0 && id < a.n_experts) a.perm[atomicAdd(&cursor[id], 1)] = i;
+  }
+}
+
+struct GemmArgs {
+  const MoeExpertSm90* table;  // [n_experts]
+  const int4* items;           // [max_items]
+  const int* n_items;
+  const int32_t* perm;       // [n_slots]
+  const float* x;            // gate+up: [n_tokens, d_model] fp32
+  const __nv_bfloat16* act;  // down: [n_slots, ld_act] BF16
+  __nv_bfloat16* act_out;    // gate+up: [n_slots, ld_act]
+  float* out;                // down: [n_slots, d_model]
+  const float* weights;      // [n_slots] routing weights
+  int top_k;
+  int rows;      // logical output rows: d_ff (gate+up) or d_model (down)
+  int rows_pad;  // the weight's packed rows
+  int cols;      // logical K: d_model (gate+up) or d_ff (down)
+  int cols_pad;  // packed K (= ld of act for down)
+  int ld_act;    // round_up(d_ff, 128)
+  int k_slice;   // columns staged at once, a multiple of 256
+  float swiglu_limit;
+};
+
+template <WeightFormat F, int kTokenTiles, bool kGateUp>
+__global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a) {
+  using sm90::Format;
+  constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
+  constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;
+  constexpr int kTok = kTokenTiles * 8;
+  if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
+  const int4 item = a.items[blockIdx.y];
+  const int expert = item.x, pos0 = item.y, n_tok = item.z;
+  const MoeExpertSm90& ex = a.table[expert];
+
+  extern __shared__ uint4 moe_smem[];
+  uint16_t* xs = reinterpret_cast<uint16_t*>(moe_smem);  // [kTok][ld] BF16
+  __shared__ int src_row[kTok];  // x row (gate+up) or act row (down) of each token column; -1: none
+  const int ld = a.k_slice + 8;  // row stride ≡ 4 words mod 32: conflict-free B fragment loads
+  if (threadIdx.x < kTok) {
+    const int tt = threadIdx.x;
+    src_row[tt] = tt < n_tok ? (kGateUp ? a.perm[pos0 + tt] / a.top_k : pos0 + tt) : -1;
+  }
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int n_tiles = a.rows_pad / 16, n_chunks = a.cols_pad / kChunkK;
+  // Gate+up: tile m = 0 of W1, m = 1 of W3, same rows. Down: two consecutive tiles of W2.
+  const int tile0 = kGateUp ? blockIdx.x * kGemmWarps + warp : (blockIdx.x * kGemmWarps + warp) * 2;
+  int tiles[2];
+  const uint4* wp[2];
+  const uint8_t* sp[2];
+  float os[2];
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    const int mat = kGateUp ? m : 2;
+    tiles[m] = min(kGateUp ? tile0 : tile0 + m, n_tiles - 1);  // past the end: recompute the last, unwritten
+    wp[m] = reinterpret_cast<const uint4*>(ex.data[mat]) + size_t(tiles[m]) * n_chunks * 32 + lane;
+    sp[m] = ex.scales[mat];
+    os[m] = ex.out_scale[mat];
+  }
+  const bool active = tile0 < n_tiles;
+  const int nc = n_chunks, cps = a.k_slice / kChunkK;  // chunks per slice
+
+  uint4 wc[kPrefetch][2];
+  uint2 sc[kPrefetch][2];
+#pragma unroll
+  for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+      if (active && u < nc) {
+        wc[u][m] = __ldg(wp[m] + u * 32);
+        sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], u, n_chunks, a.cols_pad, g);
+      }
+
+  float acc[2][kTokenTiles][4] = {};
+  for (int c = 0; c < nc; c += kPrefetch) {
+    if (c % cps == 0) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
+      const int k0 = c * kChunkK, klen = min(a.k_slice, a.cols_pad - k0);
+      __syncthreads();
+      if constexpr (kGateUp) {
+        const int quads = klen / 4;
+        for (int i = threadIdx.x; i < kTok * quads; i += kGemmThreads) {
+          const int tt = i / quads, k = (i % quads) * 4, kg = k0 + k, r = src_row[tt];
+          float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+          if (r >= 0 && kg < a.cols)
+            v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(r) * a.cols + kg));
+          const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+          *reinterpret_cast<uint2*>(&xs[tt * ld + k]) =
+              make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+        }
+      } else {
+        const int octs = klen / 8;
+        for (int i = threadIdx.x; i < kTok * octs; i += kGemmThreads) {
+          const int tt = i / octs, k = (i % octs) * 8, r = src_row[tt];
+          uint4 v = make_uint4(0, 0, 0, 0);
+          if (r >= 0) v = __ldg(reinterpret_cast<const uint4*>(a.act + size_t(r) * a.ld_act + k0 + k));
+          *reinterpret_cast<uint2*>(&xs[tt * ld + k]) = make_uint2(v.x, v.y);
+          *reinterpret_cast<uint2*>(&xs[tt * ld + k + 4]) = make_uint2(v.z, v.w);
+        }
+      }
+      __syncthreads();
+    }
+    uint4 wn[kPrefetch][2];
+    uint2 sn[kPrefetch][2];
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+      for (int m = 0; m < 2; ++m)
+        if (active && c + kPrefetch + u < nc) {
+          wn[u][m] = __ldg(wp[m] + (c + kPrefetch + u) * 32);
+          sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], c + kPrefetch + u, n_chunks, a.cols_pad, g);
+        }
+    if (active) {
+#pragma unroll
+      for (int u = 0; u < kPrefetch; ++u) {
+        if (c + u < nc) {
+          uint32_t af[2][kSteps][4];
+#pragma unroll
+          for (int m = 0; m < 2; ++m) sm90::dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
+          const int kc = ((c + u) % cps) * kChunkK;
+#pragma unroll
+          for (int st = 0; st < kSteps; ++st)
+#pragma unroll
+            for (int nt = 0; nt < kTokenTiles; ++nt) {
+              const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
+              const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
+              const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
+#pragma unroll
+              for (int m = 0; m < 2; ++m) sm90::mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
+            }
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        wc[u][m] = wn[u][m];
+        sc[u][m] = sn[u][m];
+      }
+  }
+
+  // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1).
+  if constexpr (kGateUp) {
+    // Tiles up to ld_act / 16 are written: rows past d_ff get 0 (the down GEMM reads them).
+    if (tile0 >= a.ld_act / 16) return;
+    const float L = a.swiglu_limit;
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const int row = tile0 * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
+        if (tt >= n_tok) continue;
+        float v = 0.0f;
+        if (row < a.rows) {
+          const float gt = fminf(acc[0][nt][j] * os[0], L);
+          const float up = fminf(fmaxf(acc[1][nt][j] * os[1], -L), L);
+          v = gt / (1.0f + expf(-gt)) * up;
+        }
+        a.act_out[size_t(pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
+      }
+  } else {
+#pragma unroll
+    for (int m = 0; m < 2; ++m) {
+      if (tile0 + m >= n_tiles) continue;
+#pragma unroll
+      for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
+          if (row >= a.rows || tt >= n_tok) continue;
+          const int slot = a.perm[pos0 + tt];
+          a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
+        }
+    }
+  }
+}
+
+struct CombineArgs {
+  const int32_t* expert_ids;  // [n_tokens, top_k]
+  const float* out;           // [n_tokens·top_k, d_model]
+  float* y;                   // [n_tokens, d_model]
+  int top_k, n_experts, d_model;
+};
+
+// grid (n_tokens, column blocks); y[t, c] = Σ out[t·top_k + s, c], s in ascending (id, s) order.
+__global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(CombineArgs a) {
+  __shared__ int order[kMoeMaxTopK];
+  __shared__ int n_valid;
+  const int t = blockIdx.x, k = a.top_k;
+  if (threadIdx.x < k) {
+    const int s = threadIdx.x, id = a.expert_ids[t * k + s];
+    const bool valid = id >= 0 && id < a.n_experts;
+    int rank = 0;  // valid slots ordered before s
+    for (int o = 0; o < k; ++o) {
+      const int io = a.expert_ids[t * k + o];
+      if (io >= 0 && io < a.n_experts && (io < id || (io == id && o < s))) ++rank;
+    }
+    if (valid) order[rank] = s;
+    const unsigned vm = __ballot_sync(__activemask(), valid);
+    if (s == 0) n_valid = __popc(vm);
+  }
+  __syncthreads();
+  const int nv = n_valid;
+  const float* base = a.out + size_t(t) * k * a.d_model;
+  if ((a.d_model & 3) == 0) {
+    const int c = (blockIdx.y * kCombineThreads + threadIdx.x) * 4;
+    if (c >= a.d_model) return;
+    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int r = 0; r < nv; ++r) {
+      const float4 v = *reinterpret_cast<const float4*>(base + size_t(order[r]) * a.d_model + c);
+      s.x += v.x, s.y += v.y, s.z += v.z, s.w += v.w;
+    }
+    *reinterpret_cast<float4*>(a.y + size_t(t) * a.d_model + c) = s;
+  } else {
+    for (int c = blockIdx.y * kCombineThreads * 4 + threadIdx.x;
+         c < min(a.d_model, (blockIdx.y + 1) * kCombineThreads * 4); c += kCombineThreads) {
+      float s = 0.0f;
+      for (int r = 0; r < nv; ++r) s += base[size_t(order[r]) * a.d_model + c];
+      a.y[size_t(t) * a.d_model + c] = s;
+    }
+  }
+}
+
+}  // namespace dsv4::cuda::moe

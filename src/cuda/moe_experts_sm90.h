@@ -1,0 +1,76 @@
+// moe_experts on Hopper (sm_90a): the contract of src/ops/moe_experts.h with device pointers,
+// CUDA-graph safe (no host synchronisation, no allocation, fixed-size workspace).
+//
+// Weights: each expert matrix is packed at load with pack_linear_weight_sm90 and uploaded; the
+// ExpertWeights handed to the op hold device views made by packed_expert_view():
+//   {format, rows, cols (logical), data = packed data, scales = packed scales,
+//    global_scale = PackedLinearWeight::out_scale (weight_scale_2 and the packing's power of two)}.
+// Formats: NVFP4, MXFP4 or FP8 block-128 (the shared expert), one format for all matrices of a call.
+//
+// Launches: plan (per-expert counts, offsets, token permutation, work items; one block) →
+// grouped gate+up GEMM with the clamped SwiGLU in its epilogue (act, BF16) → grouped down GEMM
+// with the routing weight in its epilogue (one fp32 row per (token, slot)) → combine (each
+// token's slots summed in ascending expert id order, as the CPU reference). Deterministic.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "cuda/linear_sm90.h"
+#include "ops/moe_experts.h"
+
+namespace dsv4::cuda {
+
+// One expert's three packed matrices (0 = w1 gate, 1 = w3 up, 2 = w2 down) as the kernels read
+// them: a device array of these, indexed by expert id, is the expert table.
+struct MoeExpertSm90 {
+  const uint8_t* data[3];
+  const uint8_t* scales[3];
+  float out_scale[3];
+};
+
+constexpr int64_t kMoeMaxExperts = 1024;  // the plan kernel holds one counter per expert
+constexpr int64_t kMoeMaxTopK = 32;
+
+// The device view of a packed matrix whose data and scales were uploaded to d_data / d_scales.
+WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data, const uint8_t* d_scales);
+
+struct MoeExpertsSm90Params {
+  const float* x = nullptr;              // [n_tokens, d_model]
+  const int32_t* expert_ids = nullptr;   // [n_tokens, top_k]; ids outside [0, n_experts) are skipped
+  const float* weights = nullptr;        // [n_tokens, top_k]
+  const MoeExpertSm90* table = nullptr;  // [n_experts], device
+  WeightFormat format = WeightFormat::kNVFP4;
+  float* y = nullptr;  // [n_tokens, d_model], overwritten
+  int64_t n_tokens = 0, d_model = 0, d_ff = 0, n_experts = 0, top_k = 0;
+  float swiglu_limit = 0.0f;
+  void* workspace = nullptr;  // moe_experts_sm90_workspace_bytes(...) bytes, device
+  size_t workspace_bytes = 0;
+};
+
+size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
+                                        int64_t top_k);
+
+// Raw launcher (no checks beyond launch errors) and the checked layer.
+Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream);
+Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream);
+
+// The op as the backend calls it: `p.experts` is a host array of device views
+// (packed_expert_view). Keeps, per expert array, the device table (rebuilt only when the views
+// change) and a workspace that grows on demand: a call whose shapes and views were seen before
+// allocates and copies nothing, so it can be captured in a CUDA graph after one warm-up call.
+class MoeExpertsSm90Runner {
+ public:
+  MoeExpertsSm90Runner();
+  ~MoeExpertsSm90Runner();
+  Status run(const MoeExpertsParams& p, cudaStream_t stream);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace dsv4::cuda

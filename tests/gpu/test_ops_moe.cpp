@@ -1,0 +1,297 @@
+// test_ops for the MoE layer on the GPU: moe_router (cuda::moe_router) and moe_experts
+// (cuda::moe_experts_sm90 through the CUDA backend) against the CPU references with the same
+// quantized bits. Expert ids are compared exactly; weights and outputs within the tolerances of
+// docs/numerics.md, "GPU MoE". Expert weights come from a small pool of distinct random experts
+// (expert e uses pool[e % pool size], the pool size prime) so V4-Pro shapes fit in memory and time.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <numeric>
+#include <set>
+
+#include "core/numeric.h"
+#include "core/quant.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/linear_sm90.h"
+#include "cuda/moe_experts_sm90.h"
+#include "cuda/moe_router.h"
+#include "gpu_test_util.h"
+#include "model/backend.h"
+
+namespace dsv4 {
+namespace {
+using namespace gpu_test;
+
+uint32_t seed(uint32_t salt) {
+  const char* env = std::getenv("DSV4_TEST_SEED");
+  return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
+}
+
+// ---- moe_router: ids exact; weights within 1e-5 relative (expf/log1pf differ from the host's
+// by a few ulp; the sum and division run in the same order as the reference).
+struct RouterCase {
+  int64_t n_tokens, n_experts, top_k;
+  bool hash;
+  bool ties;  // every logit and bias equal: ids must be 0..k-1
+  const char* what;
+};
+
+void run_router(const RouterCase& c) {
+  const std::string name = fmt::format("moe_router n_tokens={} n_experts={} top_k={} {} ({})", c.n_tokens,
+                                       c.n_experts, c.top_k, c.hash ? "hash" : "dense", c.what);
+  const uint32_t s = seed(uint32_t(c.n_tokens * 7 + c.n_experts + c.hash));
+  const int64_t T = c.n_tokens, E = c.n_experts, k = c.top_k, V = 1000;
+  std::vector<float> logits =
+      c.ties ? std::vector<float>(size_t(T * E), 0.3f) : random_normal(size_t(T * E), s, 0.0f, 2.0f);
+  std::vector<float> bias =
+      c.ties ? std::vector<float>(size_t(E), 0.0f) : random_normal(size_t(E), s + 1, 0.0f, 0.1f);
+  std::vector<int64_t> tid2eid(size_t(V * k));
+  std::vector<int32_t> token_ids(static_cast<size_t>(T));
+  std::mt19937 rng(s + 2);
+  std::vector<int32_t> perm(static_cast<size_t>(E));
+  std::iota(perm.begin(), perm.end(), 0);
+  for (int64_t v = 0; v < V; ++v) {
+    std::shuffle(perm.begin(), perm.end(), rng);
+    for (int64_t j = 0; j < k; ++j) tid2eid[size_t(v * k + j)] = perm[size_t(j)];
+  }
+  for (auto& t : token_ids) t = int32_t(rng() % V);
+
+  MoeRouterParams p;
+  p.n_tokens = T, p.n_experts = E, p.top_k = k, p.vocab_size = V, p.routed_scaling_factor = 1.5f;
+  std::vector<int32_t> want_ids(size_t(T * k));
+  std::vector<float> want_w(size_t(T * k));
+  p.logits = logits.data();
+  p.bias = c.hash ? nullptr : bias.data();
+  p.tid2eid = c.hash ? tid2eid.data() : nullptr;
+  p.token_ids = token_ids.data();
+  p.expert_ids = want_ids.data();
+  p.weights = want_w.data();
+  ASSERT_TRUE(check_moe_router(p).ok()) << name;
+  cpu::moe_router(p);
+
+  auto d_logits = to_device(logits);
+  auto d_bias = to_device(bias);
+  auto d_tid = to_device(tid2eid);
+  auto d_tok = to_device(token_ids);
+  GuardedOutput<int32_t> ids(size_t(T * k), kPoisonId);
+  GuardedOutput<float> w(size_t(T * k), poison_float());
+  MoeRouterParams q = p;
+  q.logits = d_logits.get();
+  q.bias = c.hash ? nullptr : d_bias.get();
+  q.tid2eid = c.hash ? d_tid.get() : nullptr;
+  q.token_ids = d_tok.get();
+  q.expert_ids = ids.data();
+  q.weights = w.data();
+  auto backend = make_cuda_backend();
+  const Status st = backend->moe_router(q);
+  ASSERT_TRUE(st.ok()) << name << ": " << st.message();
+  const std::vector<int32_t> got_ids = ids.download(name + " ids");
+  const std::vector<float> got_w = w.download(name + " weights");
+  for (size_t i = 0; i < got_ids.size(); ++i)
+    ASSERT_EQ(got_ids[i], want_ids[i])
+        << name << ": first bad id at [" << i / size_t(k) << ", " << i % size_t(k) << "]";
+  if (c.ties)
+    for (int64_t j = 0; j < k; ++j)
+      ASSERT_EQ(got_ids[size_t(j)], j) << name << ": ties must go to the lower id";
+  expect_close(name + " weights", got_w, want_w, 1e-5, 0.0);
+}
+
+TEST(GpuOps, MoeRouter) {
+  SKIP_WITHOUT_GPU();
+  const RouterCase cases[] = {
+      {1, 256, 6, false, false, "flash"},  {8, 256, 6, false, false, "flash"},
+      {64, 256, 6, false, false, "flash"}, {1, 384, 6, false, false, "pro"},
+      {8, 384, 6, false, false, "pro"},    {64, 384, 6, false, false, "pro"},
+      {3, 256, 6, false, false, "ragged"}, {5, 256, 6, false, true, "ties"},
+      {8, 256, 6, true, false, "hash"},    {64, 384, 6, true, false, "hash"},
+      {3, 16, 1, false, false, "top-1"},   {4, 1024, 32, false, false, "widest"},
+  };
+  for (const RouterCase& c : cases) run_router(c);
+}
+
+// ---- moe_experts: the GPU rounds x and act to BF16 (W4A16 MMA). x is rounded before the CPU
+// sees it, so what is left is act's rounding (2^-9 relative, one per term of the down GEMM) and
+// fp32 summation order: |err| ≲ 1.1e-3 · rms(y) per output (1σ); 1.5e-2 · rms(y) bounds it.
+struct ExpertsCase {
+  WeightFormat format;
+  int64_t n_tokens, d_model, d_ff, n_experts, top_k;
+  enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates } routing;
+  const char* what;
+};
+
+// A random weight, uniform with the spread of N(0, 0.05), from a cheap generator (Pro experts are
+// 66 M elements each).
+QuantizedWeight random_weight(WeightFormat f, int64_t rows, int64_t cols, uint32_t s) {
+  std::vector<float> w(size_t(rows * cols));
+  uint64_t h = 0x9E3779B97F4A7C15ull ^ s;
+  for (auto& v : w) {
+    h ^= h << 13, h ^= h >> 7, h ^= h << 17;
+    v = (float(uint32_t(h >> 40)) / float(1 << 24) - 0.5f) * 0.173f;
+  }
+  return quantize_weight(f, w.data(), rows, cols);
+}
+
+struct PooledExpert {
+  QuantizedWeight w[3];                            // canonical (CPU)
+  cuda::DeviceBuffer<uint8_t> data[3], scales[3];  // packed (GPU)
+  cuda::PackedLinearWeight packed[3];
+};
+
+void run_experts(const ExpertsCase& c) {
+  const std::string name =
+      fmt::format("moe_experts format={} n_tokens={} d_model={} d_ff={} n_experts={} top_k={} ({})",
+                  weight_format_name(c.format), c.n_tokens, c.d_model, c.d_ff, c.n_experts, c.top_k, c.what);
+  const uint32_t s = seed(uint32_t(c.n_tokens * 31 + c.d_model + c.n_experts + int(c.routing)));
+  const int64_t T = c.n_tokens, D = c.d_model, I = c.d_ff, E = c.n_experts, k = c.top_k;
+  const int64_t pool_size = std::min<int64_t>(E, 5);
+  std::vector<std::unique_ptr<PooledExpert>> pool;
+  for (int64_t i = 0; i < pool_size; ++i) {
+    auto pe = std::make_unique<PooledExpert>();
+    const int64_t rows[3] = {I, I, D}, cols[3] = {D, D, I};
+    for (int m = 0; m < 3; ++m) {
+      pe->w[m] = random_weight(c.format, rows[m], cols[m], s + uint32_t(10 * i + m));
+      auto packed = cuda::pack_linear_weight_sm90(pe->w[m].view());
+      ASSERT_TRUE(packed.ok()) << name << ": " << packed.status().message();
+      pe->packed[m] = std::move(*packed);
+      pe->data[m] = to_device(pe->packed[m].data);
+      pe->scales[m] = to_device(pe->packed[m].scales);
+    }
+    pool.push_back(std::move(pe));
+  }
+  std::vector<ExpertWeights> host_experts(static_cast<size_t>(E)), dev_experts(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    const PooledExpert& pe = *pool[size_t(e % pool_size)];
+    host_experts[size_t(e)] = {pe.w[0].view(), pe.w[1].view(), pe.w[2].view()};
+    WeightView v[3];
+    for (int m = 0; m < 3; ++m)
+      v[m] = cuda::packed_expert_view(pe.packed[m], pe.data[m].get(), pe.scales[m].get());
+    dev_experts[size_t(e)] = {v[0], v[1], v[2]};
+  }
+
+  std::vector<float> x = random_normal(size_t(T * D), s + 100);
+  for (auto& v : x) {
+    v = round_to_bf16(v);
+    if (v == 0.0f) v = 0.5f;
+  }
+  std::mt19937 rng(s + 101);
+  std::vector<int32_t> ids(size_t(T * k));
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  std::iota(order.begin(), order.end(), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    std::shuffle(order.begin(), order.end(), rng);
+    int64_t j = 0;
+    for (int64_t i = 0; j < k; ++i) {
+      const int32_t e = order[size_t(i % E)];
+      if (c.routing == ExpertsCase::kSkipOne && e == 2) continue;  // expert 2 gets no tokens
+      ids[size_t(t * k + j++)] = e;
+    }
+    if (c.routing == ExpertsCase::kAllOnOne) ids[size_t(t * k)] = 5;
+    if (c.routing == ExpertsCase::kAllOnOne && k > 1 && ids[size_t(t * k + 1)] == 5)
+      ids[size_t(t * k + 1)] = 6;
+    if (c.routing == ExpertsCase::kDuplicates) ids[size_t(t * k + k - 1)] = ids[size_t(t * k)];
+  }
+  std::vector<float> wts(size_t(T * k));
+  std::uniform_real_distribution<float> ud(0.05f, 1.0f);
+  for (auto& v : wts) v = ud(rng);
+
+  std::vector<float> want(size_t(T * D));
+  MoeExpertsParams p{x.data(), ids.data(), wts.data(), host_experts.data(), want.data(), T, D, I,
+                     E,        k,          10.0f};
+  ASSERT_TRUE(check_moe_experts(p).ok()) << name;
+  cpu::moe_experts(p);
+
+  auto d_x = to_device(x);
+  auto d_ids = to_device(ids);
+  auto d_w = to_device(wts);
+  GuardedOutput<float> y(size_t(T * D), poison_float());
+  MoeExpertsParams q{d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T, D, I, E, k, 10.0f};
+  auto backend = make_cuda_backend();
+  for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the cached table and workspace
+    const Status st = backend->moe_experts(q);
+    ASSERT_TRUE(st.ok()) << name << ": " << st.message();
+  }
+  const std::vector<float> got = y.download(name);
+  expect_close(name, got, want, 0.0, 1.5e-2);
+}
+
+class GpuMoeExperts : public ::testing::TestWithParam<ExpertsCase> {};
+TEST_P(GpuMoeExperts, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  run_experts(GetParam());
+}
+
+constexpr auto kNv = WeightFormat::kNVFP4, kMx = WeightFormat::kMXFP4, kFp8 = WeightFormat::kFP8Block128;
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, GpuMoeExperts,
+    ::testing::Values(
+        ExpertsCase{kNv, 1, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
+        ExpertsCase{kNv, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
+        ExpertsCase{kNv, 64, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
+        ExpertsCase{kNv, 1, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
+        ExpertsCase{kNv, 8, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
+        ExpertsCase{kNv, 64, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
+        ExpertsCase{kMx, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash mxfp4"},
+        ExpertsCase{kFp8, 8, 4096, 2048, 1, 1, ExpertsCase::kRandom, "shared expert"},
+        ExpertsCase{kNv, 3, 272, 208, 8, 2, ExpertsCase::kSkipOne, "ragged, expert 2 empty"},
+        ExpertsCase{kMx, 3, 256, 96, 4, 3, ExpertsCase::kSkipOne, "ragged, expert 2 empty"},
+        ExpertsCase{kNv, 100, 512, 256, 16, 2, ExpertsCase::kAllOnOne, "all tokens on expert 5"},
+        ExpertsCase{kNv, 17, 256, 128, 8, 4, ExpertsCase::kDuplicates, "an id twice in a token"},
+        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, "shared expert, ragged"}));
+
+// ---- router → experts on the device vs router → experts on the CPU (hash and dense layers).
+TEST(GpuOps, MoeRouterThenExperts) {
+  SKIP_WITHOUT_GPU();
+  const int64_t T = 8, D = 512, I = 256, E = 32, k = 6;
+  const std::string name = "moe_router → moe_experts n_tokens=8 d_model=512 d_ff=256 n_experts=32 top_k=6";
+  const uint32_t s = seed(777);
+  std::vector<std::unique_ptr<PooledExpert>> pool;
+  std::vector<ExpertWeights> host_experts, dev_experts;
+  for (int64_t e = 0; e < E; ++e) {
+    auto pe = std::make_unique<PooledExpert>();
+    const int64_t rows[3] = {I, I, D}, cols[3] = {D, D, I};
+    WeightView v[3];
+    for (int m = 0; m < 3; ++m) {
+      pe->w[m] = random_weight(kNv, rows[m], cols[m], s + uint32_t(3 * e + m));
+      auto packed = cuda::pack_linear_weight_sm90(pe->w[m].view());
+      ASSERT_TRUE(packed.ok()) << packed.status().message();
+      pe->packed[m] = std::move(*packed);
+      pe->data[m] = to_device(pe->packed[m].data);
+      pe->scales[m] = to_device(pe->packed[m].scales);
+      v[m] = cuda::packed_expert_view(pe->packed[m], pe->data[m].get(), pe->scales[m].get());
+    }
+    host_experts.push_back({pe->w[0].view(), pe->w[1].view(), pe->w[2].view()});
+    dev_experts.push_back({v[0], v[1], v[2]});
+    pool.push_back(std::move(pe));
+  }
+  std::vector<float> x = random_normal(size_t(T * D), s + 1);
+  for (auto& v : x) v = round_to_bf16(v) == 0.0f ? 0.5f : round_to_bf16(v);
+  const std::vector<float> logits = random_normal(size_t(T * E), s + 2, 0.0f, 2.0f);
+  const std::vector<float> bias = random_normal(size_t(E), s + 3, 0.0f, 0.1f);
+  std::vector<int32_t> ids(size_t(T * k));
+  std::vector<float> wts(size_t(T * k)), want(size_t(T * D));
+  MoeRouterParams rp;
+  rp.logits = logits.data(), rp.bias = bias.data(), rp.expert_ids = ids.data(), rp.weights = wts.data();
+  rp.n_tokens = T, rp.n_experts = E, rp.top_k = k, rp.routed_scaling_factor = 1.5f;
+  cpu::moe_router(rp);
+  cpu::moe_experts(
+      {x.data(), ids.data(), wts.data(), host_experts.data(), want.data(), T, D, I, E, k, 10.0f});
+
+  auto d_x = to_device(x);
+  auto d_logits = to_device(logits);
+  auto d_bias = to_device(bias);
+  auto d_ids = to_device(std::vector<int32_t>(size_t(T * k), kPoisonId));
+  auto d_w = to_device(std::vector<float>(size_t(T * k), poison_float()));
+  GuardedOutput<float> y(size_t(T * D), poison_float());
+  MoeRouterParams q = rp;
+  q.logits = d_logits.get(), q.bias = d_bias.get(), q.expert_ids = d_ids.get(), q.weights = d_w.get();
+  auto backend = make_cuda_backend();
+  ASSERT_TRUE(backend->moe_router(q).ok());
+  const Status st = backend->moe_experts(
+      {d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T, D, I, E, k, 10.0f});
+  ASSERT_TRUE(st.ok()) << st.message();
+  expect_close(name, y.download(name), want, 0.0, 1.5e-2);
+}
+
+}  // namespace
+}  // namespace dsv4

@@ -100,14 +100,21 @@ TEST_F(ChatSessionTest, CliChatAndGenerateRunAndRejectBadInput) {
   EXPECT_EQ(run("printf 'hello\\nsecond turn\\n/reset\\nagain\\n' | " + cli + " chat --model " + dir_ +
                 " --max-tokens 3 --seed 1 --quiet > /dev/null 2>&1"),
             0);
-  EXPECT_EQ(run(cli + " generate --model " + dir_ + " --prompt 'Hi' --chat --thinking --max-tokens 3 --quiet > /dev/null 2>&1"), 0);
-  EXPECT_EQ(run(cli + " generate --model " + dir_ + " --prompt 'Hi' --max-tokens 3 --stop x --quiet > /dev/null 2>&1"), 0);
+  EXPECT_EQ(run(cli + " generate --model " + dir_ +
+                " --prompt 'Hi' --chat --thinking --max-tokens 3 --quiet > /dev/null 2>&1"),
+            0);
+  EXPECT_EQ(run(cli + " generate --model " + dir_ +
+                " --prompt 'Hi' --max-tokens 3 --stop x --quiet > /dev/null 2>&1"),
+            0);
   // Bad input: one-line error, exit 1 (usage: 2).
   EXPECT_EQ(run(cli + " generate --model " + dir_ + " --tokens 1,2 --chat --quiet > /dev/null 2>&1"), 1);
   EXPECT_EQ(run(cli + " generate --model " + dir_ + " --prompt '' --quiet > /dev/null 2>&1"), 1);
   EXPECT_EQ(run(cli + " generate --model " + dir_ + " --prompt x --top-p 3 --quiet > /dev/null 2>&1"), 1);
-  EXPECT_EQ(run(cli + " chat --model " + std::string(DSV4_TEST_DATA) + "/bad_input/no_weights < /dev/null > /dev/null 2>&1"), 1);
-  EXPECT_EQ(run(cli + " chat --model " + dir_ + " --reasoning-effort extreme < /dev/null > /dev/null 2>&1"), 2);
+  EXPECT_EQ(run(cli + " chat --model " + std::string(DSV4_TEST_DATA) +
+                "/bad_input/no_weights < /dev/null > /dev/null 2>&1"),
+            1);
+  EXPECT_EQ(run(cli + " chat --model " + dir_ + " --reasoning-effort extreme < /dev/null > /dev/null 2>&1"),
+            2);
 }
 
 }  // namespace

@@ -38,8 +38,8 @@ TEST(CpuOps, MhcPreSinkhornIsDoublyStochastic) {
   const std::vector<float> h = random_vector(T * n * D, 1), fn = random_vector(mix * n * D, 2, 0.3f),
                            base = random_vector(mix, 3), scale = {1.1f, 0.9f, 1.3f};
   std::vector<float> x(size_t(T * D)), post(size_t(T * n)), comb(size_t(T * n * n));
-  MhcPreParams p{h.data(), fn.data(), base.data(), scale.data(), x.data(), post.data(), comb.data(), T, n, D, 20,
-                 1e-6f, 1e-6f};
+  MhcPreParams p{h.data(), fn.data(), base.data(), scale.data(), x.data(), post.data(), comb.data(),
+                 T,        n,         D,           20,           1e-6f,    1e-6f};
   ASSERT_TRUE(check_mhc_pre(p).ok());
   cpu::mhc_pre(p);
   for (int64_t t = 0; t < T; ++t) {
@@ -109,7 +109,8 @@ TEST(CpuOps, MhcPreSinkhornIsDoublyStochastic) {
 
 TEST(CpuOps, MhcPostAppliesCombTransposed) {
   // One token, 2 streams, D = 1: h' _k = post_k·y + Σ_j C[j,k]·h_j.
-  const std::vector<float> y = {10.0f}, h = {1.0f, 2.0f}, post = {0.5f, 1.5f}, comb = {0.1f, 0.2f, 0.3f, 0.4f};
+  const std::vector<float> y = {10.0f}, h = {1.0f, 2.0f}, post = {0.5f, 1.5f},
+                           comb = {0.1f, 0.2f, 0.3f, 0.4f};
   std::vector<float> out(2);
   cpu::mhc_post({y.data(), h.data(), post.data(), comb.data(), out.data(), 1, 2, 1});
   EXPECT_FLOAT_EQ(out[0], 5.0f + 0.1f * 1 + 0.3f * 2);
@@ -142,7 +143,8 @@ TEST(CpuOps, RopeRotatesLastChannelsAndInverseIsIdentity) {
   ASSERT_TRUE(check_rope({x.data(), pos.data(), freq.data(), T, H, d, r, false}).ok());
   cpu::rope({x.data(), pos.data(), freq.data(), T, H, d, r, false});
   for (int64_t c = 0; c < d; ++c) EXPECT_EQ(x[size_t(c)], x0[size_t(c)]);  // position 0: identity
-  for (int64_t c = 0; c < d - r; ++c) EXPECT_EQ(x[size_t(2 * H * d + c)], x0[size_t(2 * H * d + c)]);  // nope part
+  for (int64_t c = 0; c < d - r; ++c)
+    EXPECT_EQ(x[size_t(2 * H * d + c)], x0[size_t(2 * H * d + c)]);  // nope part
   // Pair 0 of token 1 (position 7): rotated by 7·ω_0 = 7 radians.
   const float a = x0[size_t(H * d + d - r)], b = x0[size_t(H * d + d - r + 1)];
   EXPECT_NEAR(x[size_t(H * d + d - r)], a * std::cos(7.0f) - b * std::sin(7.0f), 1e-5f);
@@ -153,7 +155,8 @@ TEST(CpuOps, RopeRotatesLastChannelsAndInverseIsIdentity) {
 
 TEST(CpuOps, CompressorHcaIsChannelSoftmax) {
   // ratio 2, width 1, HCA: entry = Σ softmax(gate + ape)·kv over the two slots.
-  const std::vector<float> kv = {1.0f, 3.0f, 5.0f, 7.0f}, gate = {0.0f, 1.0f, 2.0f, 2.0f}, ape = {0.5f, -0.5f};
+  const std::vector<float> kv = {1.0f, 3.0f, 5.0f, 7.0f}, gate = {0.0f, 1.0f, 2.0f, 2.0f},
+                           ape = {0.5f, -0.5f};
   std::vector<float> entries(2);
   CompressorParams p;
   p.kv = kv.data(), p.gate = gate.data(), p.ape = ape.data(), p.entries = entries.data();
@@ -176,7 +179,7 @@ TEST(CpuOps, CompressorCsaOverlapsPreviousWindow) {
   p.last_kv = last_kv.data(), p.last_gate = last_gate.data();
   p.n_windows = 2, p.ratio = 1, p.width = 1, p.n_series = 2;
   cpu::compressor(p);
-  EXPECT_FLOAT_EQ(entries[0], 2.0f);             // first window of a sequence: only its Cb
+  EXPECT_FLOAT_EQ(entries[0], 2.0f);               // first window of a sequence: only its Cb
   EXPECT_FLOAT_EQ(entries[1], (1.0f + 4.0f) / 2);  // Ca of window 0 and Cb of window 1
   EXPECT_FLOAT_EQ(last_kv[0], 3.0f);
   p.prev_kv = prev_kv.data(), p.prev_gate = prev_gate.data();
@@ -222,7 +225,7 @@ TEST(CpuOps, AttentionSinkOnlyEnlargesDenominator) {
 
 TEST(CpuOps, RouterRenormalisesAndScales) {
   const std::vector<float> logits = {0.0f, 1.0f, 25.0f, -1.0f};  // 25 > 20: softplus is the identity
-  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 10.0f};     // bias selects expert 3, weight stays unbiased
+  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 10.0f};  // bias selects expert 3, weight stays unbiased
   std::vector<int32_t> ids(2);
   std::vector<float> w(2);
   MoeRouterParams p;

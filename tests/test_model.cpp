@@ -57,7 +57,8 @@ std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& tokens, 
   std::vector<float> logits;
   size_t begin = 0, i = 0;
   while (begin < tokens.size()) {
-    const size_t len = std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
+    const size_t len =
+        std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
     const SequenceChunk chunk{&state, std::span<const int32_t>(tokens.data() + begin, len)};
     Result<std::vector<float>> out = model.forward(std::span<const SequenceChunk>(&chunk, 1));
     EXPECT_TRUE(out.ok()) << out.status().message();
@@ -116,7 +117,8 @@ class HfFixture : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(HfFixture, FullPrefillMatchesHf) {
-  const RowError e = compare_rows(run_chunks(*model_, tokens_, {int64_t(tokens_.size())}), expected("logits_full"), V_);
+  const RowError e =
+      compare_rows(run_chunks(*model_, tokens_, {int64_t(tokens_.size())}), expected("logits_full"), V_);
   std::printf("%s full prefill: max row-relative error %.3g\n", GetParam().c_str(), e.max_rel);
   EXPECT_LE(e.max_rel, kTolerance) << "worst row " << e.worst_row;
   EXPECT_TRUE(e.argmax_equal);
@@ -126,10 +128,10 @@ TEST_P(HfFixture, ChunkedPrefillMatchesHf) {
   // 7 and 64 cross CSA (4) and HCA (128) block boundaries at odd offsets; {130, ...} splits
   // mid-HCA-block (130 = 128 + 2) and mid-CSA-block (130 mod 4 = 2).
   const std::vector<float> ref = expected("logits_full");
-  for (const std::vector<int64_t>& sizes :
-       std::vector<std::vector<int64_t>>{{7}, {64}, {130, 61, 3}, {1}}) {
+  for (const std::vector<int64_t>& sizes : std::vector<std::vector<int64_t>>{{7}, {64}, {130, 61, 3}, {1}}) {
     const RowError e = compare_rows(run_chunks(*model_, tokens_, sizes), ref, V_);
-    std::printf("%s chunks of %lld: max row-relative error %.3g\n", GetParam().c_str(), (long long)sizes[0], e.max_rel);
+    std::printf("%s chunks of %lld: max row-relative error %.3g\n", GetParam().c_str(), (long long)sizes[0],
+                e.max_rel);
     EXPECT_LE(e.max_rel, kTolerance) << "chunks " << sizes[0] << ", worst row " << e.worst_row;
     EXPECT_TRUE(e.argmax_equal) << "chunks " << sizes[0];
   }
@@ -138,7 +140,8 @@ TEST_P(HfFixture, ChunkedPrefillMatchesHf) {
 TEST_P(HfFixture, PrefillThenDecodeMatchesHfCache) {
   std::vector<int64_t> sizes = {prefill_len_, 1};
   const RowError e = compare_rows(run_chunks(*model_, tokens_, sizes), expected("logits_cached"), V_);
-  std::printf("%s prefill %lld + decode: max row-relative error %.3g\n", GetParam().c_str(), (long long)prefill_len_, e.max_rel);
+  std::printf("%s prefill %lld + decode: max row-relative error %.3g\n", GetParam().c_str(),
+              (long long)prefill_len_, e.max_rel);
   EXPECT_LE(e.max_rel, kTolerance) << "worst row " << e.worst_row;
   EXPECT_TRUE(e.argmax_equal);
 }
@@ -199,8 +202,9 @@ TEST_F(SyntheticModel, BatchOfSequencesAtDifferentPositionsEqualsSeparateRuns) {
   step({{&sa, std::span<const int32_t>(a.data(), 140)}}, {&got_a});
   step({{&sa, std::span<const int32_t>(a.data() + 140, 5)}, {&sb, std::span<const int32_t>(b.data(), 33)}},
        {&got_a, &got_b});
-  step({{&sb, std::span<const int32_t>(b.data() + 33, 7)}, {&sa, std::span<const int32_t>(a.data() + 145, 5)}},
-       {&got_b, &got_a});
+  step(
+      {{&sb, std::span<const int32_t>(b.data() + 33, 7)}, {&sa, std::span<const int32_t>(a.data() + 145, 5)}},
+      {&got_b, &got_a});
   EXPECT_LE(compare_rows(got_a, ref_a, V).max_rel, kSelfTolerance);
   EXPECT_LE(compare_rows(got_b, ref_b, V).max_rel, kSelfTolerance);
 }
@@ -238,13 +242,15 @@ TEST_F(SyntheticModel, LoadRejectsWeightsThatDisagreeWithConfig) {
   ASSERT_TRUE(model_);
   const std::string other = dir_ + "_bad";
   fs::create_directories(other);
-  fs::copy_file(dir_ + "/model.safetensors", other + "/model.safetensors", fs::copy_options::overwrite_existing);
+  fs::copy_file(dir_ + "/model.safetensors", other + "/model.safetensors",
+                fs::copy_options::overwrite_existing);
   ModelConfig cfg = tiny_config();
   cfg.moe_intermediate *= 2;
   std::ofstream(other + "/config.json") << cfg.to_json();
   Result<std::unique_ptr<Model>> m = Model::load(other, make_cpu_backend());
   ASSERT_FALSE(m.ok());
-  EXPECT_NE(m.status().message().find("weights disagree with config.json"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("weights disagree with config.json"), std::string::npos)
+      << m.status().message();
   fs::remove_all(other);
 }
 
@@ -265,7 +271,8 @@ TEST_F(SyntheticModel, CliLogitsWritesEveryPositionAndRejectsBadInput) {
   ASSERT_TRUE(t);
   EXPECT_EQ(t->shape, (std::vector<int64_t>{5, model_->config().vocab_size}));
   const std::vector<int32_t> tokens = {0, 17, 5, 9, 300};
-  EXPECT_LE(compare_rows(plain_to_f32(*t), run_chunks(*model_, tokens, {3, 1}), model_->config().vocab_size).max_rel,
+  EXPECT_LE(compare_rows(plain_to_f32(*t), run_chunks(*model_, tokens, {3, 1}), model_->config().vocab_size)
+                .max_rel,
             kSelfTolerance);
 
   EXPECT_EQ(run_cli("logits --model " + dir_ + " --tokens 0,99999 --out " + out), 1);
@@ -290,7 +297,8 @@ TEST(FlashWidths, OneCsaLayerRunsAndIsFinite) {
   cfg.n_hash_layers = 0;
   cfg.vocab_size = 512;
   cfg.n_routed_experts = 6;
-  const std::string dir = (fs::temp_directory_path() / ("dsv4_flash_layer_" + std::to_string(::getpid()))).string();
+  const std::string dir =
+      (fs::temp_directory_path() / ("dsv4_flash_layer_" + std::to_string(::getpid()))).string();
   SyntheticOptions opt;
   opt.with_mtp = false;
   ASSERT_TRUE(write_synthetic_checkpoint(cfg, opt, dir).ok());

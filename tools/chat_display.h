@@ -2,8 +2,8 @@
 // elsewhere it is framed by "[reasoning]" / "[answer]" lines, so the two never run together.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 
@@ -37,7 +37,8 @@ class ChatDisplay {
     fmt::print("\n");
     std::fflush(stdout);
     if (!turn.parse_error.empty())
-      fmt::print(stderr, "warning: the completion is not a well-formed DeepSeek-V4 message: {}\n", turn.parse_error);
+      fmt::print(stderr, "warning: the completion is not a well-formed DeepSeek-V4 message: {}\n",
+                 turn.parse_error);
     in_reasoning_ = false;
   }
 
@@ -62,7 +63,9 @@ struct ChatModeArgs {
         ->check(CLI::IsMember({"none", "high", "max"}));
     cmd->add_option("--system", system, "System prompt");
   }
-  chat::ThinkingMode mode() const { return thinking ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat; }
+  chat::ThinkingMode mode() const {
+    return thinking ? chat::ThinkingMode::kThinking : chat::ThinkingMode::kChat;
+  }
   chat::ReasoningEffort effort() const {
     return reasoning_effort == "max"    ? chat::ReasoningEffort::kMax
            : reasoning_effort == "high" ? chat::ReasoningEffort::kHigh

@@ -44,8 +44,8 @@ void register_chat(CLI::App& app, Action& run) {
           fmt::print(stderr, "(conversation reset)\n");
           continue;
         }
-        Result<ChatTurn> turn = session.send(line, gen_args.options,
-                                             [&](const chat::StreamDelta& d) { display.show(d); });
+        Result<ChatTurn> turn =
+            session.send(line, gen_args.options, [&](const chat::StreamDelta& d) { display.show(d); });
         if (!turn.ok()) {
           fmt::print(stderr, "error: {}\n", turn.status().message());
           continue;  // a bad turn does not end the chat
@@ -53,7 +53,8 @@ void register_chat(CLI::App& app, Action& run) {
         display.finish(*turn);
         if (!model_args.quiet) {
           report_speed(turn->generation);
-          if (turn->reprefilled) fmt::print(stderr, "(history re-prefilled: the new prompt did not extend the last)\n");
+          if (turn->reprefilled)
+            fmt::print(stderr, "(history re-prefilled: the new prompt did not extend the last)\n");
         }
       }
       return 0;

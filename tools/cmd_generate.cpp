@@ -25,7 +25,8 @@ void register_generate(CLI::App& app, Action& run) {
   gen_args.add(cmd);
   chat_args.add(cmd);
   cmd->add_flag("--chat", chat, "Send the prompt as a user message in DeepSeek-V4's chat format");
-  auto* tok = cmd->add_option("--tokens", tokens_arg, "Comma-separated prompt token ids (prints generated ids)");
+  auto* tok =
+      cmd->add_option("--tokens", tokens_arg, "Comma-separated prompt token ids (prints generated ids)");
   auto* tokf = cmd->add_option("--tokens-file", tokens_file, "File of prompt token ids")->excludes(tok);
   auto* pr = cmd->add_option("--prompt", prompt, "Prompt text (streams generated text)")->excludes(tok, tokf);
   cmd->add_option("--prompt-file", prompt_file, "File holding the prompt text")->excludes(tok, tokf, pr);
@@ -36,7 +37,8 @@ void register_generate(CLI::App& app, Action& run) {
         return fail("generate: give --prompt, --prompt-file, --tokens or --tokens-file");
       const Status resolved = gen_args.resolve(model_args.model_dir, cmd);
       if (!resolved.ok()) return fail(resolved.message());
-      if (!text_mode && !cmd->count("--temperature")) gen_args.options.sampling.temperature = 0;  // ids: greedy
+      if (!text_mode && !cmd->count("--temperature"))
+        gen_args.options.sampling.temperature = 0;  // ids: greedy
 
       std::vector<int32_t> prompt_ids;
       Result<Tokenizer> tokenizer = Status::error("no tokenizer");

@@ -13,7 +13,8 @@
 namespace dsv4::cli {
 
 void register_logits(CLI::App& app, Action& run) {
-  auto* cmd = app.add_subcommand("logits", "Logits at every position (prefill of N tokens, then decode steps)");
+  auto* cmd =
+      app.add_subcommand("logits", "Logits at every position (prefill of N tokens, then decode steps)");
   static std::string model_dir, tokens_arg, tokens_file, device = "cpu", out_path;
   static int64_t prefill = -1;
   cmd->add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();

@@ -1,7 +1,7 @@
 #include <fmt/format.h>
 
-#include "commands.h"
 #include <filesystem>
+#include "commands.h"
 
 #include "model/synthetic.h"
 #include "tokenizer/tokenizer.h"
@@ -25,7 +25,8 @@ void register_make_model(CLI::App& app, Action& run) {
   cmd->add_option("--layers", layers, "Override the number of trunk layers")->check(CLI::PositiveNumber);
   cmd->add_option("--seed", seed, "Random seed");
   cmd->add_option("--tokenizer", tokenizer_dir,
-                  "Copy this tokenizer (tokenizer.json, tokenizer_config.json) into the model and size the vocabulary to it");
+                  "Copy this tokenizer (tokenizer.json, tokenizer_config.json) into the model and size the "
+                  "vocabulary to it");
   cmd->add_option("--shard-mb", shard_mb, "Split into shards of this many MB with an index (0: one file)");
   cmd->callback([&run] {
     run = [] {
@@ -57,9 +58,12 @@ void register_make_model(CLI::App& app, Action& run) {
         std::error_code ec;
         for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
           if (std::filesystem::exists(std::filesystem::path(tokenizer_dir) / f))
-            std::filesystem::copy_file(std::filesystem::path(tokenizer_dir) / f, std::filesystem::path(out_dir) / f,
+            std::filesystem::copy_file(std::filesystem::path(tokenizer_dir) / f,
+                                       std::filesystem::path(out_dir) / f,
                                        std::filesystem::copy_options::overwrite_existing, ec);
-        if (ec) return fail(fmt::format("--tokenizer {}: cannot copy into {}: {}", tokenizer_dir, out_dir, ec.message()));
+        if (ec)
+          return fail(
+              fmt::format("--tokenizer {}: cannot copy into {}: {}", tokenizer_dir, out_dir, ec.message()));
       }
       fmt::print("wrote {} ({} layout, {} layers, seed {})\n", out_dir, layout, cfg.n_layers, seed);
       return 0;

@@ -3,9 +3,9 @@
 // with progress and the memory plan.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <memory>
 #include <string>
@@ -27,10 +27,12 @@ namespace dsv4::cli {
 inline Result<std::unique_ptr<Backend>> make_backend(const std::string& device) {
   if (device == "cpu") return make_cpu_backend();
 #ifdef DSV4_HAVE_CUDA
-  if (cuda::device_count() == 0) return Status::error("--device cuda: no CUDA device found; expected a Hopper GPU");
+  if (cuda::device_count() == 0)
+    return Status::error("--device cuda: no CUDA device found; expected a Hopper GPU");
   return make_cuda_backend();
 #else
-  return Status::error("--device cuda: this dsv4 was built without CUDA; expected a build with nvcc (DSV4_CUDA=ON)");
+  return Status::error(
+      "--device cuda: this dsv4 was built without CUDA; expected a build with nvcc (DSV4_CUDA=ON)");
 #endif
 }
 
@@ -43,7 +45,8 @@ struct ModelArgs {
     cmd->add_option("--model", model_dir, "Model directory (config.json + safetensors)")->required();
     cmd->add_option("--device", device, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
     cmd->add_option("--threads", threads, "CPU threads (default: all cores)")->check(CLI::PositiveNumber);
-    cmd->add_option("--tokenizer", tokenizer_dir, "Directory with tokenizer.json (default: the model directory)");
+    cmd->add_option("--tokenizer", tokenizer_dir,
+                    "Directory with tokenizer.json (default: the model directory)");
     cmd->add_flag("--quiet", quiet, "No loading progress, memory plan or speed report");
   }
 
@@ -58,12 +61,15 @@ struct ModelArgs {
       for (const auto& [_, t] : model->checkpoint().tensors()) bytes += t.nbytes();
       const ModelConfig& c = model->config();
       fmt::print(stderr, "{} (context {} tokens, {} CPU threads)\n",
-                 plan_memory(c, bytes, std::min<int64_t>(c.max_position, 4096), 512).describe(), 4096, cpu_threads());
+                 plan_memory(c, bytes, std::min<int64_t>(c.max_position, 4096), 512).describe(), 4096,
+                 cpu_threads());
     }
     return model;
   }
 
-  Result<Tokenizer> load_tokenizer() const { return Tokenizer::load(tokenizer_dir.empty() ? model_dir : tokenizer_dir); }
+  Result<Tokenizer> load_tokenizer() const {
+    return Tokenizer::load(tokenizer_dir.empty() ? model_dir : tokenizer_dir);
+  }
 };
 
 struct GenerationArgs {
@@ -74,13 +80,17 @@ struct GenerationArgs {
   void add(CLI::App* cmd) {
     cmd->add_option("--max-tokens,--max-new-tokens", options.max_tokens, "Most tokens to generate")
         ->check(CLI::PositiveNumber);
-    cmd->add_option("--temperature", options.sampling.temperature, "0 = greedy (default 1.0, or generation_config.json)");
+    cmd->add_option("--temperature", options.sampling.temperature,
+                    "0 = greedy (default 1.0, or generation_config.json)");
     cmd->add_option("--top-p", options.sampling.top_p, "Nucleus sampling mass (default 1.0)");
     cmd->add_option("--top-k", options.sampling.top_k, "Keep the k most likely tokens (0 = off)");
     cmd->add_option("--min-p", options.sampling.min_p, "Drop tokens below min-p × the top probability");
-    cmd->add_option("--repetition-penalty", options.sampling.repetition_penalty, "HF-style penalty (1 = off)");
+    cmd->add_option("--repetition-penalty", options.sampling.repetition_penalty,
+                    "HF-style penalty (1 = off)");
     cmd->add_option("--stop", options.stop_strings, "Stop before this string (repeatable)");
-    cmd->add_option("--seed", seed, "Random seed (default: random)")->each([this](const std::string&) { seed_given = true; });
+    cmd->add_option("--seed", seed, "Random seed (default: random)")->each([this](const std::string&) {
+      seed_given = true;
+    });
   }
 
   // Sampling defaults: DeepSeek's recommendation, then generation_config.json, then the flags.
@@ -100,9 +110,12 @@ struct GenerationArgs {
 
 inline void report_speed(const GenerationResult& r) {
   const int64_t n = int64_t(r.tokens.size());
-  fmt::print(stderr, "\nprompt: {} tokens in {:.2f} s ({:.1f} tok/s) | generated: {} tokens in {:.2f} s ({:.1f} tok/s) | stop: {}\n",
-             r.prompt_tokens, r.prefill_seconds, r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0.0, n,
-             r.decode_seconds, r.decode_seconds > 0 ? double(n) / r.decode_seconds : 0.0, r.stop_reason);
+  fmt::print(stderr,
+             "\nprompt: {} tokens in {:.2f} s ({:.1f} tok/s) | generated: {} tokens in {:.2f} s ({:.1f} "
+             "tok/s) | stop: {}\n",
+             r.prompt_tokens, r.prefill_seconds,
+             r.prefill_seconds > 0 ? double(r.prompt_tokens) / r.prefill_seconds : 0.0, n, r.decode_seconds,
+             r.decode_seconds > 0 ? double(n) / r.decode_seconds : 0.0, r.stop_reason);
 }
 
 }  // namespace dsv4::cli

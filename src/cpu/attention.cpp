@@ -14,7 +14,8 @@ Status check_attention(const AttentionParams& p) {
   if (p.n_kv > 0 && !p.kv) return Status::error("attention: null kv");
   for (int64_t i = 0; i < p.n_tokens * p.n_sel; ++i)
     if (p.kv_idx[i] < -1 || p.kv_idx[i] >= p.n_kv)
-      return Status::errorf("attention: kv_idx[{}] = {}; expected -1 or a row below {}", i, p.kv_idx[i], p.n_kv);
+      return Status::errorf("attention: kv_idx[{}] = {}; expected -1 or a row below {}", i, p.kv_idx[i],
+                            p.n_kv);
   return {};
 }
 

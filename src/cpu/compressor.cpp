@@ -15,8 +15,8 @@ Status check_compressor(const CompressorParams& p) {
   if (p.n_series != 1 && p.n_series != 2)
     return Status::errorf("compressor: n_series {}; expected 1 (HCA) or 2 (CSA)", p.n_series);
   if (p.ratio <= 0 || p.width <= 0 || p.n_windows < 0)
-    return Status::errorf("compressor: ratio {}, width {}, n_windows {}; expected positive sizes", p.ratio, p.width,
-                          p.n_windows);
+    return Status::errorf("compressor: ratio {}, width {}, n_windows {}; expected positive sizes", p.ratio,
+                          p.width, p.n_windows);
   if (p.n_series == 2 && (!p.prev_kv != !p.prev_gate))
     return Status::error("compressor: prev_kv and prev_gate must both be given or both be null");
   return {};
@@ -62,7 +62,8 @@ void compressor(const CompressorParams& p) {
         float den = 0.0f;
         for (int64_t s = 0; s < n_slots; ++s) den += std::exp(slot_gate[size_t(s)] - mx);
         float acc = 0.0f;
-        for (int64_t s = 0; s < n_slots; ++s) acc += slot_kv[size_t(s)] * (std::exp(slot_gate[size_t(s)] - mx) / den);
+        for (int64_t s = 0; s < n_slots; ++s)
+          acc += slot_kv[size_t(s)] * (std::exp(slot_gate[size_t(s)] - mx) / den);
         p.entries[b * w + c] = acc;
       }
     }

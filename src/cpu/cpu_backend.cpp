@@ -18,11 +18,11 @@ class HostBuffer final : public BackendBuffer {
   ~HostBuffer() override { std::free(data_); }
 };
 
-#define DSV4_CPU_OP(op, Params)               \
-  Status op(const Params& p) override {       \
-    DSV4_RETURN_IF_ERROR(check_##op(p));      \
-    cpu::op(p);                               \
-    return {};                                \
+#define DSV4_CPU_OP(op, Params)          \
+  Status op(const Params& p) override {  \
+    DSV4_RETURN_IF_ERROR(check_##op(p)); \
+    cpu::op(p);                          \
+    return {};                           \
   }
 
 class CpuBackend final : public Backend {
@@ -43,7 +43,8 @@ class CpuBackend final : public Backend {
   Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                  size_t rows) override {
     for (size_t r = 0; r < rows; ++r)
-      std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch, row_bytes);
+      std::memcpy(static_cast<char*>(dst) + r * dst_pitch, static_cast<const char*>(src) + r * src_pitch,
+                  row_bytes);
     return {};
   }
   Status synchronize() override { return {}; }
@@ -73,6 +74,8 @@ class CpuBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+std::unique_ptr<Backend> make_cpu_backend() {
+  return std::make_unique<CpuBackend>();
+}
 
 }  // namespace dsv4

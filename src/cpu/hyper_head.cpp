@@ -25,7 +25,8 @@ void hyper_head(const HyperHeadParams& p) {
     for (int64_t t = t0; t < t1; ++t) {
       const float* h = p.h + t * n * D;
       hc_mix(h, n * D, p.fn, n, p.rms_eps, mix.data());
-      for (int64_t j = 0; j < n; ++j) pre[size_t(j)] = sigmoid(mix[size_t(j)] * p.scale[0] + p.base[j]) + p.hc_eps;
+      for (int64_t j = 0; j < n; ++j)
+        pre[size_t(j)] = sigmoid(mix[size_t(j)] * p.scale[0] + p.base[j]) + p.hc_eps;
       collapse(h, pre.data(), n, D, p.z + t * D);
     }
   });

@@ -13,11 +13,12 @@
 namespace dsv4 {
 
 Status check_indexer(const IndexerParams& p) {
-  if (!p.q || !p.head_weights || !p.positions || !p.selected) return Status::error("indexer: null input or output");
+  if (!p.q || !p.head_weights || !p.positions || !p.selected)
+    return Status::error("indexer: null input or output");
   if (p.n_entries > 0 && !p.keys) return Status::error("indexer: null keys");
   if (p.ratio <= 0 || p.topk <= 0 || p.n_heads <= 0 || p.head_dim <= 0)
-    return Status::errorf("indexer: ratio {}, topk {}, n_heads {}, head_dim {}; expected positive sizes", p.ratio,
-                          p.topk, p.n_heads, p.head_dim);
+    return Status::errorf("indexer: ratio {}, topk {}, n_heads {}, head_dim {}; expected positive sizes",
+                          p.ratio, p.topk, p.n_heads, p.head_dim);
   return {};
 }
 

@@ -10,7 +10,9 @@
 
 namespace dsv4::cpu_mhc {
 
-inline float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float sigmoid(float x) {
+  return 1.0f / (1.0f + std::exp(-x));
+}
 
 // mix[m] = Σ_i fn[m, i] · v[i] / rms(v) for the n_mix rows of fn (HF normalises v first).
 inline void hc_mix(const float* v, int64_t width, const float* fn, int64_t n_mix, float rms_eps, float* mix) {
@@ -36,7 +38,8 @@ inline void collapse(const float* h, const float* pre, int64_t n, int64_t d, flo
   }
 }
 
-inline Status check_streams(const char* op, const void* h, const void* out, int64_t n_tokens, int64_t hc_mult, int64_t d_model) {
+inline Status check_streams(const char* op, const void* h, const void* out, int64_t n_tokens, int64_t hc_mult,
+                            int64_t d_model) {
   if (!h || !out) return Status::errorf("{}: null input or output", op);
   if (n_tokens < 0 || hc_mult <= 0 || d_model <= 0)
     return Status::errorf("{}: shape [{}, {}, {}]; expected positive sizes", op, n_tokens, hc_mult, d_model);

@@ -13,7 +13,8 @@ using namespace cpu_mhc;
 Status check_mhc_post(const MhcPostParams& p) {
   DSV4_RETURN_IF_ERROR(check_streams("mhc_post", p.h, p.out, p.n_tokens, p.hc_mult, p.d_model));
   if (!p.y || !p.post || !p.comb) return Status::error("mhc_post: null input");
-  if (p.out == p.h) return Status::error("mhc_post: output aliases the input streams; expected a separate buffer");
+  if (p.out == p.h)
+    return Status::error("mhc_post: output aliases the input streams; expected a separate buffer");
   return {};
 }
 

@@ -12,8 +12,10 @@ using namespace cpu_mhc;
 
 Status check_mhc_pre(const MhcPreParams& p) {
   DSV4_RETURN_IF_ERROR(check_streams("mhc_pre", p.h, p.x, p.n_tokens, p.hc_mult, p.d_model));
-  if (!p.fn || !p.base || !p.scale || !p.post || !p.comb) return Status::error("mhc_pre: null parameter or output");
-  if (p.sinkhorn_iters < 1) return Status::errorf("mhc_pre: sinkhorn_iters {}; expected >= 1", p.sinkhorn_iters);
+  if (!p.fn || !p.base || !p.scale || !p.post || !p.comb)
+    return Status::error("mhc_pre: null parameter or output");
+  if (p.sinkhorn_iters < 1)
+    return Status::errorf("mhc_pre: sinkhorn_iters {}; expected >= 1", p.sinkhorn_iters);
   return {};
 }
 
@@ -35,7 +37,8 @@ void mhc_pre(const MhcPreParams& p) {
       // Softmax along the last index (per row j), then + eps.
       for (int64_t j = 0; j < n; ++j) {
         float* row = C + j * n;
-        for (int64_t k = 0; k < n; ++k) row[k] = mix[size_t(2 * n + j * n + k)] * p.scale[2] + p.base[2 * n + j * n + k];
+        for (int64_t k = 0; k < n; ++k)
+          row[k] = mix[size_t(2 * n + j * n + k)] * p.scale[2] + p.base[2 * n + j * n + k];
         float mx = row[0];
         for (int64_t k = 1; k < n; ++k) mx = std::max(mx, row[k]);
         float sum = 0.0f;

@@ -11,17 +11,20 @@
 namespace dsv4 {
 
 Status check_moe_experts(const MoeExpertsParams& p) {
-  if (!p.x || !p.expert_ids || !p.weights || !p.experts || !p.y) return Status::error("moe_experts: null input or output");
+  if (!p.x || !p.expert_ids || !p.weights || !p.experts || !p.y)
+    return Status::error("moe_experts: null input or output");
   for (int64_t i = 0; i < p.n_tokens * p.top_k; ++i)
     if (p.expert_ids[i] < 0 || p.expert_ids[i] >= p.n_experts)
-      return Status::errorf("moe_experts: expert_ids[{}] = {}; expected 0 <= id < {}", i, p.expert_ids[i], p.n_experts);
+      return Status::errorf("moe_experts: expert_ids[{}] = {}; expected 0 <= id < {}", i, p.expert_ids[i],
+                            p.n_experts);
   for (int64_t e = 0; e < p.n_experts; ++e) {
     const ExpertWeights& w = p.experts[e];
     if (w.w1.rows != p.d_ff || w.w1.cols != p.d_model || w.w3.rows != p.d_ff || w.w3.cols != p.d_model ||
         w.w2.rows != p.d_model || w.w2.cols != p.d_ff)
-      return Status::errorf("moe_experts: expert {} weights [{}, {}], [{}, {}], [{}, {}]; expected w1/w3 [{}, {}], w2 [{}, {}]",
-                            e, w.w1.rows, w.w1.cols, w.w3.rows, w.w3.cols, w.w2.rows, w.w2.cols, p.d_ff, p.d_model,
-                            p.d_model, p.d_ff);
+      return Status::errorf(
+          "moe_experts: expert {} weights [{}, {}], [{}, {}], [{}, {}]; expected w1/w3 [{}, {}], w2 [{}, {}]",
+          e, w.w1.rows, w.w1.cols, w.w3.rows, w.w3.cols, w.w2.rows, w.w2.cols, p.d_ff, p.d_model, p.d_model,
+          p.d_ff);
   }
   return {};
 }

@@ -10,7 +10,9 @@ namespace dsv4 {
 namespace {
 
 // PyTorch's softplus (beta 1, threshold 20): identity above the threshold.
-float softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+float softplus(float x) {
+  return x > 20.0f ? x : std::log1p(std::exp(x));
+}
 
 }  // namespace
 
@@ -18,12 +20,14 @@ Status check_moe_router(const MoeRouterParams& p) {
   if (!p.logits || !p.expert_ids || !p.weights) return Status::error("moe_router: null input or output");
   if (p.top_k <= 0 || p.top_k > p.n_experts)
     return Status::errorf("moe_router: top_k {}; expected 1..{}", p.top_k, p.n_experts);
-  if (!p.bias == !p.tid2eid) return Status::error("moe_router: expected exactly one of bias (dense) or tid2eid (hash)");
+  if (!p.bias == !p.tid2eid)
+    return Status::error("moe_router: expected exactly one of bias (dense) or tid2eid (hash)");
   if (p.tid2eid) {
     if (!p.token_ids) return Status::error("moe_router: hash mode needs token ids");
     for (int64_t t = 0; t < p.n_tokens; ++t)
       if (p.token_ids[t] < 0 || p.token_ids[t] >= p.vocab_size)
-        return Status::errorf("moe_router: token {} has id {}; expected 0 <= id < {}", t, p.token_ids[t], p.vocab_size);
+        return Status::errorf("moe_router: token {} has id {}; expected 0 <= id < {}", t, p.token_ids[t],
+                              p.vocab_size);
   }
   return {};
 }

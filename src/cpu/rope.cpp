@@ -41,8 +41,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& cfg, bool compress) {
 Status check_rope(const RopeParams& p) {
   if (!p.x || !p.positions || !p.inv_freq) return Status::error("rope: null input, positions or frequencies");
   if (p.rope_dim <= 0 || p.rope_dim % 2 || p.rope_dim > p.head_dim)
-    return Status::errorf("rope: rope_dim {} with head_dim {}; expected an even rope_dim <= head_dim", p.rope_dim,
-                          p.head_dim);
+    return Status::errorf("rope: rope_dim {} with head_dim {}; expected an even rope_dim <= head_dim",
+                          p.rope_dim, p.head_dim);
   return {};
 }
 
@@ -50,22 +50,25 @@ namespace cpu {
 
 void rope(const RopeParams& p) {
   const int64_t half = p.rope_dim / 2, offset = p.head_dim - p.rope_dim;
-  parallel_for(p.n_rows, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const float pos = float(p.positions[r]);
-      for (int64_t i = 0; i < half; ++i) {
-        const float angle = p.inv_freq[i] * pos;
-        const float cos_a = std::cos(angle);
-        const float sin_a = p.inverse ? -std::sin(angle) : std::sin(angle);
-        for (int64_t h = 0; h < p.n_heads; ++h) {
-          float* pair = p.x + (r * p.n_heads + h) * p.head_dim + offset + 2 * i;
-          const float a = pair[0], b = pair[1];
-          pair[0] = a * cos_a - b * sin_a;
-          pair[1] = b * cos_a + a * sin_a;
+  parallel_for(
+      p.n_rows,
+      [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const float pos = float(p.positions[r]);
+          for (int64_t i = 0; i < half; ++i) {
+            const float angle = p.inv_freq[i] * pos;
+            const float cos_a = std::cos(angle);
+            const float sin_a = p.inverse ? -std::sin(angle) : std::sin(angle);
+            for (int64_t h = 0; h < p.n_heads; ++h) {
+              float* pair = p.x + (r * p.n_heads + h) * p.head_dim + offset + 2 * i;
+              const float a = pair[0], b = pair[1];
+              pair[0] = a * cos_a - b * sin_a;
+              pair[1] = b * cos_a + a * sin_a;
+            }
+          }
         }
-      }
-    }
-  }, 16);
+      },
+      16);
 }
 
 }  // namespace cpu

@@ -28,11 +28,12 @@
 namespace dsv4 {
 namespace {
 
-#define DSV4_CUBLAS_TRY(expr)                                                                                \
-  do {                                                                                                       \
-    const cublasStatus_t dsv4_cublas_ = (expr);                                                              \
-    if (dsv4_cublas_ != CUBLAS_STATUS_SUCCESS)                                                               \
-      return Status::errorf("{}:{}: {} failed: cuBLAS status {}", __FILE__, __LINE__, #expr, int(dsv4_cublas_)); \
+#define DSV4_CUBLAS_TRY(expr)                                                                \
+  do {                                                                                       \
+    const cublasStatus_t dsv4_cublas_ = (expr);                                              \
+    if (dsv4_cublas_ != CUBLAS_STATUS_SUCCESS)                                               \
+      return Status::errorf("{}:{}: {} failed: cuBLAS status {}", __FILE__, __LINE__, #expr, \
+                            int(dsv4_cublas_));                                              \
   } while (0)
 
 class DeviceAllocation final : public BackendBuffer {
@@ -83,8 +84,8 @@ class CudaBackend final : public Backend {
   Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                  size_t rows) override {
     if (rows && row_bytes)
-      DSV4_CUDA_TRY(
-          cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows, cudaMemcpyDeviceToDevice, stream_));
+      DSV4_CUDA_TRY(cudaMemcpy2DAsync(dst, dst_pitch, src, src_pitch, row_bytes, rows,
+                                      cudaMemcpyDeviceToDevice, stream_));
     return {};
   }
   Status synchronize() override {
@@ -96,7 +97,8 @@ class CudaBackend final : public Backend {
     WeightView d = w;
     DSV4_ASSIGN_OR_RETURN(d.data, keep(w.data, size_t(weight_data_bytes(w.format, w.rows, w.cols))));
     if (w.scales) {
-      DSV4_ASSIGN_OR_RETURN(const void* scales, keep(w.scales, size_t(weight_scale_bytes(w.format, w.rows, w.cols))));
+      DSV4_ASSIGN_OR_RETURN(const void* scales,
+                            keep(w.scales, size_t(weight_scale_bytes(w.format, w.rows, w.cols))));
       d.scales = static_cast<const uint8_t*>(scales);
     }
     return d;
@@ -118,8 +120,14 @@ class CudaBackend final : public Backend {
       if (!p.scales.empty()) {
         DSV4_ASSIGN_OR_RETURN(scales, keep(p.scales.data(), p.scales.size()));
       }
-      e.packed = {p.format,      p.rows, p.cols, p.rows_pad, p.cols_pad, static_cast<const uint8_t*>(data),
-                  static_cast<const uint8_t*>(scales), p.out_scale};
+      e.packed = {p.format,
+                  p.rows,
+                  p.cols,
+                  p.rows_pad,
+                  p.cols_pad,
+                  static_cast<const uint8_t*>(data),
+                  static_cast<const uint8_t*>(scales),
+                  p.out_scale};
       // The view moe_experts reads (cuda::packed_expert_view): packed bits, out_scale as global_scale.
       d = cuda::packed_expert_view(p, static_cast<const uint8_t*>(data), static_cast<const uint8_t*>(scales));
     }
@@ -139,16 +147,18 @@ class CudaBackend final : public Backend {
     DSV4_RETURN_IF_ERROR(check_linear(p));
     const auto it = linear_weights_.find(p.w.data);
     if (it == linear_weights_.end())
-      return Status::errorf("cuda backend: linear weight [{}, {}] is not resident; expected a view returned by "
-                            "upload_linear_weight",
-                            p.w.rows, p.w.cols);
+      return Status::errorf(
+          "cuda backend: linear weight [{}, {}] is not resident; expected a view returned by "
+          "upload_linear_weight",
+          p.w.rows, p.w.cols);
     const LinearWeightEntry& e = it->second;
     DSV4_RETURN_IF_ERROR(ensure_cublas());
     if (e.f32) {
       // Column-major: yᵀ [rows, n] = Wᵀᵀ · xᵀ, W row-major [rows, cols] read as cols × rows.
       const float one = 1.0f, zero = 0.0f;
-      DSV4_CUBLAS_TRY(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(e.rows), int(p.n_tokens), int(e.cols), &one,
-                                  e.data, int(e.cols), p.x, int(e.cols), &zero, p.y, int(e.rows)));
+      DSV4_CUBLAS_TRY(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(e.rows), int(p.n_tokens),
+                                  int(e.cols), &one, e.data, int(e.cols), p.x, int(e.cols), &zero, p.y,
+                                  int(e.rows)));
       return {};
     }
     cuda::LinearSm90Params lp;
@@ -204,6 +214,8 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(cudaStream_t stream) { return std::make_unique<CudaBackend>(stream); }
+std::unique_ptr<Backend> make_cuda_backend(cudaStream_t stream) {
+  return std::make_unique<CudaBackend>(stream);
+}
 
 }  // namespace dsv4

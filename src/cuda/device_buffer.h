@@ -43,7 +43,8 @@ class DeviceBuffer {
   size_t bytes() const { return n_ * sizeof(T); }
 
   Status upload(const T* src, size_t n, size_t offset = 0) {
-    if (offset + n > n_) return Status::errorf("DeviceBuffer::upload: {} elements at {}; capacity {}", n, offset, n_);
+    if (offset + n > n_)
+      return Status::errorf("DeviceBuffer::upload: {} elements at {}; capacity {}", n, offset, n_);
     DSV4_CUDA_TRY(cudaMemcpy(p_ + offset, src, n * sizeof(T), cudaMemcpyHostToDevice));
     return {};
   }

@@ -12,11 +12,16 @@ namespace dsv4::cuda {
 template <typename Launch>
 Status dispatch_hc_mult(int64_t hc_mult, const char* op, Launch&& launch) {
   switch (hc_mult) {
-    case 1: return launch(std::integral_constant<int, 1>{});
-    case 2: return launch(std::integral_constant<int, 2>{});
-    case 3: return launch(std::integral_constant<int, 3>{});
-    case 4: return launch(std::integral_constant<int, 4>{});
-    default: return Status::errorf("{}: hc_mult {}; expected 1 to 4", op, hc_mult);
+    case 1:
+      return launch(std::integral_constant<int, 1>{});
+    case 2:
+      return launch(std::integral_constant<int, 2>{});
+    case 3:
+      return launch(std::integral_constant<int, 3>{});
+    case 4:
+      return launch(std::integral_constant<int, 4>{});
+    default:
+      return Status::errorf("{}: hc_mult {}; expected 1 to 4", op, hc_mult);
   }
 }
 

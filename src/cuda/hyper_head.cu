@@ -20,7 +20,8 @@ Status launch(const HyperHeadParams& p, cudaStream_t stream) {
 Status hyper_head(const HyperHeadParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_hyper_head(p));
   if (p.n_tokens == 0) return {};
-  return dispatch_hc_mult(p.hc_mult, "hyper_head", [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
+  return dispatch_hc_mult(p.hc_mult, "hyper_head",
+                          [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
 }
 
 }  // namespace dsv4::cuda

@@ -78,13 +78,13 @@ Result<double> time_us(int batch, F&& f) {
   return t[t.size() / 2];
 }
 
-Status cublas_bf16(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t n, int64_t k,
-                   int64_t t) {
+Status cublas_bf16(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,
+                   float* y, int64_t n, int64_t k, int64_t t) {
   const float alpha = 1.0f, beta = 0.0f;
   cublasSetStream(h, st);
-  const cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(t), int(k), &alpha, w, CUDA_R_16BF, int(k),
-                                        x, CUDA_R_16BF, int(k), &beta, y, CUDA_R_32F, int(n), CUBLAS_COMPUTE_32F,
-                                        CUBLAS_GEMM_DEFAULT);
+  const cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(t), int(k), &alpha, w,
+                                        CUDA_R_16BF, int(k), x, CUDA_R_16BF, int(k), &beta, y, CUDA_R_32F,
+                                        int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
   if (s != CUBLAS_STATUS_SUCCESS) return Status::errorf("cublasGemmEx: {}", cublasGetStatusString(s));
   return {};
 }
@@ -121,10 +121,11 @@ Status bench_linear(const LinearBenchOptions& opt) {
     DSV4_ASSIGN_OR_RETURN(auto a, DeviceBuffer<uint8_t>::create(bytes));
     DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<uint8_t>::create(bytes));
     DSV4_CUDA_TRY(cudaMemset(a.get(), 1, bytes));
-    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) -> Status {
-      DSV4_CUDA_TRY(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, st));
-      return {};
-    }));
+    DSV4_ASSIGN_OR_RETURN(
+        const double us, time_us(1, [&](int, cudaStream_t st) -> Status {
+          DSV4_CUDA_TRY(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, st));
+          return {};
+        }));
     copy_gbs = 2.0 * double(bytes) / (us * 1e3);
   }
   {
@@ -135,12 +136,14 @@ Status bench_linear(const LinearBenchOptions& opt) {
     fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(a.get(), size_t(n * n), 1);
     fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(b.get(), size_t(n * n), 2);
     DSV4_CUDA_LAUNCH_CHECK();
-    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) { return cublas_bf16(h, st, a.get(), b.get(), c.get(), n, n, n); }));
+    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) {
+                            return cublas_bf16(h, st, a.get(), b.get(), c.get(), n, n, n);
+                          }));
     gemm_tflops = 2.0 * double(n) * n * n / (us * 1e6);
   }
   fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n", copy_gbs,
-             gemm_tflops);
+  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
+             copy_gbs, gemm_tflops);
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
   std::mt19937 rng(7);
@@ -170,7 +173,8 @@ Status bench_linear(const LinearBenchOptions& opt) {
         std::vector<DeviceBuffer<__nv_bfloat16>> pw;
         for (int i = 0; i < peer_copies; ++i) {
           DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<__nv_bfloat16>::create(size_t(sh.rows * sh.cols)));
-          fill_random_bf16<<<unsigned((sh.rows * sh.cols + 255) / 256), 256>>>(b.get(), size_t(sh.rows * sh.cols), 10 + i);
+          fill_random_bf16<<<unsigned((sh.rows * sh.cols + 255) / 256), 256>>>(
+              b.get(), size_t(sh.rows * sh.cols), 10 + i);
           pw.push_back(std::move(b));
         }
         DSV4_CUDA_LAUNCH_CHECK();
@@ -184,18 +188,22 @@ Status bench_linear(const LinearBenchOptions& opt) {
           const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t);
           DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
           DSV4_ASSIGN_OR_RETURN(const double us, time_us(copies, [&](int i, cudaStream_t st) {
-            const LinearSm90Params lp{x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
-            return linear_sm90(lp, st);
-          }));
+                                  const LinearSm90Params lp{
+                                      x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
+                                  return linear_sm90(lp, st);
+                                }));
           DSV4_ASSIGN_OR_RETURN(const double peer_us, time_us(peer_copies, [&](int i, cudaStream_t st) {
-            return cublas_bf16(h, st, pw[size_t(i % peer_copies)].get(), xb.get(), y.get(), sh.rows, sh.cols, t);
-          }));
+                                  return cublas_bf16(h, st, pw[size_t(i % peer_copies)].get(), xb.get(),
+                                                     y.get(), sh.rows, sh.cols, t);
+                                }));
           const double bytes = double(wbytes) + double(t * sh.cols * 4) + double(t * sh.rows * 4);
           const double flops = 2.0 * double(t) * double(sh.rows) * double(sh.cols);
           const double floor_us = std::max(bytes / (copy_gbs * 1e3), flops / (gemm_tflops * 1e6));
-          fmt::print("linear format={} shape={} [{}, {}] n_tokens={} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | {:.2f}x\n",
-                     weight_format_name(f), sh.name, sh.rows, sh.cols, t, us, bytes / (us * 1e3), flops / (us * 1e6),
-                     100.0 * floor_us / us, peer_us / us);
+          fmt::print(
+              "linear format={} shape={} [{}, {}] n_tokens={} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | "
+              "{:.2f}x\n",
+              weight_format_name(f), sh.name, sh.rows, sh.cols, t, us, bytes / (us * 1e3), flops / (us * 1e6),
+              100.0 * floor_us / us, peer_us / us);
         }
       }
   return {};

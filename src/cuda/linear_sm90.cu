@@ -9,15 +9,18 @@
 namespace dsv4::cuda {
 namespace {
 
-#define DSV4_CUBLAS_TRY(expr)                                                                            \
-  do {                                                                                                   \
-    const cublasStatus_t dsv4_st_ = (expr);                                                              \
-    if (dsv4_st_ != CUBLAS_STATUS_SUCCESS)                                                               \
-      return Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, cublasGetStatusString(dsv4_st_)); \
+#define DSV4_CUBLAS_TRY(expr)                                                  \
+  do {                                                                         \
+    const cublasStatus_t dsv4_st_ = (expr);                                    \
+    if (dsv4_st_ != CUBLAS_STATUS_SUCCESS)                                     \
+      return Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, \
+                            cublasGetStatusString(dsv4_st_));                  \
   } while (0)
 
 constexpr size_t kAlign = 256;
-size_t align_up(size_t v) { return (v + kAlign - 1) / kAlign * kAlign; }
+size_t align_up(size_t v) {
+  return (v + kAlign - 1) / kAlign * kAlign;
+}
 bool is_quantized(WeightFormat f) {
   return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
 }
@@ -25,7 +28,8 @@ bool is_quantized(WeightFormat f) {
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
       cudaGetLastError();
       return 132;
     }
@@ -77,10 +81,14 @@ Status launch_decode(const sm90::DecodeArgs& args, const DecodeConfig& c, cudaSt
 template <WeightFormat F>
 Status launch_decode_format(const sm90::DecodeArgs& args, const DecodeConfig& c, cudaStream_t stream) {
   switch (c.token_tiles) {
-    case 1: return launch_decode<F, 1>(args, c, stream);
-    case 2: return launch_decode<F, 2>(args, c, stream);
-    case 4: return launch_decode<F, 4>(args, c, stream);
-    default: return launch_decode<F, 8>(args, c, stream);
+    case 1:
+      return launch_decode<F, 1>(args, c, stream);
+    case 2:
+      return launch_decode<F, 2>(args, c, stream);
+    case 4:
+      return launch_decode<F, 4>(args, c, stream);
+    default:
+      return launch_decode<F, 8>(args, c, stream);
   }
 }
 
@@ -90,13 +98,16 @@ Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, c
   const int rp = int(w.rows_pad), cp = int(w.cols_pad);
   switch (w.format) {
     case WeightFormat::kNVFP4:
-      sm90::dequantize_packed_sm90_kernel<WeightFormat::kNVFP4><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kNVFP4>
+          <<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
       break;
     case WeightFormat::kMXFP4:
-      sm90::dequantize_packed_sm90_kernel<WeightFormat::kMXFP4><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kMXFP4>
+          <<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
       break;
     default:
-      sm90::dequantize_packed_sm90_kernel<WeightFormat::kFP8Block128><<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
+      sm90::dequantize_packed_sm90_kernel<WeightFormat::kFP8Block128>
+          <<<blocks, 256, 0, stream>>>(w.data, w.scales, rp, cp, out);
       break;
   }
   DSV4_CUDA_LAUNCH_CHECK();
@@ -108,9 +119,9 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
                      int64_t ld, int64_t n_tokens, float alpha, cudaStream_t stream) {
   const float beta = 0.0f;
   DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
-  DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w, CUDA_R_16BF,
-                               int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows), CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
+  DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
+                               CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
+                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return {};
 }
 
@@ -132,20 +143,26 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return {};
   if (linear_sm90_uses_decode(w, p.n_tokens)) {
     const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens);
-    const sm90::DecodeArgs args{p.x, w.data, w.scales, p.y, int(p.n_tokens), int(w.rows), int(w.cols),
-                                int(w.rows_pad), int(w.cols_pad), c.k_split, w.out_scale, c.splits > 1};
-    if (args.atomic) DSV4_CUDA_TRY(cudaMemsetAsync(p.y, 0, size_t(p.n_tokens) * size_t(w.rows) * sizeof(float), stream));
+    const sm90::DecodeArgs args{
+        p.x,         w.data,          w.scales,        p.y,       int(p.n_tokens), int(w.rows),
+        int(w.cols), int(w.rows_pad), int(w.cols_pad), c.k_split, w.out_scale,     c.splits > 1};
+    if (args.atomic)
+      DSV4_CUDA_TRY(cudaMemsetAsync(p.y, 0, size_t(p.n_tokens) * size_t(w.rows) * sizeof(float), stream));
     switch (w.format) {
-      case WeightFormat::kNVFP4: return launch_decode_format<WeightFormat::kNVFP4>(args, c, stream);
-      case WeightFormat::kMXFP4: return launch_decode_format<WeightFormat::kMXFP4>(args, c, stream);
-      default: return launch_decode_format<WeightFormat::kFP8Block128>(args, c, stream);
+      case WeightFormat::kNVFP4:
+        return launch_decode_format<WeightFormat::kNVFP4>(args, c, stream);
+      case WeightFormat::kMXFP4:
+        return launch_decode_format<WeightFormat::kMXFP4>(args, c, stream);
+      default:
+        return launch_decode_format<WeightFormat::kFP8Block128>(args, c, stream);
     }
   }
   // Many tokens (or BF16): x → BF16, the weight → BF16 when quantized, then one cuBLAS GEMM.
   auto* xb = static_cast<__nv_bfloat16*>(p.workspace);
   const int64_t ld = w.cols_pad;
   const int64_t nx = p.n_tokens * ld;
-  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens), int(w.cols), int(ld), xb);
+  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens),
+                                                                              int(w.cols), int(ld), xb);
   DSV4_CUDA_LAUNCH_CHECK();
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
   if (is_quantized(w.format)) {
@@ -163,18 +180,22 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
                        weight_format_name(w.format));
   };
   if (!is_quantized(w.format) && w.format != WeightFormat::kBF16)
-    return Status::errorf("{}: unsupported weight format; expected NVFP4, MXFP4, FP8 block-128 or BF16", where_fn());
+    return Status::errorf("{}: unsupported weight format; expected NVFP4, MXFP4, FP8 block-128 or BF16",
+                          where_fn());
   if (!p.x || !p.y || !w.data || (is_quantized(w.format) && !w.scales))
     return Status::error(where_fn() + ": null input, output, weight or scales");
-  if (p.n_tokens < 0 || w.rows <= 0 || w.cols <= 0 || w.rows > INT32_MAX || w.cols > INT32_MAX || p.n_tokens > INT32_MAX)
+  if (p.n_tokens < 0 || w.rows <= 0 || w.cols <= 0 || w.rows > INT32_MAX || w.cols > INT32_MAX ||
+      p.n_tokens > INT32_MAX)
     return Status::error(where_fn() + ": sizes out of range; expected 0 ≤ n_tokens, 0 < rows, cols < 2^31");
   const int64_t want_rp = is_quantized(w.format) ? (w.rows + 15) / 16 * 16 : w.rows;
   const int64_t want_cp = is_quantized(w.format) ? (w.cols + 127) / 128 * 128 : w.cols;
   if (w.rows_pad != want_rp || w.cols_pad != want_cp)
-    return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad, want_rp, want_cp);
+    return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad,
+                          want_rp, want_cp);
   const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens);
   if (need > 0 && (!p.workspace || p.workspace_bytes < need))
-    return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(), p.workspace ? p.workspace_bytes : 0, need);
+    return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(),
+                          p.workspace ? p.workspace_bytes : 0, need);
   if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
   if (need > 0 && !p.cublas) return Status::error(where_fn() + ": this path needs a cuBLAS handle");

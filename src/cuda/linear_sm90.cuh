@@ -61,7 +61,8 @@ __device__ __forceinline__ uint32_t hmul2(uint32_t a, uint32_t b) {
 
 // One chunk's A fragments a[step][0..3] for a lane, from its 16 bytes and its scale word(s).
 template <WeightFormat F>
-__device__ __forceinline__ void dequant_chunk(const uint4& w, const uint2& s, uint32_t (&a)[Format<F>::kSteps][4]) {
+__device__ __forceinline__ void dequant_chunk(const uint4& w, const uint2& s,
+                                              uint32_t (&a)[Format<F>::kSteps][4]) {
   const uint32_t q[4] = {w.x, w.y, w.z, w.w};
   if constexpr (F == WeightFormat::kFP8Block128) {
     const uint32_t sc = s.x | (s.x << 16);
@@ -94,18 +95,21 @@ __device__ __forceinline__ void dequant_chunk(const uint4& w, const uint2& s, ui
 
 // The scale word(s) a lane needs for chunk c of tile `tile`.
 template <WeightFormat F>
-__device__ __forceinline__ uint2 load_scales(const uint8_t* scales, int tile, int c, int n_chunks, int cols_pad, int g) {
+__device__ __forceinline__ uint2 load_scales(const uint8_t* scales, int tile, int c, int n_chunks,
+                                             int cols_pad, int g) {
   if constexpr (F == WeightFormat::kNVFP4) {
     return __ldg(reinterpret_cast<const uint2*>(scales) + (size_t(tile) * n_chunks + c) * 8 + g);
   } else if constexpr (F == WeightFormat::kMXFP4) {
-    return make_uint2(__ldg(reinterpret_cast<const uint32_t*>(scales) + (size_t(tile) * n_chunks + c) * 8 + g), 0);
+    return make_uint2(
+        __ldg(reinterpret_cast<const uint32_t*>(scales) + (size_t(tile) * n_chunks + c) * 8 + g), 0);
   } else {
     const int idx = (tile * 16 / 128) * (cols_pad / 128) + c * 32 / 128;
     return make_uint2(__ldg(reinterpret_cast<const uint16_t*>(scales) + idx), 0);
   }
 }
 
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                               uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
       "{%0,%1,%2,%3};\n"
@@ -156,7 +160,8 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
     for (int i = threadIdx.x; i < kTokenTiles * 8 * quads; i += kThreads) {
       const int t = i / quads, k = (i % quads) * 4, kg = k_begin + k;
       float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-      if (t < a.n_tokens && kg < a.cols) v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(t) * a.cols + kg));
+      if (t < a.n_tokens && kg < a.cols)
+        v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(t) * a.cols + kg));
       const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
       *reinterpret_cast<uint2*>(&xs[t * ld + k]) =
           make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
@@ -228,8 +233,10 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
         if (row >= a.rows || t >= a.n_tokens) continue;
         const float v = acc[m][nt][j] * a.out_scale;
         float* dst = a.y + size_t(t) * a.rows + row;
-        if (a.atomic) atomicAdd(dst, v);
-        else *dst = v;
+        if (a.atomic)
+          atomicAdd(dst, v);
+        else
+          *dst = v;
       }
   }
 }
@@ -237,8 +244,8 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
 // Packed weight → BF16 [rows_pad, cols_pad] (times 2^bias; the GEMM's alpha = out_scale undoes
 // it): the many-token path feeds cuBLAS with it. One warp per (tile, chunk).
 template <WeightFormat F>
-__global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* scales, int rows_pad, int cols_pad,
-                                              __nv_bfloat16* out) {
+__global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* scales, int rows_pad,
+                                              int cols_pad, __nv_bfloat16* out) {
   constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
   const int n_chunks = cols_pad / kChunkK;
   const int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
@@ -259,7 +266,8 @@ __global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* s
 
 // x fp32 [n_tokens, cols] → BF16 [n_tokens, ld] (columns cols..ld zero). Static: other kernels
 // (moe_experts_sm90) include this header for its decode helpers.
-static __global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld, __nv_bfloat16* out) {
+static __global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld,
+                                             __nv_bfloat16* out) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= int64_t(n_tokens) * ld) return;
   const int64_t t = i / ld, k = i % ld;

@@ -11,7 +11,9 @@
 namespace dsv4::cuda {
 namespace {
 
-int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+int64_t round_up(int64_t v, int64_t m) {
+  return (v + m - 1) / m * m;
+}
 
 // E4M3 block scale s > 0 → the byte whose decode (byte·16 + 0x7000, as BF16 bits) is s·2^118.
 // s·2^118 has a BF16 exponent field in [236, 253] (s in [2^-9, 448]): its top three bits are
@@ -34,10 +36,13 @@ Status e8m0_range(const uint8_t* scales, int64_t n, int& lo, int& hi) {
 
 }  // namespace
 
-int64_t packed_chunk_k(WeightFormat f) { return f == WeightFormat::kFP8Block128 ? 32 : 64; }
+int64_t packed_chunk_k(WeightFormat f) {
+  return f == WeightFormat::kFP8Block128 ? 32 : 64;
+}
 
 Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
-  const std::string where = fmt::format("pack_linear_weight_sm90 [{}, {}] {}", w.rows, w.cols, weight_format_name(w.format));
+  const std::string where =
+      fmt::format("pack_linear_weight_sm90 [{}, {}] {}", w.rows, w.cols, weight_format_name(w.format));
   PackedLinearWeight p;
   p.format = w.format;
   p.rows = w.rows;
@@ -51,7 +56,8 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
       p.rows_pad = N, p.cols_pad = K;
       p.data.assign(src, src + N * K * 2);
       return p;
-    default: break;
+    default:
+      break;
   }
   const bool fp4 = w.format != WeightFormat::kFP8Block128;
   const int64_t kc = packed_chunk_k(w.format);
@@ -72,7 +78,8 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
         if (std::isnan(s)) return Status::errorf("{}: block scale [{}, {}] is NaN", where, r, b);
         flip[size_t(r * nb + b)] = s < 0 ? 0x8 : s == 0 ? 0xFF : 0;  // 0xFF: zero the block's codes
         const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 4, j = b % 4;
-        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 8 + 2 * j + h)] = s == 0 ? 0 : encode_nvfp4_scale(std::fabs(s));
+        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 8 + 2 * j + h)] =
+            s == 0 ? 0 : encode_nvfp4_scale(std::fabs(s));
       }
     p.out_scale = w.global_scale * 256.0f;  // codes decode as v·2^-126, scales as s·2^118
   } else if (w.format == WeightFormat::kMXFP4) {
@@ -81,12 +88,14 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
     DSV4_RETURN_IF_ERROR(e8m0_range(w.scales, N * nb, lo, hi).with_context(where));
     const int bias = 254 - hi;  // scale' = 2^(e - 127 + bias), largest at BF16's top exponent
     if (lo + bias < 128)
-      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 126 binades apart", where, lo - 127, hi - 127);
+      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 126 binades apart", where,
+                            lo - 127, hi - 127);
     p.scales.assign(size_t(n_tiles * n_chunks * 32), 0);
     for (int64_t r = 0; r < N; ++r)
       for (int64_t b = 0; b < nb; ++b) {
         const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 2, j = b % 2;
-        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 4 + 2 * j + h)] = uint8_t(w.scales[r * nb + b] + bias - 128);
+        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 4 + 2 * j + h)] =
+            uint8_t(w.scales[r * nb + b] + bias - 128);
       }
     p.out_scale = std::ldexp(1.0f, 126 - bias);
   } else {
@@ -95,7 +104,8 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
     DSV4_RETURN_IF_ERROR(e8m0_range(w.scales, nsr * nsc, lo, hi).with_context(where));
     const int bias = 254 - hi;
     if (lo + bias < 130)
-      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 124 binades apart", where, lo - 127, hi - 127);
+      return Status::errorf("{}: E8M0 scales span 2^{}..2^{}; expected at most 124 binades apart", where,
+                            lo - 127, hi - 127);
     p.scales.assign(size_t(nsr * nsc * 2), 0);
     for (int64_t i = 0; i < nsr * nsc; ++i) {
       const uint16_t bits = uint16_t((w.scales[i] + bias) << 7);
@@ -125,7 +135,7 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
           // (n3,n7) (n2,n6) (n1,n5) (n0,n4) as A fragments a0..a3 of mma.m16n8k16.
           for (int j = 0; j < 4; ++j) {
             const int64_t k = c * 64 + 16 * j + t2;
-            const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k), code(r0, k),
+            const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k),     code(r0, k),
                                   code(r1, k + 9), code(r0, k + 9), code(r1, k + 1), code(r0, k + 1)};
             for (int b = 0; b < 4; ++b) out[4 * j + b] = uint8_t(n[2 * b] | (n[2 * b + 1] << 4));
           }
@@ -133,7 +143,7 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
           // Step s: word 2s = (r0,k) (r0,k+1) (r1,k) (r1,k+1); word 2s+1 the same at k+8.
           for (int s = 0; s < 2; ++s) {
             const int64_t k = c * 32 + 16 * s + t2;
-            const uint8_t b[8] = {code(r0, k), code(r0, k + 1), code(r1, k), code(r1, k + 1),
+            const uint8_t b[8] = {code(r0, k),     code(r0, k + 1), code(r1, k),     code(r1, k + 1),
                                   code(r0, k + 8), code(r0, k + 9), code(r1, k + 8), code(r1, k + 9)};
             std::memcpy(out + 8 * s, b, 8);
           }

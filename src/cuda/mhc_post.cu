@@ -20,7 +20,8 @@ Status launch(const MhcPostParams& p, cudaStream_t stream) {
 Status mhc_post(const MhcPostParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_mhc_post(p));
   if (p.n_tokens == 0) return {};
-  return dispatch_hc_mult(p.hc_mult, "mhc_post", [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
+  return dispatch_hc_mult(p.hc_mult, "mhc_post",
+                          [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
 }
 
 }  // namespace dsv4::cuda

@@ -26,17 +26,17 @@ WeightView plain_view(const TensorInfo& t) {
 // The activations of one forward call, in backend memory; rows are the batch's tokens in chunk
 // order. Kept by the model between calls so that a step of the same shape reuses every buffer.
 struct Model::Rows {
-  int64_t n = 0;                      // rows in the batch
-  BackendArray<int64_t> positions;    // [n]
-  BackendArray<int32_t> tokens;       // [n]
-  BackendArray<float> embedded;       // [n, D]
-  BackendArray<float> h, h_next;      // [n, hc_mult, D] residual streams
-  BackendArray<float> post, comb;     // [n, hc_mult], [n, hc_mult, hc_mult] mHC mixing
+  int64_t n = 0;                    // rows in the batch
+  BackendArray<int64_t> positions;  // [n]
+  BackendArray<int32_t> tokens;     // [n]
+  BackendArray<float> embedded;     // [n, D]
+  BackendArray<float> h, h_next;    // [n, hc_mult, D] residual streams
+  BackendArray<float> post, comb;   // [n, hc_mult], [n, hc_mult, hc_mult] mHC mixing
   // Per-layer attention intermediates (named as in spec §4.2).
-  BackendArray<float> x;              // [n, D] collapsed + attn_norm
-  BackendArray<float> qr;             // [n, q_lora_rank]
-  BackendArray<float> q;              // [n, H, head_dim]
-  BackendArray<float> kv;             // [n, head_dim]
+  BackendArray<float> x;                   // [n, D] collapsed + attn_norm
+  BackendArray<float> qr;                  // [n, q_lora_rank]
+  BackendArray<float> q;                   // [n, H, head_dim]
+  BackendArray<float> kv;                  // [n, head_dim]
   BackendArray<float> comp_kv, comp_gate;  // [n, n_series·head_dim]
   BackendArray<float> idx_kv, idx_gate;    // [n, 2·index_head_dim]
   BackendArray<float> idx_q;               // [n, index_n_heads, index_head_dim]
@@ -52,15 +52,15 @@ struct Model::Rows {
   BackendArray<float> last_kv, last_gate;  // [ratio, width] CSA's newest closed window
   BackendArray<int64_t> entry_positions;   // [n_windows]
   // MoE.
-  BackendArray<float> router_logits;       // [n, E]
-  BackendArray<int32_t> expert_ids;        // [n, k]
-  BackendArray<float> expert_weights;      // [n, k]
-  BackendArray<int32_t> shared_ids;        // [n] all 0
-  BackendArray<float> shared_weights;      // [n] all 1
-  BackendArray<float> shared_out;          // [n, D]
+  BackendArray<float> router_logits;   // [n, E]
+  BackendArray<int32_t> expert_ids;    // [n, k]
+  BackendArray<float> expert_weights;  // [n, k]
+  BackendArray<int32_t> shared_ids;    // [n] all 0
+  BackendArray<float> shared_weights;  // [n] all 1
+  BackendArray<float> shared_out;      // [n, D]
   // Head.
-  BackendArray<float> z, z_out;            // [n, D], [n_out, D]
-  BackendArray<float> logits;              // [n_out, vocab]
+  BackendArray<float> z, z_out;  // [n, D], [n_out, D]
+  BackendArray<float> logits;    // [n_out, vocab]
 };
 
 Model::Model() : rows_(std::make_unique<Rows>()) {}
@@ -71,15 +71,15 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& dir, std::unique_p
   DSV4_ASSIGN_OR_RETURN(m->cfg_, load_config(dir));
   DSV4_RETURN_IF_ERROR(m->cfg_.validate().with_context(dir + "/config.json"));
   if (m->cfg_.n_heads % m->cfg_.o_groups)
-    return Status::errorf("{}/config.json: num_attention_heads {} not divisible by o_groups {}", dir, m->cfg_.n_heads,
-                          m->cfg_.o_groups);
+    return Status::errorf("{}/config.json: num_attention_heads {} not divisible by o_groups {}", dir,
+                          m->cfg_.n_heads, m->cfg_.o_groups);
   DSV4_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open(dir));
   m->ckpt_ = std::make_unique<Checkpoint>(std::move(ckpt));
   m->weights_ = WeightMap::build(m->cfg_, *m->ckpt_);
   DSV4_RETURN_IF_ERROR(m->weights_.status().with_context(dir + ": weights disagree with config.json"));
   m->backend_ = std::move(backend);
-  DSV4_RETURN_IF_ERROR(m->load_weights().with_context(dir + ": loading weights to the " + m->backend_->name() +
-                                                      " backend"));
+  DSV4_RETURN_IF_ERROR(
+      m->load_weights().with_context(dir + ": loading weights to the " + m->backend_->name() + " backend"));
   return m;
 }
 
@@ -116,7 +116,8 @@ Status Model::load_weights() {
     return e;
   };
   DSV4_ASSIGN_OR_RETURN(embed_, b.upload_weight(plain_view(*weights_.plain("embed.weight")->tensor)));
-  DSV4_ASSIGN_OR_RETURN(head_, b.upload_linear_weight(plain_view(*weights_.plain("head.weight")->tensor), false));
+  DSV4_ASSIGN_OR_RETURN(head_,
+                        b.upload_linear_weight(plain_view(*weights_.plain("head.weight")->tensor), false));
   DSV4_RETURN_IF_ERROR(plain(final_norm_, "norm.weight"));
   DSV4_RETURN_IF_ERROR(hc(hc_head_, "hc_head_", true));
   DSV4_RETURN_IF_ERROR(upload(main_inv_freq_, rope_inv_freq(cfg_, false)));
@@ -141,7 +142,8 @@ Status Model::load_weights() {
     // wo_a feeds grouped_linear, which reads the canonical layout.
     DSV4_ASSIGN_OR_RETURN(L.wo_a, b.upload_weight(weights_.linear(p + "attn.wo_a")->view));
     DSV4_RETURN_IF_ERROR(lin(L.wo_b, p + "attn.wo_b"));
-    if (L.type != AttentionType::kSliding) DSV4_RETURN_IF_ERROR(compressor(L.compressor, p + "attn.compressor."));
+    if (L.type != AttentionType::kSliding)
+      DSV4_RETURN_IF_ERROR(compressor(L.compressor, p + "attn.compressor."));
     if (L.type == AttentionType::kCSA) {
       DSV4_RETURN_IF_ERROR(compressor(L.indexer_compressor, p + "attn.indexer.compressor."));
       DSV4_RETURN_IF_ERROR(lin(L.indexer_wq_b, p + "attn.indexer.wq_b"));
@@ -149,7 +151,8 @@ Status Model::load_weights() {
     }
     DSV4_RETURN_IF_ERROR(lin(L.gate, p + "ffn.gate", /*exact=*/true));
     if (L.hash) {
-      DSV4_RETURN_IF_ERROR(L.tid2eid.assign(b, plain_to_i64(*weights_.plain(p + "ffn.gate.tid2eid")->tensor)));
+      DSV4_RETURN_IF_ERROR(
+          L.tid2eid.assign(b, plain_to_i64(*weights_.plain(p + "ffn.gate.tid2eid")->tensor)));
     } else {
       DSV4_RETURN_IF_ERROR(plain(L.gate_bias, p + "ffn.gate.bias"));
     }
@@ -198,11 +201,12 @@ Status Model::check_batch(std::span<const SequenceChunk> batch) const {
     if (c.tokens.empty()) return Status::errorf("forward: chunk {} is empty; expected at least one token", b);
     for (size_t i = 0; i < c.tokens.size(); ++i)
       if (c.tokens[i] < 0 || c.tokens[i] >= cfg_.vocab_size)
-        return Status::errorf("forward: chunk {}: token {} has id {}; expected 0 <= id < {}", b, i, c.tokens[i],
-                              cfg_.vocab_size);
+        return Status::errorf("forward: chunk {}: token {} has id {}; expected 0 <= id < {}", b, i,
+                              c.tokens[i], cfg_.vocab_size);
     if (c.state->n_past() + int64_t(c.tokens.size()) > cfg_.max_position)
-      return Status::errorf("forward: chunk {}: positions up to {}; expected below max_position_embeddings {}", b,
-                            c.state->n_past() + int64_t(c.tokens.size()) - 1, cfg_.max_position);
+      return Status::errorf(
+          "forward: chunk {}: positions up to {}; expected below max_position_embeddings {}", b,
+          c.state->n_past() + int64_t(c.tokens.size()) - 1, cfg_.max_position);
   }
   return {};
 }
@@ -240,8 +244,9 @@ Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) 
 
   // Hyper-head, final norm, LM head.
   DSV4_RETURN_IF_ERROR(a.z.resize(b, a.n * D));
-  DSV4_RETURN_IF_ERROR(b.hyper_head({a.h.data(), hc_head_.fn.data(), hc_head_.base.data(), hc_head_.scale.data(),
-                                     a.z.data(), a.n, n_hc, D, eps, float(cfg_.hc_eps)}));
+  DSV4_RETURN_IF_ERROR(
+      b.hyper_head({a.h.data(), hc_head_.fn.data(), hc_head_.base.data(), hc_head_.scale.data(), a.z.data(),
+                    a.n, n_hc, D, eps, float(cfg_.hc_eps)}));
   DSV4_RETURN_IF_ERROR(b.rms_norm({a.z.data(), final_norm_.data(), a.z.data(), a.n, D, eps}));
   // Rows that need logits: every token, or a chunk's last with last_logits_only.
   int64_t n_out = 0;
@@ -278,8 +283,9 @@ Status Model::block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a
   DSV4_RETURN_IF_ERROR(a.y.resize(b, a.n * D));
 
   const auto hc_pre = [&](const HcWeights& w, const BackendArray<float>& norm) -> Status {
-    DSV4_RETURN_IF_ERROR(b.mhc_pre({a.h.data(), w.fn.data(), w.base.data(), w.scale.data(), a.x.data(), a.post.data(),
-                                    a.comb.data(), a.n, n_hc, D, cfg_.hc_sinkhorn_iters, eps, hc_eps}));
+    DSV4_RETURN_IF_ERROR(
+        b.mhc_pre({a.h.data(), w.fn.data(), w.base.data(), w.scale.data(), a.x.data(), a.post.data(),
+                   a.comb.data(), a.n, n_hc, D, cfg_.hc_sinkhorn_iters, eps, hc_eps}));
     return b.rms_norm({a.x.data(), norm.data(), a.x.data(), a.n, D, eps});
   };
   const auto hc_post = [&]() -> Status {
@@ -305,7 +311,8 @@ Status Model::attention_block(int64_t layer, std::span<const SequenceChunk> batc
   const LayerWeights& L = layers_[size_t(layer)];
   const int64_t n = a.n, H = cfg_.n_heads, hd = cfg_.head_dim, r = cfg_.rope_dim;
   const float eps = float(cfg_.rms_norm_eps);
-  const float* inv_freq = L.type == AttentionType::kSliding ? main_inv_freq_.data() : compress_inv_freq_.data();
+  const float* inv_freq =
+      L.type == AttentionType::kSliding ? main_inv_freq_.data() : compress_inv_freq_.data();
 
   // Query path: qr = q_norm(x·W_qaᵀ); q = per-head rms(qr·W_qbᵀ); RoPE.
   DSV4_RETURN_IF_ERROR(a.qr.resize(b, n * cfg_.q_lora_rank));
@@ -348,7 +355,8 @@ Status Model::attention_block(int64_t layer, std::span<const SequenceChunk> batc
   int64_t row0 = 0;
   for (const SequenceChunk& c : batch) {
     const int64_t rows = int64_t(c.tokens.size());
-    DSV4_RETURN_IF_ERROR(attend_sequence(layer, c.state->layers_[size_t(layer)], row0, rows, c.state->n_past(), a));
+    DSV4_RETURN_IF_ERROR(
+        attend_sequence(layer, c.state->layers_[size_t(layer)], row0, rows, c.state->n_past(), a));
     row0 += rows;
   }
 
@@ -375,17 +383,17 @@ Status Model::compress(const CompressorWeights& w, CompressorState& s, const flo
   DSV4_RETURN_IF_ERROR(a.last_kv.resize(b, csa ? s.ratio * s.width : 0));  // [ratio, width] CSA
   DSV4_RETURN_IF_ERROR(a.last_gate.resize(b, csa ? s.ratio * s.width : 0));
   const bool has_prev = !s.prev_kv.empty();
-  DSV4_RETURN_IF_ERROR(b.compressor({s.tail_kv.data(), s.tail_gate.data(), w.ape.data(),
-                                     has_prev ? s.prev_kv.data() : nullptr, has_prev ? s.prev_gate.data() : nullptr,
-                                     a.new_entries.data(), csa ? a.last_kv.data() : nullptr,
-                                     csa ? a.last_gate.data() : nullptr, n_windows, s.ratio, s.width, s.n_series}));
-  DSV4_RETURN_IF_ERROR(b.rms_norm(
-      {a.new_entries.data(), w.norm.data(), a.new_entries.data(), n_windows, s.width, float(cfg_.rms_norm_eps)}));
+  DSV4_RETURN_IF_ERROR(b.compressor(
+      {s.tail_kv.data(), s.tail_gate.data(), w.ape.data(), has_prev ? s.prev_kv.data() : nullptr,
+       has_prev ? s.prev_gate.data() : nullptr, a.new_entries.data(), csa ? a.last_kv.data() : nullptr,
+       csa ? a.last_gate.data() : nullptr, n_windows, s.ratio, s.width, s.n_series}));
+  DSV4_RETURN_IF_ERROR(b.rms_norm({a.new_entries.data(), w.norm.data(), a.new_entries.data(), n_windows,
+                                   s.width, float(cfg_.rms_norm_eps)}));
   std::vector<int64_t> positions(static_cast<size_t>(n_windows));  // first source position of each window
   for (int64_t i = 0; i < n_windows; ++i) positions[size_t(i)] = (first + i) * s.ratio;
   DSV4_RETURN_IF_ERROR(a.entry_positions.assign(b, positions));
-  DSV4_RETURN_IF_ERROR(b.rope({a.new_entries.data(), a.entry_positions.data(), compress_inv_freq_.data(), n_windows,
-                               1, s.width, cfg_.rope_dim, false}));
+  DSV4_RETURN_IF_ERROR(b.rope({a.new_entries.data(), a.entry_positions.data(), compress_inv_freq_.data(),
+                               n_windows, 1, s.width, cfg_.rope_dim, false}));
   DSV4_RETURN_IF_ERROR(s.entries.append(b, a.new_entries.data(), a.new_entries.size()));
   const int64_t used = n_windows * s.ratio * row;
   DSV4_RETURN_IF_ERROR(s.tail_kv.erase_front(b, used));
@@ -416,7 +424,8 @@ static Status ring_copy(Backend& b, float* ring, float* rows, int64_t first, int
 // start…: update compressors, choose each query's keys, attend, then store the window keys.
 // The key index lists are built on the host; for CSA layers that reads the indexer's choice back
 // (one synchronisation per CSA layer and sequence).
-Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start, Rows& a) {
+Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start,
+                              Rows& a) {
   Backend& b = *backend_;
   const LayerWeights& L = layers_[size_t(layer)];
   const int64_t H = cfg_.n_heads, hd = cfg_.head_dim, W = cfg_.sliding_window;
@@ -434,8 +443,8 @@ Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64
                                   a.idx_gate.data() + row0 * 2 * ihd, n_rows, a));
     DSV4_RETURN_IF_ERROR(a.selected.resize(b, n_rows * topk));
     DSV4_RETURN_IF_ERROR(b.indexer({a.idx_q.data() + row0 * nh * ihd, a.idx_w.data() + row0 * nh,
-                                    ls.indexer.entries.data(), a.positions.data() + row0, a.selected.data(), n_rows,
-                                    nh, ihd, ls.indexer.n_entries(), L.ratio, topk}));
+                                    ls.indexer.entries.data(), a.positions.data() + row0, a.selected.data(),
+                                    n_rows, nh, ihd, ls.indexer.n_entries(), L.ratio, topk}));
     DSV4_ASSIGN_OR_RETURN(selected, a.selected.download(b));
   }
 
@@ -453,13 +462,16 @@ Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64
                                 size_t(n_entries * hd) * sizeof(float)));
 
   // Each query's key rows: its window, then (HCA) all admissible entries or (CSA) the selection.
-  const int64_t n_extra = L.type == AttentionType::kHCA ? n_entries : L.type == AttentionType::kCSA ? topk : 0;
+  const int64_t n_extra = L.type == AttentionType::kHCA   ? n_entries
+                          : L.type == AttentionType::kCSA ? topk
+                                                          : 0;
   const int64_t n_sel = W + n_extra;
   std::vector<int32_t> kv_idx(size_t(n_rows * n_sel), -1);  // [n_rows, n_sel]
   for (int64_t i = 0; i < n_rows; ++i) {
     const int64_t p = start + i;
     int32_t* idx = kv_idx.data() + i * n_sel;
-    for (int64_t k = std::max<int64_t>(0, p - (W - 1)), j = 0; k <= p; ++k, ++j) idx[j] = int32_t(k - win_start);
+    for (int64_t k = std::max<int64_t>(0, p - (W - 1)), j = 0; k <= p; ++k, ++j)
+      idx[j] = int32_t(k - win_start);
     if (L.type == AttentionType::kHCA) {
       const int64_t admissible = (p + 1) / L.ratio;
       for (int64_t s = 0; s < std::min(admissible, n_entries); ++s) idx[W + s] = int32_t(entries_at + s);
@@ -471,14 +483,14 @@ Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64
     }
   }
   DSV4_RETURN_IF_ERROR(a.kv_idx.assign(b, kv_idx));
-  DSV4_RETURN_IF_ERROR(b.attention({a.q.data() + row0 * H * hd, a.pool.data(), a.kv_idx.data(), L.attn_sink.data(),
-                                    a.o.data() + row0 * H * hd, n_rows, H, hd, entries_at + n_entries, n_sel,
-                                    1.0f / std::sqrt(float(hd))}));
+  DSV4_RETURN_IF_ERROR(b.attention({a.q.data() + row0 * H * hd, a.pool.data(), a.kv_idx.data(),
+                                    L.attn_sink.data(), a.o.data() + row0 * H * hd, n_rows, H, hd,
+                                    entries_at + n_entries, n_sel, 1.0f / std::sqrt(float(hd))}));
 
   // Store this chunk's keys in the ring; only its last W rows survive there.
   const int64_t kept = std::min(n_rows, W);
-  return ring_copy(b, ls.window.data(), a.kv.data() + (row0 + n_rows - kept) * hd, start + n_rows - kept, kept, W, hd,
-                   true);
+  return ring_copy(b, ls.window.data(), a.kv.data() + (row0 + n_rows - kept) * hd, start + n_rows - kept,
+                   kept, W, hd, true);
 }
 
 // MoE (spec §4.4): router, routed experts, shared expert; out = routed + shared.
@@ -504,17 +516,17 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
   DSV4_RETURN_IF_ERROR(b.moe_router(rp));
 
-  DSV4_RETURN_IF_ERROR(b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out, n, D,
-                                      cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit)}));
+  DSV4_RETURN_IF_ERROR(b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out,
+                                      n, D, cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit)}));
   if (L.shared.empty()) return {};
   if (a.shared_ids.size() != n) {
     DSV4_RETURN_IF_ERROR(a.shared_ids.assign(b, std::vector<int32_t>(size_t(n), 0)));
     DSV4_RETURN_IF_ERROR(a.shared_weights.assign(b, std::vector<float>(size_t(n), 1.0f)));
   }
   DSV4_RETURN_IF_ERROR(a.shared_out.resize(b, n * D));  // [n, D]
-  DSV4_RETURN_IF_ERROR(b.moe_experts({x, a.shared_ids.data(), a.shared_weights.data(), L.shared.data(),
-                                      a.shared_out.data(), n, D, cfg_.moe_intermediate * cfg_.n_shared_experts, 1, 1,
-                                      float(cfg_.swiglu_limit)}));
+  DSV4_RETURN_IF_ERROR(
+      b.moe_experts({x, a.shared_ids.data(), a.shared_weights.data(), L.shared.data(), a.shared_out.data(), n,
+                     D, cfg_.moe_intermediate * cfg_.n_shared_experts, 1, 1, float(cfg_.swiglu_limit)}));
   return b.add(out, a.shared_out.data(), n * D);
 }
 

@@ -88,8 +88,8 @@ class Model {
   Status block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
   Status attention_block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);
   Status attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start, Rows& a);
-  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate, int64_t n_rows,
-                  Rows& a);
+  Status compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate,
+                  int64_t n_rows, Rows& a);
   Status moe(int64_t layer, Rows& a, const float* x, float* out);
 
   ModelConfig cfg_;

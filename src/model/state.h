@@ -13,9 +13,9 @@
 namespace dsv4 {
 
 struct CompressorState {
-  int64_t ratio = 0;     // source tokens per entry (4 CSA, 128 HCA)
-  int64_t width = 0;     // entry width (head_dim, or index_head_dim for the indexer)
-  int64_t n_series = 1;  // 2 for CSA's overlapping windows
+  int64_t ratio = 0;              // source tokens per entry (4 CSA, 128 HCA)
+  int64_t width = 0;              // entry width (head_dim, or index_head_dim for the indexer)
+  int64_t n_series = 1;           // 2 for CSA's overlapping windows
   BackendArray<float> tail_kv;    // [n_tail, n_series·width] projections of the unfinished window
   BackendArray<float> tail_gate;  // [n_tail, n_series·width] (ape not added)
   BackendArray<float> prev_kv;    // [ratio, width] CSA: Ca of the last closed window; empty before the first
@@ -34,7 +34,8 @@ struct CompressorState {
 };
 
 struct LayerState {
-  BackendArray<float> window;  // [sliding_window, head_dim] ring of K=V rows, slot = position mod sliding_window
+  BackendArray<float>
+      window;  // [sliding_window, head_dim] ring of K=V rows, slot = position mod sliding_window
   CompressorState compressor;  // CSA/HCA layers
   CompressorState indexer;     // CSA layers: the indexer's compressor and its keys
 };

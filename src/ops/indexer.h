@@ -12,11 +12,11 @@
 namespace dsv4 {
 
 struct IndexerParams {
-  const float* q = nullptr;            // [n_tokens, n_heads, head_dim] RoPE applied
-  const float* head_weights = nullptr; // [n_tokens, n_heads] x·W_wᵀ (unscaled)
-  const float* keys = nullptr;         // [n_entries, head_dim] indexer keys (normed, RoPE applied)
-  const int64_t* positions = nullptr;  // [n_tokens]
-  int32_t* selected = nullptr;         // [n_tokens, topk] entry ids, −1 = none
+  const float* q = nullptr;             // [n_tokens, n_heads, head_dim] RoPE applied
+  const float* head_weights = nullptr;  // [n_tokens, n_heads] x·W_wᵀ (unscaled)
+  const float* keys = nullptr;          // [n_entries, head_dim] indexer keys (normed, RoPE applied)
+  const int64_t* positions = nullptr;   // [n_tokens]
+  int32_t* selected = nullptr;          // [n_tokens, topk] entry ids, −1 = none
   int64_t n_tokens = 0;
   int64_t n_heads = 0;
   int64_t head_dim = 0;

@@ -18,11 +18,11 @@ struct ExpertWeights {
 };
 
 struct MoeExpertsParams {
-  const float* x = nullptr;              // [n_tokens, d_model]
-  const int32_t* expert_ids = nullptr;   // [n_tokens, top_k]
-  const float* weights = nullptr;        // [n_tokens, top_k]
+  const float* x = nullptr;                // [n_tokens, d_model]
+  const int32_t* expert_ids = nullptr;     // [n_tokens, top_k]
+  const float* weights = nullptr;          // [n_tokens, top_k]
   const ExpertWeights* experts = nullptr;  // [n_experts]
-  float* y = nullptr;                    // [n_tokens, d_model], overwritten
+  float* y = nullptr;                      // [n_tokens, d_model], overwritten
   int64_t n_tokens = 0;
   int64_t d_model = 0;
   int64_t d_ff = 0;

@@ -11,12 +11,12 @@
 namespace dsv4 {
 
 struct MoeRouterParams {
-  const float* logits = nullptr;     // [n_tokens, n_experts] x·W_gateᵀ
-  const float* bias = nullptr;       // [n_experts] selection bias (dense mode); null in hash mode
-  const int64_t* tid2eid = nullptr;  // [vocab_size, top_k] (hash mode); null in dense mode
+  const float* logits = nullptr;       // [n_tokens, n_experts] x·W_gateᵀ
+  const float* bias = nullptr;         // [n_experts] selection bias (dense mode); null in hash mode
+  const int64_t* tid2eid = nullptr;    // [vocab_size, top_k] (hash mode); null in dense mode
   const int32_t* token_ids = nullptr;  // [n_tokens] (hash mode)
-  int32_t* expert_ids = nullptr;     // [n_tokens, top_k]
-  float* weights = nullptr;          // [n_tokens, top_k]
+  int32_t* expert_ids = nullptr;       // [n_tokens, top_k]
+  float* weights = nullptr;            // [n_tokens, top_k]
   int64_t n_tokens = 0;
   int64_t n_experts = 0;
   int64_t top_k = 0;

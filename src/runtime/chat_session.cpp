@@ -61,7 +61,8 @@ Result<ChatTurn> ChatSession::send(const std::string& user_text, const Generatio
     // A turn cut short (token limit, stop string) is closed with EOS in the model's sequence too,
     // so the next prompt, which renders every assistant turn with its EOS, extends it.
     const std::optional<int32_t> eos = tokenizer_.token_to_id(chat::kEosToken);
-    if (!eos) return Status::errorf("tokenizer: no '{}' token; expected a DeepSeek-V4 tokenizer", chat::kEosToken);
+    if (!eos)
+      return Status::errorf("tokenizer: no '{}' token; expected a DeepSeek-V4 tokenizer", chat::kEosToken);
     const int32_t eos_id = *eos;
     DSV4_RETURN_IF_ERROR(generator_.feed(std::span<const int32_t>(&eos_id, 1)));
     turn_tokens.push_back(*eos);
@@ -73,7 +74,8 @@ Result<ChatTurn> ChatSession::send(const std::string& user_text, const Generatio
     Result<chat::StreamDelta> d = parser.feed(chat::kEosToken);
     if (!d.ok()) stream_error = d.status();
   }
-  Result<chat::ParsedMessage> parsed = stream_error.ok() ? parser.finish() : Result<chat::ParsedMessage>(stream_error);
+  Result<chat::ParsedMessage> parsed =
+      stream_error.ok() ? parser.finish() : Result<chat::ParsedMessage>(stream_error);
   nlohmann::ordered_json assistant = {{"role", "assistant"}};
   if (parsed.ok()) {
     turn.message = *parsed;

@@ -18,10 +18,10 @@ namespace dsv4 {
 
 struct ChatTurn {
   GenerationResult generation;
-  chat::ParsedMessage message;   // the assistant turn as parsed from the completion
-  std::string parse_error;       // non-empty when the completion is not a well-formed message
-  bool reprefilled = false;      // the history had to be fed again
-  int64_t fed_tokens = 0;        // prompt tokens fed this turn
+  chat::ParsedMessage message;  // the assistant turn as parsed from the completion
+  std::string parse_error;      // non-empty when the completion is not a well-formed message
+  bool reprefilled = false;     // the history had to be fed again
+  int64_t fed_tokens = 0;       // prompt tokens fed this turn
 };
 
 class ChatSession {

@@ -65,18 +65,22 @@ Status Generator::feed(std::span<const int32_t> tokens) {
   return {};
 }
 
-Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt, const GenerationOptions& options,
+Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt,
+                                             const GenerationOptions& options,
                                              const std::function<void(std::string_view)>& on_text) {
   DSV4_RETURN_IF_ERROR(options.sampling.validate());
-  if (prompt.empty() && pending_.empty()) return Status::error("generate: empty prompt; expected at least one token");
-  if (options.max_tokens <= 0) return Status::errorf("--max-tokens: {}; expected at least 1", options.max_tokens);
+  if (prompt.empty() && pending_.empty())
+    return Status::error("generate: empty prompt; expected at least one token");
+  if (options.max_tokens <= 0)
+    return Status::errorf("--max-tokens: {}; expected at least 1", options.max_tokens);
   GenerationResult r;
   r.prompt_tokens = int64_t(prompt.size());
   Sampler sampler(options.sampling);
   std::optional<StreamDecoder> decoder;
   if (tokenizer_) decoder.emplace(*tokenizer_);
   StopStringMatcher stops(options.stop_strings);
-  const int32_t eos = tokenizer_ && tokenizer_->eos_id() ? *tokenizer_->eos_id() : int32_t(model_.config().eos_token_id);
+  const int32_t eos =
+      tokenizer_ && tokenizer_->eos_id() ? *tokenizer_->eos_id() : int32_t(model_.config().eos_token_id);
   const int64_t V = model_.config().vocab_size;
   const auto emit = [&](const std::string& text) {
     r.text += text;
@@ -89,7 +93,8 @@ Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt, co
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < options.max_tokens; ++step) {
     const SequenceChunk chunk{&state_, input, /*last_logits_only=*/true};
-    DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, model_.forward(std::span<const SequenceChunk>(&chunk, 1)));
+    DSV4_ASSIGN_OR_RETURN(std::vector<float> logits,
+                          model_.forward(std::span<const SequenceChunk>(&chunk, 1)));
     history_.insert(history_.end(), input.begin(), input.end());
     if (step == 0) {
       r.prefill_seconds = seconds_since(t0);

@@ -3,12 +3,12 @@
 #include "core/human_bytes.h"
 
 #include <fcntl.h>
-#include <unistd.h>
 #include <fmt/format.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <algorithm>
 #include <filesystem>
 #include <vector>
 
@@ -41,17 +41,20 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
       const double rate = secs > 0 ? double(done) / secs : 0;
       if (terminal) {
         const double eta = rate > 0 ? double(total - done) / rate : 0;
-        fmt::print(stderr, "\rloading {} / {}  {:.0f} MB/s  ETA {:.0f} s   ", human_bytes(done), human_bytes(total), rate / 1e6, eta);
+        fmt::print(stderr, "\rloading {} / {}  {:.0f} MB/s  ETA {:.0f} s   ", human_bytes(done),
+                   human_bytes(total), rate / 1e6, eta);
       } else if (total > 0 && int(10 * done / total) != last_decile) {
         last_decile = int(10 * done / total);
-        fmt::print(stderr, "loading: {}% ({} of {}, {:.0f} MB/s)\n", 10 * last_decile, human_bytes(done), human_bytes(total),
-                   rate / 1e6);
+        fmt::print(stderr, "loading: {}% ({} of {}, {:.0f} MB/s)\n", 10 * last_decile, human_bytes(done),
+                   human_bytes(total), rate / 1e6);
       }
     }
     ::close(fd);
     if (n < 0) return Status::errorf("{}: read failed", f.string());
   }
-  if (terminal) fmt::print(stderr, "\rloaded {} in {} file(s)                              \n", human_bytes(total), files.size());
+  if (terminal)
+    fmt::print(stderr, "\rloaded {} in {} file(s)                              \n", human_bytes(total),
+               files.size());
   return {};
 }
 
@@ -65,19 +68,21 @@ MemoryPlan plan_memory(const ModelConfig& cfg, int64_t weight_bytes, int64_t con
     if (m == 0) continue;
     const int64_t series = m == 4 ? 2 : 1;
     p.cache_bytes += (context / m) * hd * f32 + 2 * (m + (series - 1) * m) * series * hd * f32;
-    if (m == 4) p.cache_bytes += (context / m) * ihd * f32 + 2 * 2 * m * 2 * ihd * f32;  // indexer keys + state
+    if (m == 4)
+      p.cache_bytes += (context / m) * ihd * f32 + 2 * 2 * m * 2 * ihd * f32;  // indexer keys + state
   }
   // Live activations of one forward: residual streams, q, attention output, MoE hidden, logits row.
   p.workspace_bytes = chunk * f32 *
-                      (2 * cfg.hc_mult * D + 2 * cfg.n_heads * hd + cfg.q_lora_rank +
-                       cfg.n_experts_per_token * 2 * cfg.moe_intermediate + 4 * D) +
+                          (2 * cfg.hc_mult * D + 2 * cfg.n_heads * hd + cfg.q_lora_rank +
+                           cfg.n_experts_per_token * 2 * cfg.moe_intermediate + 4 * D) +
                       cfg.vocab_size * f32;
   return p;
 }
 
 std::string MemoryPlan::describe() const {
-  return fmt::format("memory plan: weights {} (stored formats, mapped) | caches {} per sequence | workspace {}",
-                     human_bytes(weight_bytes), human_bytes(cache_bytes), human_bytes(workspace_bytes));
+  return fmt::format(
+      "memory plan: weights {} (stored formats, mapped) | caches {} per sequence | workspace {}",
+      human_bytes(weight_bytes), human_bytes(cache_bytes), human_bytes(workspace_bytes));
 }
 
 }  // namespace dsv4

@@ -16,9 +16,9 @@ namespace dsv4 {
 Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal);
 
 struct MemoryPlan {
-  int64_t weight_bytes = 0;        // stored checkpoint bytes (kept in their formats, mmapped)
-  int64_t cache_bytes = 0;         // per sequence at `context` tokens
-  int64_t workspace_bytes = 0;     // activations of one forward of `chunk` tokens
+  int64_t weight_bytes = 0;     // stored checkpoint bytes (kept in their formats, mmapped)
+  int64_t cache_bytes = 0;      // per sequence at `context` tokens
+  int64_t workspace_bytes = 0;  // activations of one forward of `chunk` tokens
   std::string describe() const;
 };
 

@@ -24,7 +24,8 @@ struct DequantCase {
 };
 
 std::string case_name(const DequantCase& c) {
-  return fmt::format("dequantize_bf16 format={} rows={} cols={}", weight_format_name(c.format), c.rows, c.cols);
+  return fmt::format("dequantize_bf16 format={} rows={} cols={}", weight_format_name(c.format), c.rows,
+                     c.cols);
 }
 
 class DequantizeBf16 : public ::testing::TestWithParam<DequantCase> {};
@@ -32,7 +33,8 @@ class DequantizeBf16 : public ::testing::TestWithParam<DequantCase> {};
 TEST_P(DequantizeBf16, MatchesCpuBitExactly) {
   SKIP_WITHOUT_GPU();
   const DequantCase c = GetParam();
-  const std::vector<float> w = gpu_test::random_normal(size_t(c.rows * c.cols), 1234 + uint32_t(c.rows * 31 + c.cols));
+  const std::vector<float> w =
+      gpu_test::random_normal(size_t(c.rows * c.cols), 1234 + uint32_t(c.rows * 31 + c.cols));
   const QuantizedWeight q = quantize_weight(c.format, w.data(), c.rows, c.cols);
   auto d_data = to_device(q.data);
   auto d_scales = to_device(q.scales.empty() ? std::vector<uint8_t>{0} : q.scales);
@@ -61,11 +63,12 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(DequantCase{WeightFormat::kNVFP4, 2048, 4096}, DequantCase{WeightFormat::kNVFP4, 3, 32},
                       DequantCase{WeightFormat::kMXFP4, 4096, 2048}, DequantCase{WeightFormat::kMXFP4, 1, 64},
                       DequantCase{WeightFormat::kFP8Block128, 512, 4096},
-                      DequantCase{WeightFormat::kFP8Block128, 130, 200}, DequantCase{WeightFormat::kBF16, 7, 33},
-                      DequantCase{WeightFormat::kF32, 5, 17}),
+                      DequantCase{WeightFormat::kFP8Block128, 130, 200},
+                      DequantCase{WeightFormat::kBF16, 7, 33}, DequantCase{WeightFormat::kF32, 5, 17}),
     [](const ::testing::TestParamInfo<DequantCase>& info) {
       std::string f(weight_format_name(info.param.format));
-      f.erase(std::remove_if(f.begin(), f.end(), [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }),
+      f.erase(std::remove_if(f.begin(), f.end(),
+                             [](char ch) { return !std::isalnum(static_cast<unsigned char>(ch)); }),
               f.end());
       return fmt::format("{}_{}x{}", f, info.param.rows, info.param.cols);
     });

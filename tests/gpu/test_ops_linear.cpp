@@ -32,8 +32,8 @@ struct LinearCase {
 };
 
 std::string case_name(const LinearCase& c) {
-  return fmt::format("linear format={} rows={} cols={} n_tokens={} ({})", weight_format_name(c.format), c.rows,
-                     c.cols, c.n_tokens, c.what);
+  return fmt::format("linear format={} rows={} cols={} n_tokens={} ({})", weight_format_name(c.format),
+                     c.rows, c.cols, c.n_tokens, c.what);
 }
 
 QuantizedWeight random_weight(const LinearCase& c, uint32_t seed) {
@@ -46,8 +46,12 @@ QuantizedWeight random_weight(const LinearCase& c, uint32_t seed) {
 
 // The packed layout, decoded on the host with the kernel's bit moves: every element times
 // out_scale must equal dequantize_row exactly (all scalings involved are exact).
-float bf16_bits(uint32_t b) { return bf16_to_f32(uint16_t(b)); }
-uint32_t e2m1_bits(uint32_t q) { return (q & 0x8000u) | ((q & 0x7000u) >> 6); }  // low half of the pair
+float bf16_bits(uint32_t b) {
+  return bf16_to_f32(uint16_t(b));
+}
+uint32_t e2m1_bits(uint32_t q) {
+  return (q & 0x8000u) | ((q & 0x7000u) >> 6);
+}  // low half of the pair
 
 void check_pack(const LinearCase& c) {
   const QuantizedWeight q = random_weight(c, 99);
@@ -81,9 +85,12 @@ void check_pack(const LinearCase& c) {
                 v = bf16_bits(e2m1_bits(h ? qq >> 16 : qq));
                 const int rh = j % 2;
                 if (c.format == WeightFormat::kNVFP4)
-                  s = bf16_bits(p.scales[size_t(((tile * n_chunks + ch) * 8 + g) * 8 + 2 * st + rh)] * 16u + 0x7000u);
+                  s = bf16_bits(p.scales[size_t(((tile * n_chunks + ch) * 8 + g) * 8 + 2 * st + rh)] * 16u +
+                                0x7000u);
                 else
-                  s = bf16_bits(p.scales[size_t(((tile * n_chunks + ch) * 8 + g) * 4 + 2 * (st / 2) + rh)] * 128u + 0x4000u);
+                  s = bf16_bits(p.scales[size_t(((tile * n_chunks + ch) * 8 + g) * 4 + 2 * (st / 2) + rh)] *
+                                    128u +
+                                0x4000u);
               }
               put(row, col, v * s * p.out_scale);
             }
@@ -94,14 +101,16 @@ void check_pack(const LinearCase& c) {
     for (int64_t k = 0; k < p.cols_pad; ++k) {
       const float w = r < c.rows && k < c.cols ? want[size_t(k)] : 0.0f;
       const float gv = got[size_t(r * p.cols_pad + k)];
-      ASSERT_EQ(gv, w) << "pack_linear_weight_sm90 " << case_name(c) << ": first mismatch at [" << r << ", " << k
-                       << "]: packed " << gv << " canonical " << w;
+      ASSERT_EQ(gv, w) << "pack_linear_weight_sm90 " << case_name(c) << ": first mismatch at [" << r << ", "
+                       << k << "]: packed " << gv << " canonical " << w;
     }
   }
 }
 
 class PackLinearSm90 : public ::testing::TestWithParam<LinearCase> {};
-TEST_P(PackLinearSm90, DecodesToCanonical) { check_pack(GetParam()); }  // host only: runs in CI
+TEST_P(PackLinearSm90, DecodesToCanonical) {
+  check_pack(GetParam());
+}  // host only: runs in CI
 
 INSTANTIATE_TEST_SUITE_P(Formats, PackLinearSm90,
                          ::testing::Values(LinearCase{WeightFormat::kNVFP4, 40, 96, 0, "ragged"},
@@ -144,14 +153,15 @@ TEST_P(LinearSm90, MatchesCpu) {
   std::memcpy(&poison, &kPoisonBits, 4);
   ASSERT_TRUE(d_y->upload(std::vector<float>(ny + 2 * kCanary, poison)).ok());
 
-  const cuda::PackedWeightView wv{packed->format, packed->rows, packed->cols, packed->rows_pad, packed->cols_pad,
-                                  d_w->get(), d_s->get(), packed->out_scale};
+  const cuda::PackedWeightView wv{packed->format,   packed->rows, packed->cols, packed->rows_pad,
+                                  packed->cols_pad, d_w->get(),   d_s->get(),   packed->out_scale};
   const size_t ws_bytes = cuda::linear_sm90_workspace_bytes(wv, c.n_tokens);
   auto d_ws = cuda::DeviceBuffer<uint8_t>::create(ws_bytes);
   ASSERT_TRUE(d_ws.ok());
   cublasHandle_t handle;
   ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-  const cuda::LinearSm90Params p{d_x->get(), wv, d_y->get() + kCanary, c.n_tokens, d_ws->get(), ws_bytes, handle};
+  const cuda::LinearSm90Params p{d_x->get(), wv,    d_y->get() + kCanary, c.n_tokens, d_ws->get(),
+                                 ws_bytes,   handle};
   const Status s = cuda::linear_sm90(p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << name;
   cublasDestroy(handle);
@@ -174,7 +184,8 @@ TEST_P(LinearSm90, MatchesCpu) {
     ASSERT_GT(ref_max, 0.0f) << name << ": all-zero reference row " << t;
     for (int64_t n = 0; n < c.rows; ++n) {
       const float gv = got[size_t(kCanary + t * c.rows + n)], wv2 = want[size_t(t * c.rows + n)];
-      ASSERT_TRUE(std::isfinite(gv)) << name << ": non-finite output (NaN = unwritten) at [" << t << ", " << n << "]";
+      ASSERT_TRUE(std::isfinite(gv)) << name << ": non-finite output (NaN = unwritten) at [" << t << ", " << n
+                                     << "]";
       ASSERT_LE(std::fabs(gv - wv2), tol * ref_max)
           << name << ": first bad index [" << t << ", " << n << "]: gpu " << gv << " cpu " << wv2
           << " (tolerance " << tol << " · row max " << ref_max << ")";
@@ -186,21 +197,32 @@ TEST_P(LinearSm90, MatchesCpu) {
 // attention wq_b [32768, 1024] FP8; ragged rows/cols/token counts; > 64 tokens (cuBLAS path).
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LinearSm90,
-    ::testing::Values(
-        LinearCase{WeightFormat::kNVFP4, 2048, 4096, 1, "flash w1"}, LinearCase{WeightFormat::kNVFP4, 2048, 4096, 8, "flash w1"},
-        LinearCase{WeightFormat::kNVFP4, 2048, 4096, 64, "flash w1"}, LinearCase{WeightFormat::kNVFP4, 4096, 2048, 17, "flash w2"},
-        LinearCase{WeightFormat::kNVFP4, 3072, 7168, 3, "pro w1"}, LinearCase{WeightFormat::kNVFP4, 7168, 3072, 64, "pro w2"},
-        LinearCase{WeightFormat::kMXFP4, 2048, 4096, 1, "flash w1"}, LinearCase{WeightFormat::kMXFP4, 4096, 2048, 64, "flash w2"},
-        LinearCase{WeightFormat::kMXFP4, 3072, 7168, 17, "pro w1"}, LinearCase{WeightFormat::kMXFP4, 7168, 3072, 3, "pro w2"},
-        LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 1, "wq_b"}, LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 64, "wq_b"},
-        LinearCase{WeightFormat::kFP8Block128, 2048, 4096, 8, "shared expert"},
-        LinearCase{WeightFormat::kNVFP4, 100, 96, 1, "ragged"}, LinearCase{WeightFormat::kNVFP4, 100, 96, 3, "ragged"},
-        LinearCase{WeightFormat::kNVFP4, 37, 480, 17, "ragged"}, LinearCase{WeightFormat::kNVFP4, 300, 352, 64, "ragged"},
-        LinearCase{WeightFormat::kMXFP4, 100, 96, 3, "ragged"}, LinearCase{WeightFormat::kMXFP4, 37, 480, 64, "ragged"},
-        LinearCase{WeightFormat::kFP8Block128, 130, 200, 3, "ragged"}, LinearCase{WeightFormat::kFP8Block128, 77, 1000, 17, "ragged"},
-        LinearCase{WeightFormat::kBF16, 300, 160, 5, "ragged"}, LinearCase{WeightFormat::kBF16, 2048, 4096, 8, "flash w1"},
-        LinearCase{WeightFormat::kNVFP4, 300, 352, 65, "many tokens"}, LinearCase{WeightFormat::kMXFP4, 2048, 4096, 300, "many tokens"},
-        LinearCase{WeightFormat::kFP8Block128, 130, 200, 129, "many tokens"}));
+    ::testing::Values(LinearCase{WeightFormat::kNVFP4, 2048, 4096, 1, "flash w1"},
+                      LinearCase{WeightFormat::kNVFP4, 2048, 4096, 8, "flash w1"},
+                      LinearCase{WeightFormat::kNVFP4, 2048, 4096, 64, "flash w1"},
+                      LinearCase{WeightFormat::kNVFP4, 4096, 2048, 17, "flash w2"},
+                      LinearCase{WeightFormat::kNVFP4, 3072, 7168, 3, "pro w1"},
+                      LinearCase{WeightFormat::kNVFP4, 7168, 3072, 64, "pro w2"},
+                      LinearCase{WeightFormat::kMXFP4, 2048, 4096, 1, "flash w1"},
+                      LinearCase{WeightFormat::kMXFP4, 4096, 2048, 64, "flash w2"},
+                      LinearCase{WeightFormat::kMXFP4, 3072, 7168, 17, "pro w1"},
+                      LinearCase{WeightFormat::kMXFP4, 7168, 3072, 3, "pro w2"},
+                      LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 1, "wq_b"},
+                      LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 64, "wq_b"},
+                      LinearCase{WeightFormat::kFP8Block128, 2048, 4096, 8, "shared expert"},
+                      LinearCase{WeightFormat::kNVFP4, 100, 96, 1, "ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 100, 96, 3, "ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 480, 17, "ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 300, 352, 64, "ragged"},
+                      LinearCase{WeightFormat::kMXFP4, 100, 96, 3, "ragged"},
+                      LinearCase{WeightFormat::kMXFP4, 37, 480, 64, "ragged"},
+                      LinearCase{WeightFormat::kFP8Block128, 130, 200, 3, "ragged"},
+                      LinearCase{WeightFormat::kFP8Block128, 77, 1000, 17, "ragged"},
+                      LinearCase{WeightFormat::kBF16, 300, 160, 5, "ragged"},
+                      LinearCase{WeightFormat::kBF16, 2048, 4096, 8, "flash w1"},
+                      LinearCase{WeightFormat::kNVFP4, 300, 352, 65, "many tokens"},
+                      LinearCase{WeightFormat::kMXFP4, 2048, 4096, 300, "many tokens"},
+                      LinearCase{WeightFormat::kFP8Block128, 130, 200, 129, "many tokens"}));
 
 }  // namespace
 }  // namespace dsv4

@@ -28,8 +28,9 @@ struct GemmConfig {
 
 // Tokens per expert are known only on the device. An item holds up to 8·token_tiles tokens of
 // one expert, sized for the expected load (slots / experts hit, at most 64): decode gets 8-token
-// items rather than MMAs over empty columns; an expert with more tokens takes several items
-// (its weights are re-read per item, mostly from L2). max_items bounds Σ ceil(count / item).
+// items rather than MMAs over empty token columns (sizing by n_tokens made 64 tokens run 8 token
+// tiles for ~1.5 tokens per expert: 36% of floor). An expert with more tokens takes several
+// items (its weights re-read, mostly from L2). max_items bounds Σ ceil(count / item size).
 GemmConfig moe_gemm_config(int64_t n_tokens, int64_t n_experts, int64_t top_k) {
   GemmConfig c{};
   const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
@@ -41,23 +42,12 @@ GemmConfig moe_gemm_config(int64_t n_tokens, int64_t n_experts, int64_t top_k) {
 }
 
 // K slice staged per pass: the fewest passes the shared-memory budget allows, balanced, in
-// multiples of one turn of all warps (gemm_prefetch · kGemmWarps chunks).
-int k_slice_for(int64_t cols_pad, int tokens_per_item, int64_t unit) {
+// multiples of 256 columns (so a slice holds whole prefetch groups of chunks).
+int k_slice_for(int64_t cols_pad, int tokens_per_item) {
   const int64_t max_cols =
-      std::max<int64_t>(unit, (int64_t(kMaxGemmSmem) / (2 * tokens_per_item) - 8) / unit * unit);
+      std::max<int64_t>(256, (int64_t(kMaxGemmSmem) / (2 * tokens_per_item) - 8) / 256 * 256);
   const int64_t passes = (cols_pad + max_cols - 1) / max_cols;
-  return int(round_up((cols_pad + passes - 1) / passes, unit));
-}
-
-// Blocks stride over items: enough item columns that the grid is ~16 blocks per SM.
-unsigned item_columns(int64_t row_blocks, int64_t max_items) {
-  int dev = 0, sms = 132;
-  if (cudaGetDevice(&dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    sms = 132;
-  }
-  return unsigned(std::clamp<int64_t>(16 * sms / row_blocks, 1, max_items));
+  return int(round_up((cols_pad + passes - 1) / passes, 256));
 }
 
 struct Workspace {
@@ -93,8 +83,7 @@ Status launch_gemm(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
   static const cudaError_t attr =  // once per instantiation
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxGemmSmem));
   DSV4_CUDA_TRY(attr);
-  const size_t smem = std::max(size_t(kTokenTiles) * 8 * size_t(a.k_slice + 8) * 2,
-                               size_t(moe::kGemmWarps - 1) * 2 * kTokenTiles * 4 * 32 * sizeof(float));
+  const size_t smem = size_t(kTokenTiles) * 8 * size_t(a.k_slice + 8) * 2;
   kernel<<<grid, moe::kGemmThreads, smem, stream>>>(a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
@@ -173,10 +162,8 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.rows_pad = int(round_up(p.d_ff, 16));
   g.cols = int(p.d_model);
   g.cols_pad = int(round_up(p.d_model, 128));
-  const int64_t unit =
-      int64_t(moe::gemm_prefetch(c.token_tiles)) * moe::kGemmWarps * packed_chunk_k(p.format);
-  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item, unit);
-  const dim3 grid_up(unsigned(ld_act / 16), item_columns(ld_act / 16, c.max_items));
+  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
+  const dim3 grid_up(unsigned((ld_act / 16 + moe::kGemmWarps - 1) / moe::kGemmWarps), unsigned(c.max_items));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<true>(p.format, g, grid_up, c.token_tiles, stream));
 
   // Down: rows d_model (two tiles of W2 per warp), K d_ff, out one fp32 row per slot.
@@ -188,9 +175,9 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.rows_pad = int(round_up(p.d_model, 16));
   g.cols = int(p.d_ff);
   g.cols_pad = ld_act;
-  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item, unit);
-  const unsigned down_blocks = unsigned((g.rows_pad / 16 + 1) / 2);
-  const dim3 grid_down(down_blocks, item_columns(down_blocks, c.max_items));
+  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
+  const dim3 grid_down(unsigned((g.rows_pad / 16 + 2 * moe::kGemmWarps - 1) / (2 * moe::kGemmWarps)),
+                       unsigned(c.max_items));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<false>(p.format, g, grid_down, c.token_tiles, stream));
 
   const moe::CombineArgs ca{p.expert_ids, w.out, p.y, int(p.top_k), int(p.n_experts), int(p.d_model)};

@@ -4,13 +4,11 @@
 // Slots land in an expert's segment in atomic order, but every output column of an mma is
 // computed from its own token alone, so results do not depend on that order.
 // gemm: linear_sm90's decode scheme (swap AB, mma.sync m16n8k16, packed weights dequantized in
-// registers, 2-4 chunks of 16 B per lane in flight) over a grid of row tiles × work items (blocks
-// stride over items). A block's 4 warps split K in turns and reduce in shared memory in fixed
-// order: short per-warp K keeps many loads in flight per byte of output, which decode needs. B
-// (the item's tokens, BF16) is staged per K slice in shared memory. Gate+up: a block owns one
+// registers, 2-4 chunks of 16 B per lane in flight) over a grid of row blocks × work items; B
+// (the item's tokens, BF16) is staged per K slice in shared memory. Gate+up: a warp owns one
 // 16-row tile of W1 and the same tile of W3, so its epilogue holds g and u of the same (row,
-// token) and writes act = silu(min(g, L)) · clamp(u, ±L) as BF16. Down: a block owns two tiles
-// of W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32).
+// token) and writes act = silu(min(g, L)) · clamp(u, ±L) as BF16. Down: a warp owns two tiles of
+// W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32).
 // combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order.
 #pragma once
 
@@ -80,73 +78,64 @@ struct GemmArgs {
   int cols;      // logical K: d_model (gate+up) or d_ff (down)
   int cols_pad;  // packed K (= ld of act for down)
   int ld_act;    // round_up(d_ff, 128)
-  int k_slice;   // columns staged at once, a multiple of gemm_prefetch · kGemmWarps chunks
+  int k_slice;   // columns staged at once, a multiple of 256
   float swiglu_limit;
 };
-
-// Chunks a warp takes per turn (all in flight at once); the block's warps take turns over a K
-// slice. Fewer with more token tiles, whose accumulators need the registers.
-constexpr int gemm_prefetch(int token_tiles) {
-  return token_tiles <= 2 ? 4 : 2;
-}
 
 template <WeightFormat F, int kTokenTiles, bool kGateUp>
 __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a) {
   using sm90::Format;
   constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
-  constexpr int kPrefetch = gemm_prefetch(kTokenTiles);
-  constexpr int kRound = kPrefetch * kGemmWarps;  // chunks all warps take in one turn each
+  constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;
   constexpr int kTok = kTokenTiles * 8;
+  if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
+  const int4 item = a.items[blockIdx.y];
+  const int expert = item.x, pos0 = item.y, n_tok = item.z;
+  const MoeExpertSm90& ex = a.table[expert];
+
   extern __shared__ uint4 moe_smem[];
-  uint16_t* xs = reinterpret_cast<uint16_t*>(moe_smem);  // [kTok][ld] BF16; reused for the K reduction
-  float* red = reinterpret_cast<float*>(moe_smem);       // [kGemmWarps-1][2][kTokenTiles][4][32]
+  uint16_t* xs = reinterpret_cast<uint16_t*>(moe_smem);  // [kTok][ld] BF16
   __shared__ int src_row[kTok];  // x row (gate+up) or act row (down) of each token column; -1: none
   const int ld = a.k_slice + 8;  // row stride ≡ 4 words mod 32: conflict-free B fragment loads
+  if (threadIdx.x < kTok) {
+    const int tt = threadIdx.x;
+    src_row[tt] = tt < n_tok ? (kGateUp ? a.perm[pos0 + tt] / a.top_k : pos0 + tt) : -1;
+  }
+
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  const int n_tiles = a.rows_pad / 16, nc = a.cols_pad / kChunkK, cps = a.k_slice / kChunkK;
-  // Gate+up: tile 0 of W1 and tile 0 of W3 (same rows). Down: two consecutive tiles of W2.
-  const int tile0 = kGateUp ? blockIdx.x : blockIdx.x * 2;
-  const bool active = tile0 < n_tiles;  // gate+up tiles past d_ff only write zeros
-  const int n_items = *a.n_items;
+  const int n_tiles = a.rows_pad / 16, n_chunks = a.cols_pad / kChunkK;
+  // Gate+up: tile m = 0 of W1, m = 1 of W3, same rows. Down: two consecutive tiles of W2.
+  const int tile0 = kGateUp ? blockIdx.x * kGemmWarps + warp : (blockIdx.x * kGemmWarps + warp) * 2;
+  int tiles[2];
+  const uint4* wp[2];
+  const uint8_t* sp[2];
+  float os[2];
+#pragma unroll
+  for (int m = 0; m < 2; ++m) {
+    const int mat = kGateUp ? m : 2;
+    tiles[m] = min(kGateUp ? tile0 : tile0 + m, n_tiles - 1);  // past the end: recompute the last, unwritten
+    wp[m] = reinterpret_cast<const uint4*>(ex.data[mat]) + size_t(tiles[m]) * n_chunks * 32 + lane;
+    sp[m] = ex.scales[mat];
+    os[m] = ex.out_scale[mat];
+  }
+  const bool active = tile0 < n_tiles;
+  const int nc = n_chunks, cps = a.k_slice / kChunkK;  // chunks per slice
 
-  for (int item_i = blockIdx.y; item_i < n_items; item_i += gridDim.y) {
-    const int4 item = a.items[item_i];
-    const int pos0 = item.y, n_tok = item.z;
-    const MoeExpertSm90& ex = a.table[item.x];
-    if (threadIdx.x < kTok) {
-      const int tt = threadIdx.x;
-      src_row[tt] = tt < n_tok ? (kGateUp ? a.perm[pos0 + tt] / a.top_k : pos0 + tt) : -1;
-    }
-    int tiles[2];
-    const uint4* wp[2];
-    const uint8_t* sp[2];
-    float os[2];
+  uint4 wc[kPrefetch][2];
+  uint2 sc[kPrefetch][2];
 #pragma unroll
-    for (int m = 0; m < 2; ++m) {
-      const int mat = kGateUp ? m : 2;
-      tiles[m] =
-          min(kGateUp ? tile0 : tile0 + m, n_tiles - 1);  // past the end: recompute the last, unwritten
-      wp[m] = reinterpret_cast<const uint4*>(ex.data[mat]) + size_t(tiles[m]) * nc * 32 + lane;
-      sp[m] = ex.scales[mat];
-      os[m] = ex.out_scale[mat];
-    }
-    // Warp w takes chunks [s0 + (w + j·kGemmWarps)·kPrefetch, +kPrefetch) of each slice [s0, s0 + cps).
-    int c = warp * kPrefetch;
-    uint4 wc[kPrefetch][2];
-    uint2 sc[kPrefetch][2];
+  for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
-    for (int u = 0; u < kPrefetch; ++u)
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-        if (active && c + u < nc) {
-          wc[u][m] = __ldg(wp[m] + (c + u) * 32);
-          sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], c + u, nc, a.cols_pad, g);
-        }
+    for (int m = 0; m < 2; ++m)
+      if (active && u < nc) {
+        wc[u][m] = __ldg(wp[m] + u * 32);
+        sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], u, n_chunks, a.cols_pad, g);
+      }
 
-    float acc[2][kTokenTiles][4] = {};
-    for (int s0 = 0; s0 < nc; s0 += cps) {
-      // Stage this K slice of B as BF16 (zeros past n_tok and past cols).
-      const int k0 = s0 * kChunkK, klen = min(a.k_slice, a.cols_pad - k0), s1 = min(s0 + cps, nc);
+  float acc[2][kTokenTiles][4] = {};
+  for (int c = 0; c < nc; c += kPrefetch) {
+    if (c % cps == 0) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
+      const int k0 = c * kChunkK, klen = min(a.k_slice, a.cols_pad - k0);
       __syncthreads();
       if constexpr (kGateUp) {
         const int quads = klen / 4;
@@ -170,105 +159,79 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
         }
       }
       __syncthreads();
-      while (c < s1) {
-        int cn = c + kRound;  // this warp's next turn, in this slice or the next
-        if (cn >= s1) cn = s1 + warp * kPrefetch;
-        uint4 wn[kPrefetch][2];
-        uint2 sn[kPrefetch][2];
+    }
+    uint4 wn[kPrefetch][2];
+    uint2 sn[kPrefetch][2];
 #pragma unroll
-        for (int u = 0; u < kPrefetch; ++u)
+    for (int u = 0; u < kPrefetch; ++u)
 #pragma unroll
-          for (int m = 0; m < 2; ++m)
-            if (active && cn + u < nc) {
-              wn[u][m] = __ldg(wp[m] + (cn + u) * 32);
-              sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], cn + u, nc, a.cols_pad, g);
-            }
-        if (active) {
-#pragma unroll
-          for (int u = 0; u < kPrefetch; ++u) {
-            if (c + u < nc) {
-              uint32_t af[2][kSteps][4];
-#pragma unroll
-              for (int m = 0; m < 2; ++m) sm90::dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
-              const int kc = (c + u - s0) * kChunkK;
-#pragma unroll
-              for (int st = 0; st < kSteps; ++st)
-#pragma unroll
-                for (int nt = 0; nt < kTokenTiles; ++nt) {
-                  const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
-                  const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
-                  const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
-#pragma unroll
-                  for (int m = 0; m < 2; ++m) sm90::mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
-                }
-            }
-          }
+      for (int m = 0; m < 2; ++m)
+        if (active && c + kPrefetch + u < nc) {
+          wn[u][m] = __ldg(wp[m] + (c + kPrefetch + u) * 32);
+          sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], c + kPrefetch + u, n_chunks, a.cols_pad, g);
         }
+    if (active) {
 #pragma unroll
-        for (int u = 0; u < kPrefetch; ++u)
+      for (int u = 0; u < kPrefetch; ++u) {
+        if (c + u < nc) {
+          uint32_t af[2][kSteps][4];
 #pragma unroll
-          for (int m = 0; m < 2; ++m) {
-            wc[u][m] = wn[u][m];
-            sc[u][m] = sn[u][m];
-          }
-        c = cn;
+          for (int m = 0; m < 2; ++m) sm90::dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
+          const int kc = ((c + u) % cps) * kChunkK;
+#pragma unroll
+          for (int st = 0; st < kSteps; ++st)
+#pragma unroll
+            for (int nt = 0; nt < kTokenTiles; ++nt) {
+              const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
+              const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
+              const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
+#pragma unroll
+              for (int m = 0; m < 2; ++m) sm90::mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
+            }
+        }
       }
     }
+#pragma unroll
+    for (int u = 0; u < kPrefetch; ++u)
+#pragma unroll
+      for (int m = 0; m < 2; ++m) {
+        wc[u][m] = wn[u][m];
+        sc[u][m] = sn[u][m];
+      }
+  }
 
-    // K reduction over the warps in fixed order (deterministic), then warp 0's epilogue.
-    __syncthreads();
-    if (warp > 0) {
+  // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1).
+  if constexpr (kGateUp) {
+    // Tiles up to ld_act / 16 are written: rows past d_ff get 0 (the down GEMM reads them).
+    if (tile0 >= a.ld_act / 16) return;
+    const float L = a.swiglu_limit;
 #pragma unroll
-      for (int m = 0; m < 2; ++m)
+    for (int nt = 0; nt < kTokenTiles; ++nt)
 #pragma unroll
-        for (int nt = 0; nt < kTokenTiles; ++nt)
+      for (int j = 0; j < 4; ++j) {
+        const int row = tile0 * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
+        if (tt >= n_tok) continue;
+        float v = 0.0f;
+        if (row < a.rows) {
+          const float gt = fminf(acc[0][nt][j] * os[0], L);
+          const float up = fminf(fmaxf(acc[1][nt][j] * os[1], -L), L);
+          v = gt / (1.0f + expf(-gt)) * up;
+        }
+        a.act_out[size_t(pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
+      }
+  } else {
 #pragma unroll
-          for (int j = 0; j < 4; ++j)
-            red[((((warp - 1) * 2 + m) * kTokenTiles + nt) * 4 + j) * 32 + lane] = acc[m][nt][j];
-    }
-    __syncthreads();
-    if (warp != 0) continue;
-#pragma unroll
-    for (int w = 0; w < kGemmWarps - 1; ++w)
-#pragma unroll
-      for (int m = 0; m < 2; ++m)
-#pragma unroll
-        for (int nt = 0; nt < kTokenTiles; ++nt)
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-            acc[m][nt][j] += red[(((w * 2 + m) * kTokenTiles + nt) * 4 + j) * 32 + lane];
-
-    // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1).
-    if constexpr (kGateUp) {
-      const float L = a.swiglu_limit;
+    for (int m = 0; m < 2; ++m) {
+      if (tile0 + m >= n_tiles) continue;
 #pragma unroll
       for (int nt = 0; nt < kTokenTiles; ++nt)
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int row = tile0 * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
-          if (tt >= n_tok) continue;
-          float v = 0.0f;  // rows past d_ff (up to ld_act) are zeros the down GEMM reads
-          if (row < a.rows) {
-            const float gt = fminf(acc[0][nt][j] * os[0], L);
-            const float up = fminf(fmaxf(acc[1][nt][j] * os[1], -L), L);
-            v = gt / (1.0f + expf(-gt)) * up;
-          }
-          a.act_out[size_t(pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
+          const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
+          if (row >= a.rows || tt >= n_tok) continue;
+          const int slot = a.perm[pos0 + tt];
+          a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
         }
-    } else {
-#pragma unroll
-      for (int m = 0; m < 2; ++m) {
-        if (tile0 + m >= n_tiles) continue;
-#pragma unroll
-        for (int nt = 0; nt < kTokenTiles; ++nt)
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
-            if (row >= a.rows || tt >= n_tok) continue;
-            const int slot = a.perm[pos0 + tt];
-            a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
-          }
-      }
     }
   }
 }

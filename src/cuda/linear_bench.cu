@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "cuda/bench_util.h"
 #include "cuda/check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/linear_bench.h"
@@ -16,78 +17,7 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr int kWarmup = 5;
-constexpr int kRuns = 25;
 constexpr size_t kRotateBytes = size_t(200) << 20;
-
-__global__ void fill_random_bf16(__nv_bfloat16* p, size_t n, uint32_t seed) {
-  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-  h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-  p[i] = __float2bfloat16_rn((float(h & 0xFFFF) / 65536.0f - 0.5f) * 0.1f + 1e-3f);
-}
-__global__ void fill_random_f32(float* p, size_t n, uint32_t seed) {
-  const size_t i = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= n) return;
-  uint32_t h = uint32_t(i) * 2654435761u ^ seed;
-  h ^= h >> 15, h *= 2246822519u, h ^= h >> 13;
-  p[i] = (float(h & 0xFFFF) / 65536.0f - 0.5f) * 2.0f + 1e-3f;
-}
-
-// Median over kRuns of (time of `batch` calls f(i, stream)) / batch, in microseconds. The calls
-// are captured once into a CUDA graph (as decode runs), so host launch cost stays out.
-template <typename F>
-Result<double> time_us(int batch, F&& f) {
-  cudaStream_t st;
-  DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
-  for (int i = 0; i < kWarmup; ++i) DSV4_RETURN_IF_ERROR(f(i, st));
-  DSV4_CUDA_TRY(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
-  for (int i = 0; i < batch; ++i) {
-    const Status s = f(i, st);
-    if (!s.ok()) {
-      cudaGraph_t g;
-      cudaStreamEndCapture(st, &g);
-      return s;
-    }
-  }
-  cudaGraph_t graph;
-  cudaGraphExec_t exec;
-  DSV4_CUDA_TRY(cudaStreamEndCapture(st, &graph));
-  DSV4_CUDA_TRY(cudaGraphInstantiate(&exec, graph, 0));
-  cudaEvent_t a, b;
-  DSV4_CUDA_TRY(cudaEventCreate(&a));
-  DSV4_CUDA_TRY(cudaEventCreate(&b));
-  DSV4_CUDA_TRY(cudaGraphLaunch(exec, st));
-  std::vector<double> t;
-  for (int r = 0; r < kRuns; ++r) {
-    DSV4_CUDA_TRY(cudaEventRecord(a, st));
-    DSV4_CUDA_TRY(cudaGraphLaunch(exec, st));
-    DSV4_CUDA_TRY(cudaEventRecord(b, st));
-    DSV4_CUDA_TRY(cudaEventSynchronize(b));
-    float ms = 0;
-    DSV4_CUDA_TRY(cudaEventElapsedTime(&ms, a, b));
-    t.push_back(ms * 1e3 / batch);
-  }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  cudaGraphExecDestroy(exec);
-  cudaGraphDestroy(graph);
-  cudaStreamDestroy(st);
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-Status cublas_bf16(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,
-                   float* y, int64_t n, int64_t k, int64_t t) {
-  const float alpha = 1.0f, beta = 0.0f;
-  cublasSetStream(h, st);
-  const cublasStatus_t s = cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(n), int(t), int(k), &alpha, w,
-                                        CUDA_R_16BF, int(k), x, CUDA_R_16BF, int(k), &beta, y, CUDA_R_32F,
-                                        int(n), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  if (s != CUBLAS_STATUS_SUCCESS) return Status::errorf("cublasGemmEx: {}", cublasGetStatusString(s));
-  return {};
-}
 
 struct Shape {
   const char* name;
@@ -113,34 +43,9 @@ Status bench_linear(const LinearBenchOptions& opt) {
     ~HandleGuard() { cublasDestroy(h); }
   } guard{h};
 
-  // Ceilings, measured now: a 1 GiB device-to-device copy (bytes read + written) and an
-  // 8192³ BF16 GEMM on random data.
-  double copy_gbs, gemm_tflops;
-  {
-    const size_t bytes = size_t(1) << 30;
-    DSV4_ASSIGN_OR_RETURN(auto a, DeviceBuffer<uint8_t>::create(bytes));
-    DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<uint8_t>::create(bytes));
-    DSV4_CUDA_TRY(cudaMemset(a.get(), 1, bytes));
-    DSV4_ASSIGN_OR_RETURN(
-        const double us, time_us(1, [&](int, cudaStream_t st) -> Status {
-          DSV4_CUDA_TRY(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice, st));
-          return {};
-        }));
-    copy_gbs = 2.0 * double(bytes) / (us * 1e3);
-  }
-  {
-    const int64_t n = 8192;
-    DSV4_ASSIGN_OR_RETURN(auto a, DeviceBuffer<__nv_bfloat16>::create(size_t(n * n)));
-    DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<__nv_bfloat16>::create(size_t(n * n)));
-    DSV4_ASSIGN_OR_RETURN(auto c, DeviceBuffer<float>::create(size_t(n * n)));
-    fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(a.get(), size_t(n * n), 1);
-    fill_random_bf16<<<unsigned((n * n + 255) / 256), 256>>>(b.get(), size_t(n * n), 2);
-    DSV4_CUDA_LAUNCH_CHECK();
-    DSV4_ASSIGN_OR_RETURN(const double us, time_us(1, [&](int, cudaStream_t st) {
-                            return cublas_bf16(h, st, a.get(), b.get(), c.get(), n, n, n);
-                          }));
-    gemm_tflops = 2.0 * double(n) * n * n / (us * 1e6);
-  }
+  // Ceilings, measured now: a 1 GiB device-to-device copy and an 8192³ BF16 GEMM.
+  DSV4_ASSIGN_OR_RETURN(const DeviceCeilings ceilings, measure_ceilings(h));
+  const double copy_gbs = ceilings.copy_gbs, gemm_tflops = ceilings.gemm_tflops;
   fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
              copy_gbs, gemm_tflops);
@@ -173,8 +78,7 @@ Status bench_linear(const LinearBenchOptions& opt) {
         std::vector<DeviceBuffer<__nv_bfloat16>> pw;
         for (int i = 0; i < peer_copies; ++i) {
           DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<__nv_bfloat16>::create(size_t(sh.rows * sh.cols)));
-          fill_random_bf16<<<unsigned((sh.rows * sh.cols + 255) / 256), 256>>>(
-              b.get(), size_t(sh.rows * sh.cols), 10 + i);
+          fill_random(b.get(), size_t(sh.rows * sh.cols), 10 + uint32_t(i));
           pw.push_back(std::move(b));
         }
         DSV4_CUDA_LAUNCH_CHECK();
@@ -182,19 +86,19 @@ Status bench_linear(const LinearBenchOptions& opt) {
           DSV4_ASSIGN_OR_RETURN(auto x, DeviceBuffer<float>::create(size_t(t * sh.cols)));
           DSV4_ASSIGN_OR_RETURN(auto xb, DeviceBuffer<__nv_bfloat16>::create(size_t(t * sh.cols)));
           DSV4_ASSIGN_OR_RETURN(auto y, DeviceBuffer<float>::create(size_t(t * sh.rows)));
-          fill_random_f32<<<unsigned((t * sh.cols + 255) / 256), 256>>>(x.get(), size_t(t * sh.cols), 3);
-          fill_random_bf16<<<unsigned((t * sh.cols + 255) / 256), 256>>>(xb.get(), size_t(t * sh.cols), 4);
+          fill_random(x.get(), size_t(t * sh.cols), 3);
+          fill_random(xb.get(), size_t(t * sh.cols), 4);
           DSV4_CUDA_LAUNCH_CHECK();
           const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t);
           DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
-          DSV4_ASSIGN_OR_RETURN(const double us, time_us(copies, [&](int i, cudaStream_t st) {
+          DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(copies, [&](int i, cudaStream_t st) {
                                   const LinearSm90Params lp{
                                       x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
                                   return linear_sm90(lp, st);
                                 }));
-          DSV4_ASSIGN_OR_RETURN(const double peer_us, time_us(peer_copies, [&](int i, cudaStream_t st) {
-                                  return cublas_bf16(h, st, pw[size_t(i % peer_copies)].get(), xb.get(),
-                                                     y.get(), sh.rows, sh.cols, t);
+          DSV4_ASSIGN_OR_RETURN(const double peer_us, time_graph_us(peer_copies, [&](int i, cudaStream_t st) {
+                                  return cublas_bf16_gemm(h, st, pw[size_t(i % peer_copies)].get(), xb.get(),
+                                                          y.get(), sh.rows, sh.cols, t);
                                 }));
           const double bytes = double(wbytes) + double(t * sh.cols * 4) + double(t * sh.rows * 4);
           const double flops = 2.0 * double(t) * double(sh.rows) * double(sh.cols);

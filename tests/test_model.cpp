@@ -14,6 +14,7 @@
 #include "model/model.h"
 #include "model/synthetic.h"
 #include "model/weight_map.h"
+#include "model_test_util.h"
 
 namespace dsv4 {
 namespace {
@@ -50,24 +51,7 @@ RowError compare_rows(const std::vector<float>& ours, const std::vector<float>& 
   return e;
 }
 
-// Feeds `tokens` to a fresh state in chunks of the given sizes (the last one repeats) and
-// returns logits for every position.
-std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& tokens, std::vector<int64_t> sizes) {
-  SequenceState state = model.new_state();
-  std::vector<float> logits;
-  size_t begin = 0, i = 0;
-  while (begin < tokens.size()) {
-    const size_t len =
-        std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
-    const SequenceChunk chunk{&state, std::span<const int32_t>(tokens.data() + begin, len)};
-    Result<std::vector<float>> out = model.forward(std::span<const SequenceChunk>(&chunk, 1));
-    EXPECT_TRUE(out.ok()) << out.status().message();
-    if (!out.ok()) return {};
-    logits.insert(logits.end(), out->begin(), out->end());
-    begin += len;
-  }
-  return logits;
-}
+using model_test::run_chunks;
 
 std::vector<int32_t> test_tokens(int64_t n, int64_t vocab, uint64_t seed) {
   std::vector<int32_t> t(static_cast<size_t>(n));

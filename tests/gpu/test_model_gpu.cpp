@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "../model_test_util.h"
 #include "core/safetensors.h"
 #include "cuda/cuda_backend.h"
 #include "gpu_test_util.h"
@@ -96,24 +97,7 @@ void expect_within_tolerance(const Comparison& c, const std::string& what) {
       << what << ": " << c.outliers << " of " << c.rows << " rows above " << kRowTolerance;
 }
 
-// Feeds tokens to a fresh state in chunks of the given sizes (the last one repeats); logits of
-// every position.
-std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& tokens, std::vector<int64_t> sizes) {
-  SequenceState state = model.new_state();
-  std::vector<float> logits;
-  size_t begin = 0, i = 0;
-  while (begin < tokens.size()) {
-    const size_t len =
-        std::min<size_t>(size_t(sizes[std::min(i++, sizes.size() - 1)]), tokens.size() - begin);
-    const SequenceChunk chunk{&state, std::span<const int32_t>(tokens.data() + begin, len)};
-    Result<std::vector<float>> out = model.forward(std::span<const SequenceChunk>(&chunk, 1));
-    EXPECT_TRUE(out.ok()) << out.status().message();
-    if (!out.ok()) return {};
-    logits.insert(logits.end(), out->begin(), out->end());
-    begin += len;
-  }
-  return logits;
-}
+using model_test::run_chunks;
 
 class GpuModel : public ::testing::TestWithParam<std::string> {
  protected:

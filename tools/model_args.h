@@ -60,9 +60,9 @@ struct ModelArgs {
       int64_t bytes = 0;
       for (const auto& [_, t] : model->checkpoint().tensors()) bytes += t.nbytes();
       const ModelConfig& c = model->config();
+      const int64_t context = std::min<int64_t>(c.max_position, 4096);
       fmt::print(stderr, "{} (context {} tokens, {} CPU threads)\n",
-                 plan_memory(c, bytes, std::min<int64_t>(c.max_position, 4096), 512).describe(), 4096,
-                 cpu_threads());
+                 plan_memory(c, bytes, context, 512).describe(), context, cpu_threads());
     }
     return model;
   }

@@ -54,15 +54,19 @@ void Generator::reset() {
   pending_.clear();
 }
 
-Status Generator::feed(std::span<const int32_t> tokens) {
+Result<std::vector<float>> Generator::forward_pending(std::span<const int32_t> tokens) {
   std::vector<int32_t> input = std::move(pending_);
   pending_.clear();
   input.insert(input.end(), tokens.begin(), tokens.end());
-  if (input.empty()) return {};
   const SequenceChunk chunk{&state_, input, /*last_logits_only=*/true};
-  DSV4_ASSIGN_OR_RETURN(auto logits, model_.forward(std::span<const SequenceChunk>(&chunk, 1)));
+  DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, model_.forward(std::span<const SequenceChunk>(&chunk, 1)));
   history_.insert(history_.end(), input.begin(), input.end());
-  return {};
+  return logits;
+}
+
+Status Generator::feed(std::span<const int32_t> tokens) {
+  if (tokens.empty() && pending_.empty()) return {};
+  return forward_pending(tokens).status();
 }
 
 Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt,
@@ -87,21 +91,19 @@ Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt,
     if (on_text && !text.empty()) on_text(text);
   };
 
-  std::vector<int32_t> input = std::move(pending_);
-  pending_.clear();
-  input.insert(input.end(), prompt.begin(), prompt.end());
   auto t0 = std::chrono::steady_clock::now();
   for (int64_t step = 0; step < options.max_tokens; ++step) {
-    const SequenceChunk chunk{&state_, input, /*last_logits_only=*/true};
+    // The prompt first, then each sampled token (left pending by the step before).
     DSV4_ASSIGN_OR_RETURN(std::vector<float> logits,
-                          model_.forward(std::span<const SequenceChunk>(&chunk, 1)));
-    history_.insert(history_.end(), input.begin(), input.end());
+                          forward_pending(step == 0 ? prompt : std::span<const int32_t>()));
     if (step == 0) {
       r.prefill_seconds = seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
     }
     const int32_t next = sampler.sample(std::span<const float>(logits.data(), size_t(V)), history_);
     r.tokens.push_back(next);
+    // The sampled token belongs to the sequence; the next step (or call) feeds it.
+    pending_ = {next};
     if (options.stop_at_eos && next == eos) {
       r.stop_reason = "eos";
       break;
@@ -114,11 +116,8 @@ Result<GenerationResult> Generator::generate(std::span<const int32_t> prompt,
       r.stop_reason = "stop string";
       break;
     }
-    input = {next};
   }
   if (r.stop_reason.empty()) r.stop_reason = "max tokens";
-  // The last sampled token belongs to the sequence but has not been fed: the next call feeds it first.
-  pending_ = {r.tokens.back()};
   if (decoder && !stops.stopped()) emit(stops.push(decoder->finish()) + stops.flush());
   r.decode_seconds = seconds_since(t0);
   return r;

@@ -66,6 +66,9 @@ class Generator {
   void reset();
 
  private:
+  // Feeds the pending token and `tokens`; logits of the last one.
+  Result<std::vector<float>> forward_pending(std::span<const int32_t> tokens);
+
   Model& model_;
   const Tokenizer* tokenizer_;
   SequenceState state_;

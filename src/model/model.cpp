@@ -251,18 +251,22 @@ Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) 
   // Rows that need logits: every token, or a chunk's last with last_logits_only.
   int64_t n_out = 0;
   for (const SequenceChunk& c : batch) n_out += c.last_logits_only ? 1 : int64_t(c.tokens.size());
-  DSV4_RETURN_IF_ERROR(a.z_out.resize(b, n_out * D));  // [n_out, D]
-  int64_t row = 0, out_row = 0;
-  for (const SequenceChunk& c : batch) {
-    const int64_t len = int64_t(c.tokens.size());
-    const int64_t first = c.last_logits_only ? row + len - 1 : row;
-    DSV4_RETURN_IF_ERROR(b.copy(a.z_out.data() + out_row * D, a.z.data() + first * D,
-                                size_t((row + len - first) * D) * sizeof(float)));
-    out_row += row + len - first;
-    row += len;
+  const float* z_rows = a.z.data();  // [n_out, D]
+  if (n_out != a.n) {                // gather only when some chunk wants just its last row
+    DSV4_RETURN_IF_ERROR(a.z_out.resize(b, n_out * D));
+    int64_t row = 0, out_row = 0;
+    for (const SequenceChunk& c : batch) {
+      const int64_t len = int64_t(c.tokens.size());
+      const int64_t first = c.last_logits_only ? row + len - 1 : row;
+      DSV4_RETURN_IF_ERROR(b.copy(a.z_out.data() + out_row * D, a.z.data() + first * D,
+                                  size_t((row + len - first) * D) * sizeof(float)));
+      out_row += row + len - first;
+      row += len;
+    }
+    z_rows = a.z_out.data();
   }
   DSV4_RETURN_IF_ERROR(a.logits.resize(b, n_out * V));  // [n_out, vocab]
-  DSV4_RETURN_IF_ERROR(b.linear({a.z_out.data(), head_, a.logits.data(), n_out}));
+  DSV4_RETURN_IF_ERROR(b.linear({z_rows, head_, a.logits.data(), n_out}));
   DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, a.logits.download(b));
 
   for (const SequenceChunk& c : batch) c.state->n_past_ += int64_t(c.tokens.size());

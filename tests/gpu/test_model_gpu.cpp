@@ -5,6 +5,7 @@
 // token is the same on every row whose CPU top-2 gap exceeds what they allow.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 
 #include "../model_test_util.h"
@@ -18,8 +19,12 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The fixtures are committed next to this directory (tests/fixtures).
-const std::string kFixtureDir = (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
+// The fixtures are committed next to this directory (tests/fixtures); DSV4_FIXTURES overrides
+// that for a binary run away from its source tree (built on one machine, run on a GPU machine).
+std::string fixture_dir() {
+  if (const char* dir = std::getenv("DSV4_FIXTURES")) return dir;
+  return (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
+}
 
 // docs/numerics.md "GPU model": linear and moe_experts round activations to BF16, which moves a
 // row's logits by ~6e-3 (median) relative; on ~1% of rows it also flips a discrete choice
@@ -103,7 +108,7 @@ class GpuModel : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     SKIP_WITHOUT_GPU();
-    dir_ = kFixtureDir + "/" + GetParam();
+    dir_ = fixture_dir() + "/" + GetParam();
     ASSERT_TRUE(fs::exists(dir_ + "/model.safetensors")) << "fixture missing: " << dir_;
     Result<std::unique_ptr<Model>> cpu = Model::load(dir_, make_cpu_backend());
     ASSERT_TRUE(cpu.ok()) << cpu.status().message();

@@ -209,6 +209,96 @@ TEST(CpuOps, IndexerTiesGoToLowerIndexAndPadsWithMinusOne) {
   EXPECT_EQ(wide[7], -1);
 }
 
+// compressor_decode fed one token at a time gives the entries that compressor + rms_norm + rope
+// give over the whole sequence at once (bit for bit: the same CPU calls), for CSA and HCA, in a
+// slot other than 0; the other slot's caches stay untouched.
+TEST(CpuOps, CompressorDecodeStepsMatchPrefill) {
+  for (const int64_t n_series : {int64_t(2), int64_t(1)}) {
+    const int64_t m = 4, w = 12, rope_dim = 4, row = n_series * w, n_tok = 19, n_win = n_tok / m, slot = 1;
+    const std::vector<float> kv = random_vector(n_tok * row, 40), gate = random_vector(n_tok * row, 41, 2.0f),
+                             ape = random_vector(m * row, 42, 0.5f), norm = random_vector(w, 43);
+    const std::vector<float> inv_freq = {1.0f, 0.01f};
+    // Prefill: every window at once.
+    std::vector<float> want(size_t(n_win * w));
+    cpu::compressor({kv.data(), gate.data(), ape.data(), nullptr, nullptr, want.data(), nullptr, nullptr,
+                     n_win, m, w, n_series});
+    cpu::rms_norm({want.data(), norm.data(), want.data(), n_win, w, 1e-6f});
+    std::vector<int64_t> entry_pos;
+    for (int64_t b = 0; b < n_win; ++b) entry_pos.push_back(b * m);
+    cpu::rope({want.data(), entry_pos.data(), inv_freq.data(), n_win, 1, w, rope_dim, false});
+    // Decode: token by token into slot 1 of two; entries at rows offset 2 of 10 per slot.
+    const int64_t stride = 10, offset = 2;
+    std::vector<float> tail_kv(size_t(2 * m * row), 7.0f),
+        tail_gate = tail_kv, prev_kv(size_t(2 * m * w), 7.0f), prev_gate = prev_kv,
+        entries(size_t(2 * stride * w), 7.0f);
+    const int32_t slots[] = {int32_t(slot)};
+    for (int64_t t = 0; t < n_tok; ++t) {
+      const CompressorDecodeParams p{kv.data() + t * row,
+                                     gate.data() + t * row,
+                                     ape.data(),
+                                     norm.data(),
+                                     inv_freq.data(),
+                                     slots,
+                                     &t,
+                                     tail_kv.data(),
+                                     tail_gate.data(),
+                                     n_series == 2 ? prev_kv.data() : nullptr,
+                                     n_series == 2 ? prev_gate.data() : nullptr,
+                                     entries.data(),
+                                     stride,
+                                     offset,
+                                     stride - offset,
+                                     1,
+                                     2,
+                                     m,
+                                     w,
+                                     n_series,
+                                     rope_dim,
+                                     1e-6f};
+      ASSERT_TRUE(check_compressor_decode(p).ok());
+      cpu::compressor_decode(p);
+    }
+    for (int64_t b = 0; b < n_win; ++b)
+      for (int64_t c = 0; c < w; ++c)
+        ASSERT_EQ(entries[size_t((slot * stride + offset + b) * w + c)], want[size_t(b * w + c)])
+            << "n_series " << n_series << " entry " << b << " channel " << c;
+    for (int64_t i = 0; i < stride * w; ++i) ASSERT_EQ(entries[size_t(i)], 7.0f) << "slot 0 written";
+    // The unfinished window's rows sit at tail slots 0…
+    for (int64_t i = 0; i < (n_tok % m) * row; ++i)
+      ASSERT_EQ(tail_kv[size_t(slot * m * row + i)], kv[size_t(n_win * m * row + i)]);
+  }
+}
+
+// kv_cache_decode: ring store at position mod window, window rows oldest first, then HCA's
+// admissible entries; CSA lists the selection and skips −1.
+TEST(CpuOps, KvCacheDecodeListsWindowThenEntries) {
+  const int64_t hd = 2, W = 4, rows_per_slot = W + 3;
+  const std::vector<float> kv = {1, 2, 3, 4};
+  const int32_t slots[] = {1, 0};
+  const int64_t pos[] = {9, 2};
+  std::vector<float> cache(size_t(2 * rows_per_slot * hd), 0.0f);
+  std::vector<int32_t> idx(size_t(2 * (W + 3)), 99);
+  KvCacheDecodeParams p{kv.data(), slots, pos, nullptr, cache.data(), idx.data(), 2, 2, rows_per_slot,
+                        hd,        W,     4,   3};
+  ASSERT_TRUE(check_kv_cache_decode(p).ok());
+  cpu::kv_cache_decode(p);
+  // Token 0: slot 1 (rows 7…13), position 9 → ring row 1; window 6…9 → rows 2,3,0,1; 2 entries.
+  EXPECT_EQ(cache[size_t((7 + 1) * hd)], 1.0f);
+  EXPECT_EQ(cache[size_t((7 + 1) * hd + 1)], 2.0f);
+  EXPECT_EQ(std::vector<int32_t>(idx.begin(), idx.begin() + 7),
+            (std::vector<int32_t>{9, 10, 7, 8, 11, 12, -1}));
+  // Token 1: slot 0, position 2 → window 0…2, no entry admissible yet.
+  EXPECT_EQ(std::vector<int32_t>(idx.begin() + 7, idx.end()),
+            (std::vector<int32_t>{0, 1, 2, -1, -1, -1, -1}));
+  const int32_t selected[] = {2, -1, 0, 1, 1, -1};
+  p.ratio = 0;
+  p.selected = selected;
+  cpu::kv_cache_decode(p);
+  EXPECT_EQ(std::vector<int32_t>(idx.begin(), idx.begin() + 7),
+            (std::vector<int32_t>{9, 10, 7, 8, 13, -1, 11}));
+  EXPECT_EQ(std::vector<int32_t>(idx.begin() + 7, idx.end()), (std::vector<int32_t>{0, 1, 2, -1, 5, 5, -1}));
+}
+
 TEST(CpuOps, AttentionSinkOnlyEnlargesDenominator) {
   // One head, head_dim 1, two keys with logits 0 and 0, sink 0: each weight 1/3.
   const std::vector<float> q = {0.0f}, kv = {3.0f, 6.0f}, sinks = {0.0f};

@@ -30,6 +30,7 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
 
   Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
+    ++memory_epoch_;
     auto b = std::make_unique<HostBuffer>(bytes);
     if (!b->data()) return Status::errorf("cpu backend: allocating {} bytes failed", bytes);
     return std::unique_ptr<BackendBuffer>(std::move(b));
@@ -48,6 +49,7 @@ class CpuBackend final : public Backend {
     return {};
   }
   Status synchronize() override { return {}; }
+  uint64_t memory_epoch() const override { return memory_epoch_; }
   Result<WeightView> upload_weight(const WeightView& w) override { return w; }
   Result<WeightView> upload_linear_weight(const WeightView& w, bool) override { return w; }
   Status add(float* y, const float* x, int64_t n) override {
@@ -64,10 +66,15 @@ class CpuBackend final : public Backend {
   DSV4_CPU_OP(mhc_post, MhcPostParams)
   DSV4_CPU_OP(hyper_head, HyperHeadParams)
   DSV4_CPU_OP(compressor, CompressorParams)
+  DSV4_CPU_OP(compressor_decode, CompressorDecodeParams)
+  DSV4_CPU_OP(kv_cache_decode, KvCacheDecodeParams)
   DSV4_CPU_OP(indexer, IndexerParams)
   DSV4_CPU_OP(attention, AttentionParams)
   DSV4_CPU_OP(moe_router, MoeRouterParams)
   DSV4_CPU_OP(moe_experts, MoeExpertsParams)
+
+ private:
+  uint64_t memory_epoch_ = 0;
 };
 
 #undef DSV4_CPU_OP

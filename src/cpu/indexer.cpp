@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 #include <vector>
 
@@ -27,21 +26,20 @@ namespace cpu {
 void indexer(const IndexerParams& p) {
   const float softmax_scale = 1.0f / std::sqrt(float(p.head_dim));
   const float weights_scale = 1.0f / std::sqrt(float(p.n_heads));
-  const int64_t k = std::min(p.topk, p.n_entries);
   parallel_for(p.n_tokens, [&](int64_t t0, int64_t t1) {
-    std::vector<float> score(static_cast<size_t>(p.n_entries));
-    std::vector<int32_t> order(static_cast<size_t>(p.n_entries));
+    std::vector<float> score;
+    std::vector<int32_t> order;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t admissible = (p.positions[t] + 1) / p.ratio;  // entries s < this are complete
-      for (int64_t s = 0; s < p.n_entries; ++s) {
-        if (s >= admissible) {
-          score[size_t(s)] = -std::numeric_limits<float>::infinity();
-          continue;
-        }
+      // Entries s < admissible are complete; the others score −inf and are never picked.
+      const int64_t admissible = std::min((p.positions[t] + 1) / p.ratio, p.n_entries);
+      const float* keys = p.keys + (p.slots ? p.slots[t] * p.n_entries * p.head_dim : 0);
+      score.resize(size_t(admissible));
+      order.resize(size_t(admissible));
+      for (int64_t s = 0; s < admissible; ++s) {
         float acc = 0.0f;
         for (int64_t h = 0; h < p.n_heads; ++h) {
           const float* q = p.q + (t * p.n_heads + h) * p.head_dim;
-          const float* key = p.keys + s * p.head_dim;
+          const float* key = keys + s * p.head_dim;
           float dot = 0.0f;
           for (int64_t i = 0; i < p.head_dim; ++i) dot += q[i] * key[i];
           acc += std::max(dot, 0.0f) * softmax_scale * (p.head_weights[t * p.n_heads + h] * weights_scale);
@@ -53,8 +51,7 @@ void indexer(const IndexerParams& p) {
       std::stable_sort(order.begin(), order.end(),
                        [&](int32_t a, int32_t b) { return score[size_t(a)] > score[size_t(b)]; });
       int32_t* out = p.selected + t * p.topk;
-      for (int64_t j = 0; j < p.topk; ++j)
-        out[j] = (j < k && order[size_t(j)] < admissible) ? order[size_t(j)] : -1;
+      for (int64_t j = 0; j < p.topk; ++j) out[j] = j < admissible ? order[size_t(j)] : -1;
     }
   });
 }

@@ -1,8 +1,12 @@
-// Launcher of compressor (see compressor.cuh). The last-window state is written by a second
-// launch on the same stream, after every entry has read prev_*, so last_* may alias prev_*.
+// Launchers of compressor (see compressor.cuh) and compressor_decode (compressor_decode.cuh), in
+// one translation unit as they share compressor.cuh's kernels. compressor writes the last-window
+// state by a second launch on the same stream, after every entry has read prev_*, so last_* may
+// alias prev_*.
 #include "cuda/check.h"
 #include "cuda/compressor.cuh"
 #include "cuda/compressor.h"
+#include "cuda/compressor_decode.cuh"
+#include "cuda/compressor_decode.h"
 
 namespace dsv4::cuda {
 
@@ -18,6 +22,22 @@ Status compressor(const CompressorParams& p, cudaStream_t stream) {
         p.kv, p.gate, p.ape, p.last_kv, p.last_gate, p.n_windows - 1, p.ratio, p.width);
     DSV4_CUDA_LAUNCH_CHECK();
   }
+  return {};
+}
+
+Status compressor_decode(const CompressorDecodeParams& p, cudaStream_t stream) {
+  DSV4_RETURN_IF_ERROR(check_compressor_decode(p));
+  if (p.width > 12 * 1024)
+    return Status::errorf("compressor_decode: width {}; expected at most 12288 (one entry in shared memory)",
+                          p.width);
+  if (p.n_tokens == 0) return {};
+  const CompressorDecodeArgs a{p.kv,        p.gate,      p.ape,          p.norm,         p.inv_freq,
+                               p.slots,     p.positions, p.tail_kv,      p.tail_gate,    p.prev_kv,
+                               p.prev_gate, p.entries,   p.entry_stride, p.entry_offset, p.max_entries,
+                               p.ratio,     p.width,     p.n_series,     p.rope_dim,     p.eps};
+  compressor_decode_kernel<<<unsigned(p.n_tokens), kCompressorDecodeThreads, size_t(p.width) * sizeof(float),
+                             stream>>>(a);
+  DSV4_CUDA_LAUNCH_CHECK();
   return {};
 }
 

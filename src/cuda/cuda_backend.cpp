@@ -12,11 +12,13 @@
 #include "cuda/attention.h"
 #include "cuda/check.h"
 #include "cuda/compressor.h"
+#include "cuda/compressor_decode.h"
 #include "cuda/device_buffer.h"
 #include "cuda/embedding.h"
 #include "cuda/grouped_linear.h"
 #include "cuda/hyper_head.h"
 #include "cuda/indexer.h"
+#include "cuda/kv_cache_decode.h"
 #include "cuda/linear_sm90.h"
 #include "cuda/mhc_post.h"
 #include "cuda/mhc_pre.h"
@@ -47,6 +49,17 @@ class DeviceAllocation final : public BackendBuffer {
   cuda::DeviceBuffer<uint8_t> buf_;  // cudaFree waits for the work that may still use it
 };
 
+class CudaGraph final : public BackendGraph {
+ public:
+  explicit CudaGraph(cudaGraphExec_t exec) : exec(exec) {}
+  ~CudaGraph() override { cudaGraphExecDestroy(exec); }
+  cudaGraphExec_t exec;
+};
+
+// cuBLAS's workspace, given explicitly so that captured GEMMs allocate nothing (32 MiB covers
+// Hopper's largest kernels, per the cuBLAS documentation).
+constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+
 // A weight made resident for linear: packed for linear_sm90, or fp32 for cuBLAS SGEMM (exact).
 struct LinearWeightEntry {
   bool f32 = false;
@@ -57,13 +70,20 @@ struct LinearWeightEntry {
 
 class CudaBackend final : public Backend {
  public:
-  explicit CudaBackend(cudaStream_t stream) : stream_(stream) {}
+  // Without a stream of the caller's, the backend makes its own: graphs cannot be captured on the
+  // legacy default stream.
+  explicit CudaBackend(cudaStream_t stream) : stream_(stream) {
+    if (!stream_ && cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking) == cudaSuccess)
+      owns_stream_ = true;
+  }
   ~CudaBackend() override {
     if (cublas_) cublasDestroy(cublas_);
+    if (owns_stream_) cudaStreamDestroy(stream_);
   }
   std::string name() const override { return "cuda"; }
 
   Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
+    ++memory_epoch_;
     DSV4_ASSIGN_OR_RETURN(cuda::DeviceBuffer<uint8_t> b, cuda::DeviceBuffer<uint8_t>::create(bytes));
     return std::unique_ptr<BackendBuffer>(std::make_unique<DeviceAllocation>(std::move(b)));
   }
@@ -90,6 +110,27 @@ class CudaBackend final : public Backend {
   }
   Status synchronize() override {
     DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
+    return {};
+  }
+  uint64_t memory_epoch() const override { return memory_epoch_ + moe_experts_.memory_epoch(); }
+
+  bool supports_graphs() const override { return stream_ != nullptr; }
+  Status begin_capture() override {
+    DSV4_RETURN_IF_ERROR(ensure_cublas());  // created outside the capture
+    DSV4_CUDA_TRY(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    return {};
+  }
+  Result<std::unique_ptr<BackendGraph>> end_capture() override {
+    cudaGraph_t graph = nullptr;
+    DSV4_CUDA_TRY(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) return Status::errorf("cudaGraphInstantiate: {}", cudaGetErrorString(e));
+    return std::unique_ptr<BackendGraph>(std::make_unique<CudaGraph>(exec));
+  }
+  Status replay(const BackendGraph& g) override {
+    DSV4_CUDA_TRY(cudaGraphLaunch(static_cast<const CudaGraph&>(g).exec, stream_));
     return {};
   }
 
@@ -168,6 +209,7 @@ class CudaBackend final : public Backend {
     lp.n_tokens = p.n_tokens;
     const size_t need = cuda::linear_sm90_workspace_bytes(e.packed, p.n_tokens);
     if (need > workspace_.size()) {
+      ++memory_epoch_;
       DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
     }
     lp.workspace = workspace_.get();
@@ -182,6 +224,10 @@ class CudaBackend final : public Backend {
   Status mhc_post(const MhcPostParams& p) override { return cuda::mhc_post(p, stream_); }
   Status hyper_head(const HyperHeadParams& p) override { return cuda::hyper_head(p, stream_); }
   Status compressor(const CompressorParams& p) override { return cuda::compressor(p, stream_); }
+  Status compressor_decode(const CompressorDecodeParams& p) override {
+    return cuda::compressor_decode(p, stream_);
+  }
+  Status kv_cache_decode(const KvCacheDecodeParams& p) override { return cuda::kv_cache_decode(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
   Status moe_router(const MoeRouterParams& p) override { return cuda::moe_router(p, stream_); }
@@ -190,7 +236,11 @@ class CudaBackend final : public Backend {
 
  private:
   Status ensure_cublas() {
-    if (!cublas_) DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
+    if (!cublas_) {
+      DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
+      DSV4_ASSIGN_OR_RETURN(cublas_workspace_, cuda::DeviceBuffer<uint8_t>::create(kCublasWorkspaceBytes));
+      DSV4_CUBLAS_TRY(cublasSetWorkspace(cublas_, cublas_workspace_.get(), kCublasWorkspaceBytes));
+    }
     DSV4_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
     return {};
   }
@@ -203,7 +253,10 @@ class CudaBackend final : public Backend {
   }
 
   cudaStream_t stream_;
+  bool owns_stream_ = false;
+  uint64_t memory_epoch_ = 0;
   cublasHandle_t cublas_ = nullptr;
+  cuda::DeviceBuffer<uint8_t> cublas_workspace_;
   cuda::DeviceBuffer<uint8_t> workspace_;  // linear_sm90's, grown to the largest call
   std::vector<cuda::DeviceBuffer<uint8_t>> weights_;
   std::unordered_map<const void*, LinearWeightEntry> linear_weights_;  // by device data address

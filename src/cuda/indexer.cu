@@ -33,9 +33,9 @@ Status indexer(const IndexerParams& p, cudaStream_t stream) {
     DSV4_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&scores),
                                   size_t(p.n_tokens * p.n_entries) * sizeof(float), stream));
     const dim3 grid(unsigned((p.n_entries + kIndexerTile - 1) / kIndexerTile), unsigned(p.n_tokens));
-    indexer_scores_kernel<<<grid, kIndexerTile, smem, stream>>>(p.q, p.head_weights, p.keys, p.positions,
-                                                                scores, p.n_heads, p.head_dim, p.n_entries,
-                                                                p.ratio, softmax_scale, weights_scale);
+    indexer_scores_kernel<<<grid, kIndexerTile, smem, stream>>>(
+        p.q, p.head_weights, p.keys, p.slots, p.positions, scores, p.n_heads, p.head_dim, p.n_entries,
+        p.ratio, softmax_scale, weights_scale);
     DSV4_CUDA_LAUNCH_CHECK();
   }
   indexer_select_kernel<<<unsigned(p.n_tokens), kIndexerSelectThreads, 0, stream>>>(

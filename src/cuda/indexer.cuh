@@ -1,11 +1,11 @@
 // Lightning indexer. score[t, s] = Σ_h ReLU(q[t,h]·key[s])·head_dim^-½·(w[t,h]·n_heads^-½) for
-// admissible s < (pos_t+1) div ratio; then per token the min(topk, admissible) best entries by
-// (score desc, index asc), −1 after. q: [n_tokens, n_heads, head_dim], keys: [n_entries, head_dim].
-// Ids must equal the CPU's exactly, so each score is summed serially in the CPU's order with
-// rounded (non-contracted) products: bit-identical scores. indexer_scores_kernel: block = (token,
-// tile of kIndexerTile entries), q[t] and the transposed key tile in shared memory, one entry per
-// thread. indexer_select_kernel: one block per token; each admissible entry's rank = number of
-// entries ordered before it, so rank < topk writes it to slot rank (O(admissible²) per token).
+// admissible s < (pos_t+1) div ratio (keys of token t: block slots[t] of a pool when given); then per token
+// the min(topk, admissible) best entries by (score desc, index asc), −1 after. q: [n_tokens, n_heads,
+// head_dim], keys: [n_entries, head_dim]. Ids must equal the CPU's exactly, so each score is summed serially
+// in the CPU's order with rounded (non-contracted) products: bit-identical scores. indexer_scores_kernel:
+// block = (token, tile of kIndexerTile entries), q[t] and the transposed key tile in shared memory, one entry
+// per thread. indexer_select_kernel: one block per token; each admissible entry's rank = number of entries
+// ordered before it, so rank < topk writes it to slot rank (O(admissible²) per token).
 #pragma once
 
 #include <cstdint>
@@ -23,14 +23,15 @@ __device__ __forceinline__ int64_t indexer_admissible(int64_t position, int64_t 
 
 // Dynamic shared memory: n_heads·head_dim + head_dim·(kIndexerTile+1) floats.
 __global__ void indexer_scores_kernel(const float* q, const float* head_weights, const float* keys,
-                                      const int64_t* positions, float* scores, int64_t n_heads,
-                                      int64_t head_dim, int64_t n_entries, int64_t ratio, float softmax_scale,
-                                      float weights_scale) {
+                                      const int32_t* slots, const int64_t* positions, float* scores,
+                                      int64_t n_heads, int64_t head_dim, int64_t n_entries, int64_t ratio,
+                                      float softmax_scale, float weights_scale) {
   extern __shared__ float smem[];
   float* s_q = smem;                       // [n_heads · head_dim]
   float* s_k = smem + n_heads * head_dim;  // [head_dim][kIndexerTile + 1]
   const int64_t t = blockIdx.y, s0 = int64_t(blockIdx.x) * kIndexerTile;
   const int64_t admissible = indexer_admissible(positions[t], ratio, n_entries);
+  if (slots) keys += int64_t(slots[t]) * n_entries * head_dim;
   if (s0 >= admissible) {  // the whole tile is masked
     const int64_t s = s0 + threadIdx.x;
     if (s < n_entries) scores[t * n_entries + s] = -INFINITY;

@@ -222,10 +222,14 @@ struct MoeExpertsSm90Runner::State {
   };
   std::unordered_map<const ExpertWeights*, Table> tables;
   DeviceBuffer<uint8_t> workspace;
+  uint64_t memory_epoch = 0;
 };
 
 MoeExpertsSm90Runner::MoeExpertsSm90Runner() : state_(std::make_unique<State>()) {}
 MoeExpertsSm90Runner::~MoeExpertsSm90Runner() = default;
+uint64_t MoeExpertsSm90Runner::memory_epoch() const {
+  return state_->memory_epoch;
+}
 
 namespace {
 bool same_entry(const MoeExpertSm90& a, const MoeExpertSm90& b) {
@@ -266,6 +270,7 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
   bool same = t.host.size() == host.size();
   for (size_t e = 0; same && e < host.size(); ++e) same = same_entry(t.host[e], host[e]);
   if (!same) {
+    ++state_->memory_epoch;
     DSV4_ASSIGN_OR_RETURN(t.device, DeviceBuffer<MoeExpertSm90>::create(host.size()));
     DSV4_CUDA_TRY(cudaMemcpyAsync(t.device.get(), host.data(), host.size() * sizeof(MoeExpertSm90),
                                   cudaMemcpyHostToDevice, stream));
@@ -276,6 +281,7 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
   const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
   if (state_->workspace.bytes() < need) {
     DSV4_CUDA_TRY(cudaStreamSynchronize(stream));  // the old workspace may still be in use
+    ++state_->memory_epoch;
     DSV4_ASSIGN_OR_RETURN(state_->workspace, DeviceBuffer<uint8_t>::create(need));
   }
   MoeExpertsSm90Params q;

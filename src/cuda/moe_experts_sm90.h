@@ -67,6 +67,9 @@ class MoeExpertsSm90Runner {
   MoeExpertsSm90Runner();
   ~MoeExpertsSm90Runner();
   Status run(const MoeExpertsParams& p, cudaStream_t stream);
+  // Counts the device allocations run() made (tables, workspace growth): recorded graphs hold
+  // their addresses.
+  uint64_t memory_epoch() const;
 
  private:
   struct State;

@@ -12,10 +12,12 @@
 #include "core/status.h"
 #include "ops/attention.h"
 #include "ops/compressor.h"
+#include "ops/compressor_decode.h"
 #include "ops/embedding.h"
 #include "ops/grouped_linear.h"
 #include "ops/hyper_head.h"
 #include "ops/indexer.h"
+#include "ops/kv_cache_decode.h"
 #include "ops/linear.h"
 #include "ops/mhc_post.h"
 #include "ops/mhc_pre.h"
@@ -38,6 +40,12 @@ class BackendBuffer {
   size_t bytes_ = 0;
 };
 
+// A recorded sequence of a backend's ops (a CUDA graph), replayed with the same pointers.
+class BackendGraph {
+ public:
+  virtual ~BackendGraph() = default;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -53,6 +61,19 @@ class Backend {
   virtual Status copy_2d(void* dst, size_t dst_pitch, const void* src, size_t src_pitch, size_t row_bytes,
                          size_t rows) = 0;
   virtual Status synchronize() = 0;
+  // Counts the allocations that ops' recorded pointers may depend on: allocate() and every
+  // workspace the backend grows for its ops. A graph recorded at one count is stale at another.
+  virtual uint64_t memory_epoch() const = 0;
+
+  // Graphs (CUDA): the ops and copies issued between begin_capture and end_capture are recorded,
+  // not run; replay runs them. Only ops whose arguments are all device data may be recorded
+  // (the model's decode step). Backends without graphs say so and the model runs eagerly.
+  virtual bool supports_graphs() const { return false; }
+  virtual Status begin_capture() { return Status::errorf("{} backend: no graphs", name()); }
+  virtual Result<std::unique_ptr<BackendGraph>> end_capture() {
+    return Status::errorf("{} backend: no graphs", name());
+  }
+  virtual Status replay(const BackendGraph&) { return Status::errorf("{} backend: no graphs", name()); }
 
   // Weights, made resident once at load; the backend owns the copies. upload_weight keeps the
   // canonical layout (embedding, grouped_linear read it). upload_linear_weight returns the view
@@ -75,6 +96,8 @@ class Backend {
   virtual Status mhc_post(const MhcPostParams& p) = 0;
   virtual Status hyper_head(const HyperHeadParams& p) = 0;
   virtual Status compressor(const CompressorParams& p) = 0;
+  virtual Status compressor_decode(const CompressorDecodeParams& p) = 0;
+  virtual Status kv_cache_decode(const KvCacheDecodeParams& p) = 0;
   virtual Status indexer(const IndexerParams& p) = 0;
   virtual Status attention(const AttentionParams& p) = 0;
   virtual Status moe_router(const MoeRouterParams& p) = 0;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <set>
 
 #include "core/numeric.h"
@@ -27,8 +28,10 @@ WeightView plain_view(const TensorInfo& t) {
 // order. Kept by the model between calls so that a step of the same shape reuses every buffer.
 struct Model::Rows {
   int64_t n = 0;                    // rows in the batch
+  bool decode = false;              // every chunk is one token: attention runs attend_decode
   BackendArray<int64_t> positions;  // [n]
   BackendArray<int32_t> tokens;     // [n]
+  BackendArray<int32_t> slots;      // [n] each row's cache slot (decode)
   BackendArray<float> embedded;     // [n, D]
   BackendArray<float> h, h_next;    // [n, hc_mult, D] residual streams
   BackendArray<float> post, comb;   // [n, hc_mult], [n, hc_mult, hc_mult] mHC mixing
@@ -44,26 +47,48 @@ struct Model::Rows {
   BackendArray<float> o;                   // [n, H, head_dim] attention output
   BackendArray<float> u;                   // [n, o_groups, o_lora_rank]
   BackendArray<float> y;                   // [n, D] attention / MoE output of a block
-  // Per sequence (reused sequence after sequence, in stream order).
-  BackendArray<float> pool;                // [n_kv, head_dim] keys one sequence's queries may see
-  BackendArray<int32_t> kv_idx;            // [n_rows, n_sel]
-  BackendArray<int32_t> selected;          // [n_rows, index_topk]
-  BackendArray<float> new_entries;         // [n_windows, width] a compressor's emissions
-  BackendArray<float> last_kv, last_gate;  // [ratio, width] CSA's newest closed window
-  BackendArray<int64_t> entry_positions;   // [n_windows]
+  BackendArray<int32_t> kv_idx;            // [n_rows, n_sel] the kv rows each query attends
+  BackendArray<int32_t> selected;          // [n_rows, index_topk] the CSA indexer's picks
+  // Prefill, per sequence (reused sequence after sequence, in stream order).
+  BackendArray<float> pool;                    // [n_kv, head_dim] keys one sequence's queries may see
+  BackendArray<float> window_kv, window_gate;  // [n_tail + n_rows, n_series·width] a compressor's input
+  BackendArray<float> last_kv, last_gate;      // [ratio, width] CSA's newest closed window
+  BackendArray<int64_t> entry_positions;       // [n_windows]
   // MoE.
   BackendArray<float> router_logits;   // [n, E]
   BackendArray<int32_t> expert_ids;    // [n, k]
   BackendArray<float> expert_weights;  // [n, k]
-  BackendArray<int32_t> shared_ids;    // [n] all 0
-  BackendArray<float> shared_weights;  // [n] all 1
+  BackendArray<int32_t> shared_ids;    // [≥ n] all 0
+  BackendArray<float> shared_weights;  // [≥ n] all 1
   BackendArray<float> shared_out;      // [n, D]
   // Head.
   BackendArray<float> z, z_out;  // [n, D], [n_out, D]
   BackendArray<float> logits;    // [n_out, vocab]
 };
 
-Model::Model() : rows_(std::make_unique<Rows>()) {}
+// A compressor's per-sequence state in the cache pool (the entries live with their consumer).
+struct Model::CompressorCache {
+  int64_t ratio = 0, width = 0, n_series = 1;
+  BackendArray<float> tail_kv, tail_gate;  // [n_slots, ratio, n_series·width] the unfinished window
+  BackendArray<float> prev_kv, prev_gate;  // [n_slots, ratio, width] CSA: Ca of the last closed window
+  int64_t row() const { return n_series * width; }
+};
+
+// One layer's caches for every slot. kv holds, per slot, the sliding-window ring (rows
+// 0…window−1, row = position mod window) then the compressor's entries, so attention reads both
+// from one pool; index_keys holds the CSA indexer's entries.
+struct Model::LayerCache {
+  int64_t entries = 0;     // compressed entries per slot (0 for sliding layers)
+  BackendArray<float> kv;  // [n_slots, window + entries, head_dim]
+  CompressorCache compressor;
+  BackendArray<float> index_keys;  // [n_slots, entries, index_head_dim] CSA
+  CompressorCache indexer;         // CSA
+};
+
+Model::Model()
+    : rows_(std::make_unique<Rows>()),
+      decode_rows_(std::make_unique<Rows>()),
+      cache_slots_(std::make_shared<CacheSlots>()) {}
 Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& dir, std::unique_ptr<Backend> backend) {
@@ -170,21 +195,86 @@ Status Model::load_weights() {
 
 SequenceState Model::new_state() const {
   SequenceState s;
-  s.layers_.resize(size_t(cfg_.n_layers));
+  s.slots_ = cache_slots_;
+  return s;
+}
+
+int64_t Model::cache_entries(int64_t layer, int64_t context) const {
+  const int64_t ratio = cfg_.compress_ratio(layer);
+  return ratio > 0 ? context / ratio : 0;  // entry b closes at position (b + 1)·ratio − 1 < context
+}
+
+int64_t Model::cache_bytes_per_sequence(int64_t context) const {
+  int64_t floats = 0;
   for (int64_t i = 0; i < cfg_.n_layers; ++i) {
-    LayerState& l = s.layers_[size_t(i)];
     const AttentionType type = cfg_.attention_type(i);
-    if (type == AttentionType::kSliding) continue;
-    l.compressor.ratio = cfg_.compress_ratio(i);
-    l.compressor.width = cfg_.head_dim;
-    l.compressor.n_series = type == AttentionType::kCSA ? 2 : 1;
+    const int64_t E = cache_entries(i, context), ratio = cfg_.compress_ratio(i), hd = cfg_.head_dim;
+    floats += (cfg_.sliding_window + E) * hd;
+    if (type == AttentionType::kHCA) floats += 2 * ratio * hd;
     if (type == AttentionType::kCSA) {
-      l.indexer.ratio = cfg_.compress_ratio(i);
-      l.indexer.width = cfg_.index_head_dim;
-      l.indexer.n_series = 2;
+      const int64_t ihd = cfg_.index_head_dim;
+      floats += 2 * ratio * 2 * hd + 2 * ratio * hd;              // compressor tail and prev
+      floats += E * ihd + 2 * ratio * 2 * ihd + 2 * ratio * ihd;  // indexer keys, tail and prev
     }
   }
-  return s;
+  return floats * int64_t(sizeof(float));
+}
+
+// Reallocates every layer's caches for max(n_sequences, slots in use) slots of max(context,
+// current) tokens, copying each slot's contents to its new place; recorded graphs become stale
+// (the backend's memory epoch moves).
+Status Model::reserve(int64_t n_sequences, int64_t context) {
+  Backend& b = *backend_;
+  const int64_t n_slots = std::max({n_sequences, int64_t(cache_slots_->n_slots()), cache_n_slots_});
+  context = std::min(std::max(context, cache_context_), cfg_.max_position);
+  if (n_slots <= cache_n_slots_ && context <= cache_context_) return {};
+  const int64_t W = cfg_.sliding_window, hd = cfg_.head_dim;
+  // Slot blocks of `per_slot` floats (grown to new_per_slot) copied to their new places.
+  const auto regrow = [&](BackendArray<float>& a, int64_t per_slot, int64_t new_per_slot) -> Status {
+    if (new_per_slot == 0) return {};
+    BackendArray<float> grown;
+    DSV4_RETURN_IF_ERROR(grown.resize(b, n_slots * new_per_slot));
+    if (cache_n_slots_ > 0 && per_slot > 0)
+      DSV4_RETURN_IF_ERROR(b.copy_2d(grown.data(), size_t(new_per_slot) * sizeof(float), a.data(),
+                                     size_t(per_slot) * sizeof(float), size_t(per_slot) * sizeof(float),
+                                     size_t(cache_n_slots_)));
+    a.swap(grown);
+    return {};
+  };
+  const auto regrow_compressor = [&](CompressorCache& c) -> Status {
+    const int64_t tail = c.ratio * c.row(), prev = c.n_series == 2 ? c.ratio * c.width : 0;
+    DSV4_RETURN_IF_ERROR(regrow(c.tail_kv, tail, tail));
+    DSV4_RETURN_IF_ERROR(regrow(c.tail_gate, tail, tail));
+    DSV4_RETURN_IF_ERROR(regrow(c.prev_kv, prev, prev));
+    return regrow(c.prev_gate, prev, prev);
+  };
+  int64_t max_rows = 0;  // attention's row numbers into a layer's pool are int32
+  for (int64_t i = 0; i < cfg_.n_layers; ++i)
+    max_rows = std::max(max_rows, n_slots * (W + cache_entries(i, context)));
+  if (max_rows > int64_t(INT32_MAX))
+    return Status::errorf("cache pool: {} sequences of {} tokens; expected fewer than 2^31 rows per layer",
+                          n_slots, context);
+  caches_.resize(size_t(cfg_.n_layers));
+  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
+    LayerCache& c = caches_[size_t(i)];
+    const AttentionType type = cfg_.attention_type(i);
+    const int64_t E = cache_entries(i, context);
+    if (type != AttentionType::kSliding && c.compressor.ratio == 0) {
+      c.compressor = {cfg_.compress_ratio(i), hd, type == AttentionType::kCSA ? 2 : 1, {}, {}, {}, {}};
+      if (type == AttentionType::kCSA)
+        c.indexer = {cfg_.compress_ratio(i), cfg_.index_head_dim, 2, {}, {}, {}, {}};
+    }
+    DSV4_RETURN_IF_ERROR(regrow(c.kv, (W + c.entries) * hd, (W + E) * hd));
+    if (type != AttentionType::kSliding) DSV4_RETURN_IF_ERROR(regrow_compressor(c.compressor));
+    if (type == AttentionType::kCSA) {
+      DSV4_RETURN_IF_ERROR(regrow(c.index_keys, c.entries * cfg_.index_head_dim, E * cfg_.index_head_dim));
+      DSV4_RETURN_IF_ERROR(regrow_compressor(c.indexer));
+    }
+    c.entries = E;
+  }
+  cache_n_slots_ = n_slots;
+  cache_context_ = context;
+  return {};
 }
 
 Status Model::check_batch(std::span<const SequenceChunk> batch) const {
@@ -193,9 +283,9 @@ Status Model::check_batch(std::span<const SequenceChunk> batch) const {
   for (size_t b = 0; b < batch.size(); ++b) {
     const SequenceChunk& c = batch[b];
     if (!c.state) return Status::errorf("forward: chunk {} has no sequence state", b);
-    if (c.state->layers_.size() != size_t(cfg_.n_layers))
-      return Status::errorf("forward: chunk {}: state has {} layers; expected {} (use Model::new_state)", b,
-                            c.state->layers_.size(), cfg_.n_layers);
+    if (c.state->slots_ != cache_slots_)
+      return Status::errorf("forward: chunk {}: its sequence state was not made by this model's new_state",
+                            b);
     if (!seen.insert(c.state).second)
       return Status::errorf("forward: chunk {}: its sequence state appears twice in one batch", b);
     if (c.tokens.empty()) return Status::errorf("forward: chunk {} is empty; expected at least one token", b);
@@ -214,23 +304,77 @@ Status Model::check_batch(std::span<const SequenceChunk> batch) const {
 Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) {
   DSV4_RETURN_IF_ERROR(check_batch(batch));
   Backend& b = *backend_;
-  const int64_t D = cfg_.d_model, n_hc = cfg_.hc_mult, V = cfg_.vocab_size;
-  const float eps = float(cfg_.rms_norm_eps);
-  Rows& a = *rows_;
-  std::vector<int64_t> positions;
-  std::vector<int32_t> tokens;
+  int64_t context = 0;
+  bool decode = true;
   for (const SequenceChunk& c : batch) {
+    if (c.state->slot_ < 0) c.state->slot_ = cache_slots_->acquire();
+    context = std::max(context, c.state->n_past() + int64_t(c.tokens.size()));
+    decode = decode && c.tokens.size() == 1;
+  }
+  // Grow by doubling, so that a long generation reallocates (and re-records its graphs) rarely.
+  constexpr int64_t kMinCacheContext = 1024;
+  if (cache_slots_->n_slots() > cache_n_slots_ || context > cache_context_)
+    DSV4_RETURN_IF_ERROR(reserve(std::max<int64_t>(cache_slots_->n_slots(), 2 * cache_n_slots_),
+                                 std::max({context, 2 * cache_context_, kMinCacheContext})));
+
+  Rows& a = decode ? *decode_rows_ : *rows_;
+  std::vector<int64_t> positions;
+  std::vector<int32_t> tokens, slots;
+  for (const SequenceChunk& c : batch)
     for (size_t i = 0; i < c.tokens.size(); ++i) {
       positions.push_back(c.state->n_past() + int64_t(i));
       tokens.push_back(c.tokens[i]);
+      slots.push_back(c.state->slot_);
     }
-    // A state's window ring is allocated by its first forward (new_state cannot fail).
-    for (LayerState& l : c.state->layers_)
-      if (l.window.empty()) DSV4_RETURN_IF_ERROR(l.window.resize(b, cfg_.sliding_window * cfg_.head_dim));
-  }
   a.n = int64_t(tokens.size());
+  a.decode = decode;
   DSV4_RETURN_IF_ERROR(a.positions.assign(b, positions));
   DSV4_RETURN_IF_ERROR(a.tokens.assign(b, tokens));
+  DSV4_RETURN_IF_ERROR(a.slots.assign(b, slots));
+  DSV4_RETURN_IF_ERROR(decode && decode_graphs_ && b.supports_graphs() ? run_decode_graph(batch, a)
+                                                                       : run(batch, a));
+  DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, a.logits.download(b));
+  for (const SequenceChunk& c : batch) c.state->n_past_ += int64_t(c.tokens.size());
+  return logits;
+}
+
+int64_t Model::decode_graphs_recorded() const {
+  int64_t n = 0;
+  for (const auto& [batch, g] : decode_graphs_by_batch_) n += g.graph && g.epoch == backend_->memory_epoch();
+  return n;
+}
+
+// A decode step of this batch size: replayed when recorded at the current memory epoch, recorded
+// when an eager step of this size has run since the epoch last moved, else run eagerly.
+Status Model::run_decode_graph(std::span<const SequenceChunk> batch, Rows& a) {
+  Backend& b = *backend_;
+  DecodeGraph& g = decode_graphs_by_batch_[a.n];
+  const uint64_t epoch = b.memory_epoch();
+  if (g.graph && g.epoch == epoch) return b.replay(*g.graph);
+  g.graph.reset();
+  if (g.warm_epoch != epoch) {
+    DSV4_RETURN_IF_ERROR(run(batch, a));
+    g.warm_epoch = b.memory_epoch();
+    return {};
+  }
+  DSV4_RETURN_IF_ERROR(b.begin_capture());
+  const Status recorded = run(batch, a);
+  Result<std::unique_ptr<BackendGraph>> graph = b.end_capture();
+  DSV4_RETURN_IF_ERROR(recorded.with_context("recording the decode step of batch " + std::to_string(a.n)));
+  DSV4_RETURN_IF_ERROR(graph.status());
+  if (b.memory_epoch() != epoch)
+    return Status::errorf("recording the decode step of batch {}: it allocated memory; expected none", a.n);
+  g.graph = std::move(graph.value());
+  g.epoch = epoch;
+  return b.replay(*g.graph);
+}
+
+// Embedding → blocks → hyper-head → final norm → LM head into a.logits, all enqueued on the
+// backend. In a decode step every argument is fixed for the batch size (graph-safe).
+Status Model::run(std::span<const SequenceChunk> batch, Rows& a) {
+  Backend& b = *backend_;
+  const int64_t D = cfg_.d_model, n_hc = cfg_.hc_mult, V = cfg_.vocab_size;
+  const float eps = float(cfg_.rms_norm_eps);
 
   // Embedding, then four identical streams.
   DSV4_RETURN_IF_ERROR(a.embedded.resize(b, a.n * D));
@@ -266,11 +410,7 @@ Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) 
     z_rows = a.z_out.data();
   }
   DSV4_RETURN_IF_ERROR(a.logits.resize(b, n_out * V));  // [n_out, vocab]
-  DSV4_RETURN_IF_ERROR(b.linear({z_rows, head_, a.logits.data(), n_out}));
-  DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, a.logits.download(b));
-
-  for (const SequenceChunk& c : batch) c.state->n_past_ += int64_t(c.tokens.size());
-  return logits;
+  return b.linear({z_rows, head_, a.logits.data(), n_out});
 }
 
 // One decoder block (spec §4): mHC pre → attn_norm → attention → mHC post, then the same around
@@ -356,12 +496,15 @@ Status Model::attention_block(int64_t layer, std::span<const SequenceChunk> batc
   }
 
   DSV4_RETURN_IF_ERROR(a.o.resize(b, n * H * hd));
-  int64_t row0 = 0;
-  for (const SequenceChunk& c : batch) {
-    const int64_t rows = int64_t(c.tokens.size());
-    DSV4_RETURN_IF_ERROR(
-        attend_sequence(layer, c.state->layers_[size_t(layer)], row0, rows, c.state->n_past(), a));
-    row0 += rows;
+  if (a.decode) {
+    DSV4_RETURN_IF_ERROR(attend_decode(layer, a));
+  } else {
+    int64_t row0 = 0;
+    for (const SequenceChunk& c : batch) {
+      const int64_t rows = int64_t(c.tokens.size());
+      DSV4_RETURN_IF_ERROR(attend_sequence(layer, *c.state, row0, rows, a));
+      row0 += rows;
+    }
   }
 
   // De-rotate, grouped output projection: u = W_oa[g]·o_g, y = W_ob·u.
@@ -371,42 +514,52 @@ Status Model::attention_block(int64_t layer, std::span<const SequenceChunk> batc
   return b.linear({a.u.data(), L.wo_b, a.y.data(), n});
 }
 
-// Appends n_rows source tokens to a compressor, emits every window they complete (pooled,
-// normed, RoPE at the window's first position) and keeps the unfinished tail.
-Status Model::compress(const CompressorWeights& w, CompressorState& s, const float* kv, const float* gate,
-                       int64_t n_rows, Rows& a) {
+// Feeds n_rows source tokens of the sequence in `slot`, the first at position start, to a
+// compressor: the windows they complete are pooled into entries (entry e of the slot at row e),
+// normed and rotated to the window's first position; the unfinished window stays in the tail.
+Status Model::compress(const CompressorWeights& w, CompressorCache& c, int32_t slot, int64_t start,
+                       const float* kv, const float* gate, int64_t n_rows, float* entries, Rows& a) {
   Backend& b = *backend_;
-  const int64_t row = s.n_series * s.width;
-  DSV4_RETURN_IF_ERROR(s.tail_kv.append(b, kv, n_rows * row));
-  DSV4_RETURN_IF_ERROR(s.tail_gate.append(b, gate, n_rows * row));
-  const int64_t n_windows = s.n_tail() / s.ratio;
-  if (n_windows == 0) return {};
-  const int64_t first = s.n_entries();
-  DSV4_RETURN_IF_ERROR(a.new_entries.resize(b, n_windows * s.width));  // [n_windows, width]
-  const bool csa = s.n_series == 2;
-  DSV4_RETURN_IF_ERROR(a.last_kv.resize(b, csa ? s.ratio * s.width : 0));  // [ratio, width] CSA
-  DSV4_RETURN_IF_ERROR(a.last_gate.resize(b, csa ? s.ratio * s.width : 0));
-  const bool has_prev = !s.prev_kv.empty();
-  DSV4_RETURN_IF_ERROR(b.compressor(
-      {s.tail_kv.data(), s.tail_gate.data(), w.ape.data(), has_prev ? s.prev_kv.data() : nullptr,
-       has_prev ? s.prev_gate.data() : nullptr, a.new_entries.data(), csa ? a.last_kv.data() : nullptr,
-       csa ? a.last_gate.data() : nullptr, n_windows, s.ratio, s.width, s.n_series}));
-  DSV4_RETURN_IF_ERROR(b.rms_norm({a.new_entries.data(), w.norm.data(), a.new_entries.data(), n_windows,
-                                   s.width, float(cfg_.rms_norm_eps)}));
-  std::vector<int64_t> positions(static_cast<size_t>(n_windows));  // first source position of each window
-  for (int64_t i = 0; i < n_windows; ++i) positions[size_t(i)] = (first + i) * s.ratio;
-  DSV4_RETURN_IF_ERROR(a.entry_positions.assign(b, positions));
-  DSV4_RETURN_IF_ERROR(b.rope({a.new_entries.data(), a.entry_positions.data(), compress_inv_freq_.data(),
-                               n_windows, 1, s.width, cfg_.rope_dim, false}));
-  DSV4_RETURN_IF_ERROR(s.entries.append(b, a.new_entries.data(), a.new_entries.size()));
-  const int64_t used = n_windows * s.ratio * row;
-  DSV4_RETURN_IF_ERROR(s.tail_kv.erase_front(b, used));
-  DSV4_RETURN_IF_ERROR(s.tail_gate.erase_front(b, used));
-  if (csa) {
-    s.prev_kv.swap(a.last_kv);
-    s.prev_gate.swap(a.last_gate);
+  const int64_t m = c.ratio, row = c.row(), width = c.width;
+  const int64_t n_tail = start % m, total = n_tail + n_rows, n_windows = total / m, first = start / m;
+  float* tail_kv = c.tail_kv.data() + slot * m * row;
+  float* tail_gate = c.tail_gate.data() + slot * m * row;
+  // The compressor's input: the tail's rows, then this chunk's (the chunk alone when no tail).
+  if (n_tail > 0) {
+    DSV4_RETURN_IF_ERROR(a.window_kv.resize(b, total * row));
+    DSV4_RETURN_IF_ERROR(a.window_gate.resize(b, total * row));
+    DSV4_RETURN_IF_ERROR(b.copy(a.window_kv.data(), tail_kv, size_t(n_tail * row) * sizeof(float)));
+    DSV4_RETURN_IF_ERROR(b.copy(a.window_gate.data(), tail_gate, size_t(n_tail * row) * sizeof(float)));
+    DSV4_RETURN_IF_ERROR(b.copy(a.window_kv.data() + n_tail * row, kv, size_t(n_rows * row) * sizeof(float)));
+    DSV4_RETURN_IF_ERROR(
+        b.copy(a.window_gate.data() + n_tail * row, gate, size_t(n_rows * row) * sizeof(float)));
+    kv = a.window_kv.data();
+    gate = a.window_gate.data();
   }
-  return {};
+  if (n_windows > 0) {
+    const bool csa = c.n_series == 2;
+    float* prev_kv = csa ? c.prev_kv.data() + slot * m * width : nullptr;
+    float* prev_gate = csa ? c.prev_gate.data() + slot * m * width : nullptr;
+    DSV4_RETURN_IF_ERROR(a.last_kv.resize(b, csa ? m * width : 0));  // [ratio, width] CSA
+    DSV4_RETURN_IF_ERROR(a.last_gate.resize(b, csa ? m * width : 0));
+    float* out = entries + first * width;  // [n_windows, width]
+    DSV4_RETURN_IF_ERROR(b.compressor({kv, gate, w.ape.data(), first > 0 ? prev_kv : nullptr,
+                                       first > 0 ? prev_gate : nullptr, out, csa ? a.last_kv.data() : nullptr,
+                                       csa ? a.last_gate.data() : nullptr, n_windows, m, width, c.n_series}));
+    DSV4_RETURN_IF_ERROR(b.rms_norm({out, w.norm.data(), out, n_windows, width, float(cfg_.rms_norm_eps)}));
+    std::vector<int64_t> positions(static_cast<size_t>(n_windows));  // first source position of each window
+    for (int64_t i = 0; i < n_windows; ++i) positions[size_t(i)] = (first + i) * m;
+    DSV4_RETURN_IF_ERROR(a.entry_positions.assign(b, positions));
+    DSV4_RETURN_IF_ERROR(b.rope({out, a.entry_positions.data(), compress_inv_freq_.data(), n_windows, 1,
+                                 width, cfg_.rope_dim, false}));
+    if (csa) {
+      DSV4_RETURN_IF_ERROR(b.copy(prev_kv, a.last_kv.data(), size_t(m * width) * sizeof(float)));
+      DSV4_RETURN_IF_ERROR(b.copy(prev_gate, a.last_gate.data(), size_t(m * width) * sizeof(float)));
+    }
+  }
+  const int64_t used = n_windows * m, rest = total - used;
+  DSV4_RETURN_IF_ERROR(b.copy(tail_kv, kv + used * row, size_t(rest * row) * sizeof(float)));
+  return b.copy(tail_gate, gate + used * row, size_t(rest * row) * sizeof(float));
 }
 
 // Copies rows [first, first + n) of the sliding-window ring (slot = position mod W) to or from
@@ -424,46 +577,50 @@ static Status ring_copy(Backend& b, float* ring, float* rows, int64_t first, int
   return {};
 }
 
-// The sequence-dependent part of attention for rows [row0, row0 + n_rows) at positions
-// start…: update compressors, choose each query's keys, attend, then store the window keys.
-// The key index lists are built on the host; for CSA layers that reads the indexer's choice back
+// The sequence-dependent part of attention for a prefill chunk, rows [row0, row0 + n_rows) of
+// sequence s: update the compressors, choose each query's keys, attend, then store the window
+// keys. The key lists are built on the host; for CSA layers that reads the indexer's choice back
 // (one synchronisation per CSA layer and sequence).
-Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64_t n_rows, int64_t start,
-                              Rows& a) {
+Status Model::attend_sequence(int64_t layer, const SequenceState& s, int64_t row0, int64_t n_rows, Rows& a) {
   Backend& b = *backend_;
   const LayerWeights& L = layers_[size_t(layer)];
-  const int64_t H = cfg_.n_heads, hd = cfg_.head_dim, W = cfg_.sliding_window;
+  LayerCache& cache = caches_[size_t(layer)];
+  const int64_t H = cfg_.n_heads, hd = cfg_.head_dim, W = cfg_.sliding_window, start = s.n_past();
+  const int32_t slot = s.slot_;
+  float* ring = cache.kv.data() + slot * (W + cache.entries) * hd;  // the slot's rows: ring, then entries
+  float* entries = ring + W * hd;
 
   if (L.type != AttentionType::kSliding) {
-    const int64_t row = ls.compressor.n_series * hd;
-    DSV4_RETURN_IF_ERROR(compress(L.compressor, ls.compressor, a.comp_kv.data() + row0 * row,
-                                  a.comp_gate.data() + row0 * row, n_rows, a));
+    const int64_t row = cache.compressor.row();
+    DSV4_RETURN_IF_ERROR(compress(L.compressor, cache.compressor, slot, start, a.comp_kv.data() + row0 * row,
+                                  a.comp_gate.data() + row0 * row, n_rows, entries, a));
   }
+  const int64_t n_entries = L.type == AttentionType::kSliding ? 0 : (start + n_rows) / L.ratio;
   const int64_t topk = cfg_.index_topk;
   std::vector<int32_t> selected;  // [n_rows, topk] CSA entries chosen by the indexer
   if (L.type == AttentionType::kCSA) {
     const int64_t nh = cfg_.index_n_heads, ihd = cfg_.index_head_dim;
-    DSV4_RETURN_IF_ERROR(compress(L.indexer_compressor, ls.indexer, a.idx_kv.data() + row0 * 2 * ihd,
-                                  a.idx_gate.data() + row0 * 2 * ihd, n_rows, a));
+    float* keys = cache.index_keys.data() + slot * cache.entries * ihd;
+    DSV4_RETURN_IF_ERROR(compress(L.indexer_compressor, cache.indexer, slot, start,
+                                  a.idx_kv.data() + row0 * 2 * ihd, a.idx_gate.data() + row0 * 2 * ihd,
+                                  n_rows, keys, a));
     DSV4_RETURN_IF_ERROR(a.selected.resize(b, n_rows * topk));
-    DSV4_RETURN_IF_ERROR(b.indexer({a.idx_q.data() + row0 * nh * ihd, a.idx_w.data() + row0 * nh,
-                                    ls.indexer.entries.data(), a.positions.data() + row0, a.selected.data(),
-                                    n_rows, nh, ihd, ls.indexer.n_entries(), L.ratio, topk}));
+    DSV4_RETURN_IF_ERROR(
+        b.indexer({a.idx_q.data() + row0 * nh * ihd, a.idx_w.data() + row0 * nh, keys,
+                   a.positions.data() + row0, a.selected.data(), n_rows, nh, ihd, n_entries, L.ratio, topk}));
     DSV4_ASSIGN_OR_RETURN(selected, a.selected.download(b));
   }
 
   // kv pool: cached window rows (positions win_start…start−1), this chunk's rows, compressed entries.
   const int64_t win_start = std::max<int64_t>(0, start - (W - 1));
   const int64_t n_cached = start - win_start;
-  const int64_t n_entries = ls.compressor.n_entries();
   const int64_t entries_at = n_cached + n_rows;
   DSV4_RETURN_IF_ERROR(a.pool.resize(b, (entries_at + n_entries) * hd));  // [n_kv, hd]
-  DSV4_RETURN_IF_ERROR(ring_copy(b, ls.window.data(), a.pool.data(), win_start, n_cached, W, hd, false));
+  DSV4_RETURN_IF_ERROR(ring_copy(b, ring, a.pool.data(), win_start, n_cached, W, hd, false));
   DSV4_RETURN_IF_ERROR(
       b.copy(a.pool.data() + n_cached * hd, a.kv.data() + row0 * hd, size_t(n_rows * hd) * sizeof(float)));
-  if (n_entries)
-    DSV4_RETURN_IF_ERROR(b.copy(a.pool.data() + entries_at * hd, ls.compressor.entries.data(),
-                                size_t(n_entries * hd) * sizeof(float)));
+  DSV4_RETURN_IF_ERROR(
+      b.copy(a.pool.data() + entries_at * hd, entries, size_t(n_entries * hd) * sizeof(float)));
 
   // Each query's key rows: its window, then (HCA) all admissible entries or (CSA) the selection.
   const int64_t n_extra = L.type == AttentionType::kHCA   ? n_entries
@@ -478,11 +635,11 @@ Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64
       idx[j] = int32_t(k - win_start);
     if (L.type == AttentionType::kHCA) {
       const int64_t admissible = (p + 1) / L.ratio;
-      for (int64_t s = 0; s < std::min(admissible, n_entries); ++s) idx[W + s] = int32_t(entries_at + s);
+      for (int64_t e = 0; e < std::min(admissible, n_entries); ++e) idx[W + e] = int32_t(entries_at + e);
     } else if (L.type == AttentionType::kCSA) {
       for (int64_t j = 0; j < topk; ++j) {
-        const int32_t s = selected[size_t(i * topk + j)];
-        if (s >= 0) idx[W + j] = int32_t(entries_at + s);
+        const int32_t e = selected[size_t(i * topk + j)];
+        if (e >= 0) idx[W + j] = int32_t(entries_at + e);
       }
     }
   }
@@ -493,8 +650,78 @@ Status Model::attend_sequence(int64_t layer, LayerState& ls, int64_t row0, int64
 
   // Store this chunk's keys in the ring; only its last W rows survive there.
   const int64_t kept = std::min(n_rows, W);
-  return ring_copy(b, ls.window.data(), a.kv.data() + (row0 + n_rows - kept) * hd, start + n_rows - kept,
-                   kept, W, hd, true);
+  return ring_copy(b, ring, a.kv.data() + (row0 + n_rows - kept) * hd, start + n_rows - kept, kept, W, hd,
+                   true);
+}
+
+// The sequence-dependent part of attention for a decode step (every row a sequence's next token),
+// all of it from device data: compressors and indexer step in the cache pool, then each query
+// attends the pool rows kv_cache_decode lists.
+Status Model::attend_decode(int64_t layer, Rows& a) {
+  Backend& b = *backend_;
+  const LayerWeights& L = layers_[size_t(layer)];
+  LayerCache& cache = caches_[size_t(layer)];
+  const int64_t n = a.n, H = cfg_.n_heads, hd = cfg_.head_dim, W = cfg_.sliding_window;
+  const int64_t rows_per_slot = W + cache.entries;
+  const auto compress_step = [&](const CompressorWeights& w, CompressorCache& c, const float* kv,
+                                 const float* gate, float* entries, int64_t entry_stride,
+                                 int64_t entry_offset) {
+    return b.compressor_decode({kv,
+                                gate,
+                                w.ape.data(),
+                                w.norm.data(),
+                                compress_inv_freq_.data(),
+                                a.slots.data(),
+                                a.positions.data(),
+                                c.tail_kv.data(),
+                                c.tail_gate.data(),
+                                c.prev_kv.data(),
+                                c.prev_gate.data(),
+                                entries,
+                                entry_stride,
+                                entry_offset,
+                                cache.entries,
+                                n,
+                                cache_n_slots_,
+                                c.ratio,
+                                c.width,
+                                c.n_series,
+                                cfg_.rope_dim,
+                                float(cfg_.rms_norm_eps)});
+  };
+  if (L.type != AttentionType::kSliding)
+    DSV4_RETURN_IF_ERROR(compress_step(L.compressor, cache.compressor, a.comp_kv.data(), a.comp_gate.data(),
+                                       cache.kv.data(), rows_per_slot, W));
+  const int64_t topk = cfg_.index_topk;
+  if (L.type == AttentionType::kCSA) {
+    const int64_t nh = cfg_.index_n_heads, ihd = cfg_.index_head_dim;
+    DSV4_RETURN_IF_ERROR(compress_step(L.indexer_compressor, cache.indexer, a.idx_kv.data(),
+                                       a.idx_gate.data(), cache.index_keys.data(), cache.entries, 0));
+    DSV4_RETURN_IF_ERROR(a.selected.resize(b, n * topk));
+    IndexerParams ip{a.idx_q.data(),
+                     a.idx_w.data(),
+                     cache.index_keys.data(),
+                     a.positions.data(),
+                     a.selected.data(),
+                     n,
+                     nh,
+                     ihd,
+                     cache.entries,
+                     L.ratio,
+                     topk};
+    ip.slots = a.slots.data();
+    DSV4_RETURN_IF_ERROR(b.indexer(ip));
+  }
+  const int64_t n_listed = L.type == AttentionType::kHCA   ? cache.entries
+                           : L.type == AttentionType::kCSA ? topk
+                                                           : 0;
+  DSV4_RETURN_IF_ERROR(a.kv_idx.resize(b, n * (W + n_listed)));
+  DSV4_RETURN_IF_ERROR(b.kv_cache_decode({a.kv.data(), a.slots.data(), a.positions.data(),
+                                          L.type == AttentionType::kCSA ? a.selected.data() : nullptr,
+                                          cache.kv.data(), a.kv_idx.data(), n, cache_n_slots_, rows_per_slot,
+                                          hd, W, L.type == AttentionType::kHCA ? L.ratio : 0, n_listed}));
+  return b.attention({a.q.data(), cache.kv.data(), a.kv_idx.data(), L.attn_sink.data(), a.o.data(), n, H, hd,
+                      cache_n_slots_ * rows_per_slot, W + n_listed, 1.0f / std::sqrt(float(hd))});
 }
 
 // MoE (spec §4.4): router, routed experts, shared expert; out = routed + shared.
@@ -523,7 +750,7 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   DSV4_RETURN_IF_ERROR(b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out,
                                       n, D, cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit)}));
   if (L.shared.empty()) return {};
-  if (a.shared_ids.size() != n) {
+  if (a.shared_ids.size() < n) {  // only grows: a recorded decode step must not upload
     DSV4_RETURN_IF_ERROR(a.shared_ids.assign(b, std::vector<int32_t>(size_t(n), 0)));
     DSV4_RETURN_IF_ERROR(a.shared_weights.assign(b, std::vector<float>(size_t(n), 1.0f)));
   }

@@ -1,60 +1,67 @@
-// Per-sequence inference state (spec §7.1): for every layer the sliding-window K=V ring, and for
-// CSA/HCA layers the compressor state (unfinished window's raw projections, CSA's previous window
-// Ca slice) plus the emitted entries; CSA layers also hold the indexer's own compressor state and
-// keys. A state belongs to one sequence and lives in its model's backend memory (device memory
-// for CUDA); reset() starts a new one.
+// Per-sequence inference state (spec §7.1). A sequence's caches (sliding-window K=V ring,
+// compressor tails and entries, indexer keys) live in its model's cache pool, in the slot the
+// state holds; every count in them follows from n_past (window fill, the unfinished window's rows,
+// entries emitted), so the state itself is the slot and n_past. A state belongs to the model that
+// made it, takes its slot at its first forward and gives it back when destroyed; reset() starts a
+// new sequence in the same slot.
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <utility>
 #include <vector>
-
-#include "model/backend_array.h"
 
 namespace dsv4 {
 
-struct CompressorState {
-  int64_t ratio = 0;              // source tokens per entry (4 CSA, 128 HCA)
-  int64_t width = 0;              // entry width (head_dim, or index_head_dim for the indexer)
-  int64_t n_series = 1;           // 2 for CSA's overlapping windows
-  BackendArray<float> tail_kv;    // [n_tail, n_series·width] projections of the unfinished window
-  BackendArray<float> tail_gate;  // [n_tail, n_series·width] (ape not added)
-  BackendArray<float> prev_kv;    // [ratio, width] CSA: Ca of the last closed window; empty before the first
-  BackendArray<float> prev_gate;  // [ratio, width] its gate, ape included
-  BackendArray<float> entries;    // [n_entries, width] normed, RoPE at position entry·ratio
-
-  int64_t n_tail() const { return width ? tail_kv.size() / (n_series * width) : 0; }
-  int64_t n_entries() const { return width ? entries.size() / width : 0; }
-  void reset() {
-    tail_kv.clear();
-    tail_gate.clear();
-    prev_kv.clear();
-    prev_gate.clear();
-    entries.clear();
+// The cache pool's slot bookkeeping, shared by a model and its states (either may go first).
+class CacheSlots {
+ public:
+  int32_t acquire() {
+    if (!free_.empty()) {
+      const int32_t s = free_.back();
+      free_.pop_back();
+      return s;
+    }
+    return n_slots_++;
   }
-};
+  void release(int32_t slot) { free_.push_back(slot); }
+  int32_t n_slots() const { return n_slots_; }  // slots ever handed out: the pool must hold this many
 
-struct LayerState {
-  BackendArray<float>
-      window;  // [sliding_window, head_dim] ring of K=V rows, slot = position mod sliding_window
-  CompressorState compressor;  // CSA/HCA layers
-  CompressorState indexer;     // CSA layers: the indexer's compressor and its keys
+ private:
+  std::vector<int32_t> free_;
+  int32_t n_slots_ = 0;
 };
 
 class SequenceState {
  public:
-  int64_t n_past() const { return n_past_; }  // tokens already consumed = position of the next token
-  void reset() {
-    n_past_ = 0;
-    for (LayerState& l : layers_) {
-      l.compressor.reset();
-      l.indexer.reset();
+  SequenceState() = default;
+  SequenceState(SequenceState&& o) noexcept
+      : n_past_(o.n_past_), slot_(std::exchange(o.slot_, -1)), slots_(std::move(o.slots_)) {}
+  SequenceState& operator=(SequenceState&& o) noexcept {
+    if (this != &o) {
+      release();
+      n_past_ = o.n_past_;
+      slot_ = std::exchange(o.slot_, -1);
+      slots_ = std::move(o.slots_);
     }
+    return *this;
   }
+  SequenceState(const SequenceState&) = delete;
+  SequenceState& operator=(const SequenceState&) = delete;
+  ~SequenceState() { release(); }
+
+  int64_t n_past() const { return n_past_; }  // tokens already consumed = position of the next token
+  void reset() { n_past_ = 0; }
 
  private:
   friend class Model;
+  void release() {
+    if (slot_ >= 0 && slots_) slots_->release(slot_);
+    slot_ = -1;
+  }
   int64_t n_past_ = 0;
-  std::vector<LayerState> layers_;
+  int32_t slot_ = -1;  // in the model's cache pool; −1 until the first forward
+  std::shared_ptr<CacheSlots> slots_;
 };
 
 }  // namespace dsv4

@@ -23,6 +23,9 @@ struct IndexerParams {
   int64_t n_entries = 0;
   int64_t ratio = 0;
   int64_t topk = 0;
+  // Decode over a batch of sequences: token t reads the key block keys + slots[t]·n_entries·head_dim
+  // (keys is then [n_slots, n_entries, head_dim], n_entries a capacity). Null: one block for all.
+  const int32_t* slots = nullptr;
 };
 
 Status check_indexer(const IndexerParams& p);

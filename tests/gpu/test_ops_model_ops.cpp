@@ -1,7 +1,7 @@
 // test_ops for the model ops of issue 5 (embedding, rms_norm, rope, mhc_pre, mhc_post, hyper_head,
-// attention, indexer, compressor, grouped_linear): each CUDA op against its CPU reference on the
-// same seeded random inputs (DSV4_TEST_SEED overrides the seed), at V4-Flash/Pro widths and
-// ragged sizes. Tolerances are justified in docs/numerics.md, "GPU ops"; indexer ids are exact.
+// attention, indexer, compressor, compressor_decode, kv_cache_decode, grouped_linear): each CUDA op against
+// its CPU reference on the same seeded random inputs (DSV4_TEST_SEED overrides the seed), at V4-Flash/Pro
+// widths and ragged sizes. Tolerances are justified in docs/numerics.md, "GPU ops"; indexer ids are exact.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -12,10 +12,12 @@
 #include "core/quant.h"
 #include "cuda/attention.h"
 #include "cuda/compressor.h"
+#include "cuda/compressor_decode.h"
 #include "cuda/embedding.h"
 #include "cuda/grouped_linear.h"
 #include "cuda/hyper_head.h"
 #include "cuda/indexer.h"
+#include "cuda/kv_cache_decode.h"
 #include "cuda/mhc_post.h"
 #include "cuda/mhc_pre.h"
 #include "cuda/rms_norm.h"
@@ -359,6 +361,213 @@ TEST(GpuOps, Compressor) {
       expect_close(what + " last_gate", g_lgate.download(what), last_gate, 0.0, 0.0);
     }
   }
+}
+
+// ---- compressor_decode: several slots stepping at once, some closing a window (the first one
+// of a sequence, CSA without prev, and later ones), some not. Tails, prev and entries of every
+// slot are compared; the pool is poisoned so that an entry or row written where it should not be
+// shows up. Entries: the compressor's and rms_norm's fp32 sums in other orders (as Compressor
+// and RmsNorm above), then rope.
+TEST(GpuOps, CompressorDecode) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t ratio, width, n_series, rope_dim;
+    std::vector<int64_t> positions;  // one per token; token t uses slot n_slots − 1 − t
+  };
+  const std::vector<Case> cases = {
+      {4, 512, 2, 64, {3, 7, 5, 4000}},     // CSA: first window, a later one, mid-window, deep
+      {4, 128, 2, 64, {11, 0, 2, 3, 63}},   // the indexer's compressor
+      {128, 512, 1, 64, {127, 255, 100}},   // HCA
+      {3, 20, 1, 8, {2, 8, 1}},             // ragged
+      {4, 36, 2, 16, {0, 1, 2, 3, 7, 11}},  // one token per slot, windows 0…2
+  };
+  for (const Case& c : cases) {
+    const int64_t n = int64_t(c.positions.size()), n_slots = n + 2, row = c.n_series * c.width;
+    const int64_t max_entries = 1001, stride = max_entries + 5, offset = 3;
+    const std::string what = fmt::format("compressor_decode ratio={} width={} n_series={} n_tokens={}",
+                                         c.ratio, c.width, c.n_series, n);
+    const uint32_t salt = 400 + uint32_t(c.width + c.ratio + n);
+    const auto kv = random_normal(size_t(n * row), seed(salt));
+    const auto gate = random_normal(size_t(n * row), seed(salt + 1), 0.0f, 2.0f);
+    const auto ape = random_normal(size_t(c.ratio * row), seed(salt + 2), 0.0f, 0.5f);
+    const auto norm = random_normal(size_t(c.width), seed(salt + 3), 1.0f, 0.2f);
+    std::vector<float> inv_freq(size_t(c.rope_dim / 2));
+    for (size_t i = 0; i < inv_freq.size(); ++i)
+      inv_freq[i] = std::pow(160000.0f, -2.0f * float(i) / c.rope_dim);
+    std::vector<int32_t> slots(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) slots[size_t(t)] = int32_t(n_slots - 1 - t);
+    // Caches start random (earlier rows of each window, previous Ca), entries poisoned.
+    auto tail_kv = random_normal(size_t(n_slots * c.ratio * row), seed(salt + 4));
+    auto tail_gate = random_normal(tail_kv.size(), seed(salt + 5), 0.0f, 2.0f);
+    auto prev_kv = random_normal(size_t(n_slots * c.ratio * c.width), seed(salt + 6));
+    auto prev_gate = random_normal(prev_kv.size(), seed(salt + 7), 0.0f, 2.0f);
+    std::vector<float> entries(size_t(n_slots * stride * c.width), poison_float());
+    const bool csa = c.n_series == 2;
+    auto d_kv = to_device(kv), d_gate = to_device(gate), d_ape = to_device(ape), d_norm = to_device(norm),
+         d_freq = to_device(inv_freq);
+    auto d_slots = to_device(slots);
+    auto d_pos = to_device(c.positions);
+    auto d_tail_kv = to_device(tail_kv), d_tail_gate = to_device(tail_gate), d_prev_kv = to_device(prev_kv),
+         d_prev_gate = to_device(prev_gate);
+    GuardedOutput<float> d_entries(entries.size(), poison_float());
+    CompressorDecodeParams p{kv.data(),
+                             gate.data(),
+                             ape.data(),
+                             norm.data(),
+                             inv_freq.data(),
+                             slots.data(),
+                             c.positions.data(),
+                             tail_kv.data(),
+                             tail_gate.data(),
+                             csa ? prev_kv.data() : nullptr,
+                             csa ? prev_gate.data() : nullptr,
+                             entries.data(),
+                             stride,
+                             offset,
+                             max_entries,
+                             n,
+                             n_slots,
+                             c.ratio,
+                             c.width,
+                             c.n_series,
+                             c.rope_dim,
+                             1e-6f};
+    ASSERT_TRUE(check_compressor_decode(p).ok()) << what;
+    cpu::compressor_decode(p);
+    p = {d_kv.get(),
+         d_gate.get(),
+         d_ape.get(),
+         d_norm.get(),
+         d_freq.get(),
+         d_slots.get(),
+         d_pos.get(),
+         d_tail_kv.get(),
+         d_tail_gate.get(),
+         csa ? d_prev_kv.get() : nullptr,
+         csa ? d_prev_gate.get() : nullptr,
+         d_entries.data(),
+         stride,
+         offset,
+         max_entries,
+         n,
+         n_slots,
+         c.ratio,
+         c.width,
+         c.n_series,
+         c.rope_dim,
+         1e-6f};
+    const Status s = cuda::compressor_decode(p, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    const std::vector<float> got = d_entries.download(what);
+    // Rows no token closes must stay poisoned; closed ones must match.
+    std::vector<float> got_rows, want_rows;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const bool want_poison = std::isnan(entries[i]);
+      ASSERT_EQ(std::isnan(got[i]), want_poison) << what << ": entry element " << i << " written wrongly";
+      if (!want_poison) got_rows.push_back(got[i]), want_rows.push_back(entries[i]);
+    }
+    ASSERT_FALSE(want_rows.empty()) << what << ": the case closes no window";
+    expect_close(what + " entries", got_rows, want_rows, 1e-5, 4e-6);
+    expect_close(what + " tail_kv", d_tail_kv.download().value(), tail_kv, 0.0, 0.0);
+    expect_close(what + " tail_gate", d_tail_gate.download().value(), tail_gate, 0.0, 0.0);
+    if (csa) {
+      expect_close(what + " prev_kv", d_prev_kv.download().value(), prev_kv, 0.0, 0.0);
+      expect_close(what + " prev_gate", d_prev_gate.download().value(), prev_gate, 0.0, 0.0);
+    }
+  }
+}
+
+// ---- kv_cache_decode: ring rows and row lists are exact (a copy and integer arithmetic).
+TEST(GpuOps, KvCacheDecode) {
+  SKIP_WITHOUT_GPU();
+  struct Case {
+    int64_t head_dim, window, ratio, n_listed;
+    bool csa;
+    std::vector<int64_t> positions;
+  };
+  const std::vector<Case> cases = {
+      {512, 128, 0, 0, false, {0, 5, 127, 128, 4000}},   // sliding: partial and full windows
+      {512, 128, 128, 40, false, {127, 300, 5000, 2}},   // HCA, capacity 40 entries
+      {512, 128, 0, 512, true, {3, 1000, 2047}},         // CSA, index_topk 512
+      {36, 8, 4, 9, false, {0, 3, 7, 8, 35, 36, 1000}},  // ragged HCA
+  };
+  for (const Case& c : cases) {
+    const int64_t n = int64_t(c.positions.size()), n_slots = n + 1;
+    const int64_t rows_per_slot = c.window + (c.csa ? 700 : c.n_listed) + 3;
+    const int64_t n_sel = c.window + c.n_listed;
+    const std::string what = fmt::format("kv_cache_decode head_dim={} window={} ratio={} n_listed={} csa={}",
+                                         c.head_dim, c.window, c.ratio, c.n_listed, c.csa);
+    const uint32_t salt = 500 + uint32_t(c.head_dim + n);
+    const auto kv = random_normal(size_t(n * c.head_dim), seed(salt));
+    auto cache = random_normal(size_t(n_slots * rows_per_slot * c.head_dim), seed(salt + 1));
+    std::vector<int32_t> slots(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) slots[size_t(t)] = int32_t((t * 7 + 1) % n_slots);
+    std::mt19937 rng(seed(salt + 2));
+    std::vector<int32_t> selected(size_t(n * c.n_listed));
+    for (auto& e : selected) e = rng() % 5 == 0 ? -1 : int32_t(rng() % 700);
+    std::vector<int32_t> want(size_t(n * n_sel), kPoisonId);
+    auto d_kv = to_device(kv), d_cache = to_device(cache);
+    auto d_slots = to_device(slots), d_sel = to_device(selected);
+    auto d_pos = to_device(c.positions);
+    KvCacheDecodeParams p{kv.data(),
+                          slots.data(),
+                          c.positions.data(),
+                          c.csa ? selected.data() : nullptr,
+                          cache.data(),
+                          want.data(),
+                          n,
+                          n_slots,
+                          rows_per_slot,
+                          c.head_dim,
+                          c.window,
+                          c.ratio,
+                          c.n_listed};
+    ASSERT_TRUE(check_kv_cache_decode(p).ok()) << what;
+    cpu::kv_cache_decode(p);
+    GuardedOutput<int32_t> got(want.size(), kPoisonId);
+    const Status s = cuda::kv_cache_decode(
+        {d_kv.get(), d_slots.get(), d_pos.get(), c.csa ? d_sel.get() : nullptr, d_cache.get(), got.data(), n,
+         n_slots, rows_per_slot, c.head_dim, c.window, c.ratio, c.n_listed},
+        nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    const std::vector<int32_t> got_idx = got.download(what);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(got_idx[i], want[i]) << what << ": first bad index [" << i / size_t(n_sel) << ", "
+                                     << i % size_t(n_sel) << "]";
+    expect_close(what + " cache", d_cache.download().value(), cache, 0.0, 0.0);
+  }
+}
+
+// ---- indexer over a pool of per-sequence key blocks (decode): ids exact, each token reading
+// its own slot's keys up to its admissible count.
+TEST(GpuOps, IndexerSlots) {
+  SKIP_WITHOUT_GPU();
+  const int64_t n = 5, n_heads = 64, head_dim = 128, capacity = 700, ratio = 4, topk = 512, n_slots = 7;
+  const std::vector<int64_t> pos = {2799, 3, 1000, 2100, 0};
+  const std::vector<int32_t> slots = {6, 0, 3, 2, 5};
+  const auto q = random_normal(size_t(n * n_heads * head_dim), seed(600));
+  const auto w = random_normal(size_t(n * n_heads), seed(601));
+  auto keys = random_normal(size_t(n_slots * capacity * head_dim), seed(602));
+  for (int64_t s = 3; s + 7 < n_slots * capacity; s += 11)  // exact duplicates: tied scores
+    std::copy_n(keys.begin() + s * head_dim, head_dim, keys.begin() + (s + 7) * head_dim);
+  std::vector<int32_t> want(size_t(n * topk));
+  IndexerParams p{q.data(), w.data(), keys.data(), pos.data(), want.data(), n,
+                  n_heads,  head_dim, capacity,    ratio,      topk};
+  p.slots = slots.data();
+  cpu::indexer(p);
+  auto d_q = to_device(q), d_w = to_device(w), d_keys = to_device(keys);
+  auto d_pos = to_device(pos);
+  auto d_slots = to_device(slots);
+  GuardedOutput<int32_t> out(want.size(), kPoisonId);
+  p = {d_q.get(), d_w.get(), d_keys.get(), d_pos.get(), out.data(), n,
+       n_heads,   head_dim,  capacity,     ratio,       topk};
+  p.slots = d_slots.get();
+  const Status s = cuda::indexer(p, nullptr);
+  ASSERT_TRUE(s.ok()) << s.message();
+  const std::vector<int32_t> got = out.download("indexer slots");
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(got[i], want[i]) << "indexer slots: first bad index [" << i / size_t(topk) << ", "
+                               << i % size_t(topk) << "]";
 }
 
 // ---- grouped_linear: V4-Flash/Pro wo_a shapes in BF16 and FP8 (as in the checkpoints), ragged F32.

@@ -3,7 +3,10 @@
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
 // layer's routed experts likewise (src/cuda/moe_bench.h).
-// Both need a CUDA build and a GPU; otherwise they say so and exit 1.
+// dsv4 bench model [--shape flash|pro] [--layers 4] [--batch 1,8,32,64] [--context 4096]: the whole
+// model, random weights at real widths cut to its first layers: decode and prefill against their
+// floors (src/cuda/model_bench.h).
+// All need a CUDA build and a GPU; otherwise they say so and exit 1.
 #include <fmt/format.h>
 
 #include <string>
@@ -13,8 +16,10 @@
 #include "core/quant.h"
 #ifdef DSV4_HAVE_CUDA
 #include "cuda/linear_bench.h"
+#include "cuda/model_bench.h"
 #include "cuda/moe_bench.h"
 #endif
+#include "model/synthetic.h"
 
 namespace dsv4::cli {
 
@@ -83,6 +88,57 @@ void register_bench(CLI::App& app, Action& run) {
       return s.ok() ? 0 : fail(s.message());
 #else
       return fail("bench moe: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
+#endif
+    };
+  });
+
+  auto* model = bench->add_subcommand(
+      "model", "the whole model (random weights, real widths, first N layers): decode, prefill");
+  struct ModelOpts {
+    std::string shape = "flash", layout = "nvfp4", keep;
+    int64_t layers = 4, context = 4096, steps = 10, prefill_rows = 8192;
+    uint64_t seed = 1;
+    std::vector<int64_t> batches{1, 8, 32, 64};
+  };
+  auto mo = std::make_shared<ModelOpts>();
+  model->add_option("--shape", mo->shape, "V4-Flash or V4-Pro widths")
+      ->check(CLI::IsMember({"flash", "pro"}));
+  model
+      ->add_option(
+          "--layers", mo->layers,
+          "the first N layers (default 4: Flash has sliding, CSA and HCA layers, hash and dense routers)")
+      ->check(CLI::Range(int64_t(1), int64_t(61)));
+  model->add_option("--batch", mo->batches, "decode batch sizes (sequences)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(1), int64_t(4096)));
+  model->add_option("--context", mo->context, "tokens of history per sequence when decode is timed")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  model->add_option("--steps", mo->steps, "timed decode steps per batch size")->check(CLI::Range(1, 1000));
+  model->add_option("--prefill-rows", mo->prefill_rows, "most rows per prefill forward")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 16));
+  model
+      ->add_option("--layout", mo->layout,
+                   "expert format: nvfp4 (NVIDIA ModelOpt) or mxfp4 (DeepSeek native)")
+      ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
+  model->add_option("--keep", mo->keep, "write the random checkpoint to this directory and keep it");
+  model->add_option("--seed", mo->seed, "random seed of the weights and tokens");
+  model->callback([&run, mo] {
+    run = [mo]() -> int {
+#ifdef DSV4_HAVE_CUDA
+      cuda::ModelBenchOptions o;
+      o.shape = mo->shape;
+      o.n_layers = mo->layers;
+      o.batches = mo->batches;
+      o.context = mo->context;
+      o.decode_steps = mo->steps;
+      o.prefill_rows = mo->prefill_rows;
+      o.layout = parse_checkpoint_layout(mo->layout).value();
+      o.seed = mo->seed;
+      o.keep_dir = mo->keep;
+      const Status s = cuda::bench_model(o);
+      return s.ok() ? 0 : fail(s.message());
+#else
+      return fail("bench model: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
 #endif
     };
   });

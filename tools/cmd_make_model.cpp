@@ -18,8 +18,9 @@ void register_make_model(CLI::App& app, Action& run) {
   static std::string tokenizer_dir;
   cmd->add_option("--out", out_dir, "Output directory")->required();
   cmd->add_option("--preset", preset,
-                  "Model shape: tiny (CI-sized, every layer type) or micro (smallest valid)")
-      ->check(CLI::IsMember({"tiny", "micro"}));
+                  "Model shape: tiny (CI-sized, every layer type), micro (smallest valid), or flash / pro "
+                  "(the published widths, first --layers layers (default 4), random stored bits)")
+      ->check(CLI::IsMember({"tiny", "micro", "flash", "pro"}));
   cmd->add_option("--layout", layout, "nvfp4 (NVIDIA ModelOpt experts) or mxfp4 (DeepSeek native experts)")
       ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
   cmd->add_option("--layers", layers, "Override the number of trunk layers")->check(CLI::PositiveNumber);
@@ -30,8 +31,16 @@ void register_make_model(CLI::App& app, Action& run) {
   cmd->add_option("--shard-mb", shard_mb, "Split into shards of this many MB with an index (0: one file)");
   cmd->callback([&run] {
     run = [] {
-      ModelConfig cfg = preset == "micro" ? micro_config() : tiny_config();
-      if (layers > 0) {
+      const bool real_widths = preset == "flash" || preset == "pro";
+      ModelConfig cfg = preset == "micro"   ? micro_config()
+                        : preset == "flash" ? first_layers(ModelConfig::flash(), layers > 0 ? layers : 4)
+                        : preset == "pro"   ? first_layers(ModelConfig::pro(), layers > 0 ? layers : 4)
+                                            : tiny_config();
+      if (real_widths && layers > cfg.n_layers)
+        return fail(
+            fmt::format("--layers {}: the {} schedule has {} layers; expected at most that", layers, preset,
+                        preset == "flash" ? ModelConfig::flash().n_layers : ModelConfig::pro().n_layers));
+      if (layers > 0 && !real_widths) {
         // Keep the MTP entry last; extend the trunk by repeating the CSA/HCA alternation.
         std::vector<int> ratios;
         for (int64_t i = 0; i < layers; ++i)
@@ -52,7 +61,10 @@ void register_make_model(CLI::App& app, Action& run) {
       opt.layout = parse_checkpoint_layout(layout).value();
       opt.seed = seed;
       opt.shard_bytes = int64_t(shard_mb * 1e6);
-      const Status s = write_synthetic_checkpoint(cfg, opt, out_dir);
+      if (real_widths && opt.shard_bytes > 0)
+        return fail("--shard-mb: the flash and pro presets write one file; expected no --shard-mb");
+      const Status s = real_widths ? write_random_bits_checkpoint(cfg, opt, out_dir)
+                                   : write_synthetic_checkpoint(cfg, opt, out_dir);
       if (!s.ok()) return fail(s.message());
       if (!tokenizer_dir.empty()) {
         std::error_code ec;

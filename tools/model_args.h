@@ -1,6 +1,6 @@
 // Flags shared by the commands that run the model (generate, chat): the same names everywhere —
-// --model, --device, --threads, --seed, --max-tokens and the sampling flags — plus loading
-// with progress and the memory plan.
+// --model, --device, --threads, --seed, --max-tokens and the sampling flags — plus the memory
+// plan (refused before loading when it will not fit) and loading with progress.
 #pragma once
 
 #include <fmt/format.h>
@@ -50,21 +50,21 @@ struct ModelArgs {
     cmd->add_flag("--quiet", quiet, "No loading progress, memory plan or speed report");
   }
 
-  // Loads the model (with progress and the memory plan on stderr).
+  // Loads the model (with progress and the memory plan on stderr), after checking that the plan
+  // fits the backend's free memory: one sequence of up to min(max_position, 4096) tokens,
+  // prefilled in one forward.
   Result<std::unique_ptr<Model>> load_model() const {
     if (threads > 0) set_cpu_threads(threads);
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, make_backend(device));
+    constexpr int64_t kPlanContext = 4096;
+    DSV4_ASSIGN_OR_RETURN(const MemoryPlan plan,
+                          plan_model_memory(model_dir, *backend, kPlanContext, 1, kPlanContext));
+    if (!quiet)
+      fmt::print(stderr, "{}{}\n", plan.describe(),
+                 plan.holds_weights ? "" : fmt::format(" ({} CPU threads)", cpu_threads()));
+    DSV4_RETURN_IF_ERROR(plan.check());
     if (!quiet) DSV4_RETURN_IF_ERROR(read_checkpoint_with_progress(model_dir, ::isatty(2)));
-    DSV4_ASSIGN_OR_RETURN(auto model, Model::load(model_dir, std::move(backend)));
-    if (!quiet) {
-      int64_t bytes = 0;
-      for (const auto& [_, t] : model->checkpoint().tensors()) bytes += t.nbytes();
-      const ModelConfig& c = model->config();
-      const int64_t context = std::min<int64_t>(c.max_position, 4096);
-      fmt::print(stderr, "{} (context {} tokens, {} CPU threads)\n",
-                 plan_memory(c, bytes, context, 512).describe(), context, cpu_threads());
-    }
-    return model;
+    return Model::load(model_dir, std::move(backend));
   }
 
   Result<Tokenizer> load_tokenizer() const {

@@ -1,7 +1,11 @@
 // The CPU backend: every Backend method is check_<op>() followed by the fp32 reference cpu::<op>().
 // Its memory is host memory; weights stay the views into the mmapped checkpoint.
+#include <unistd.h>
+
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "model/backend.h"
 
@@ -28,6 +32,22 @@ class HostBuffer final : public BackendBuffer {
 class CpuBackend final : public Backend {
  public:
   std::string name() const override { return "cpu"; }
+  // /proc/meminfo's MemAvailable (what can be allocated without swapping); sysconf elsewhere.
+  Result<BackendMemoryInfo> memory_info() const override {
+    BackendMemoryInfo m;
+    const int64_t page = int64_t(::sysconf(_SC_PAGESIZE));
+    m.total_bytes = int64_t(::sysconf(_SC_PHYS_PAGES)) * page;
+    m.free_bytes = int64_t(::sysconf(_SC_AVPHYS_PAGES)) * page;
+    std::ifstream meminfo("/proc/meminfo");
+    for (std::string line; std::getline(meminfo, line);) {
+      std::istringstream fields(line);
+      std::string key;
+      int64_t kib = 0;
+      if (fields >> key >> kib && key == "MemAvailable:") m.free_bytes = kib * 1024;
+    }
+    if (m.total_bytes <= 0) return Status::error("cpu backend: cannot read the physical memory size");
+    return m;
+  }
 
   Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
     ++memory_epoch_;

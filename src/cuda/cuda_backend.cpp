@@ -81,6 +81,11 @@ class CudaBackend final : public Backend {
     if (owns_stream_) cudaStreamDestroy(stream_);
   }
   std::string name() const override { return "cuda"; }
+  Result<BackendMemoryInfo> memory_info() const override {
+    size_t free = 0, total = 0;
+    DSV4_CUDA_TRY(cudaMemGetInfo(&free, &total));
+    return BackendMemoryInfo{int64_t(free), int64_t(total), true};
+  }
 
   Result<std::unique_ptr<BackendBuffer>> allocate(size_t bytes) override {
     ++memory_epoch_;

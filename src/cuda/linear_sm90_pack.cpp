@@ -1,15 +1,21 @@
 // pack_linear_weight_sm90: canonical quantized weight → the decode kernel's layout (linear_sm90.h).
-// Runs once at load on the host; the CPU keeps the canonical layout. The lane/nibble order here
+// Runs once at load on the host, over the CPU threads (parallel_for); the CPU keeps the canonical
+// layout. The lane/nibble order here
 // and the decoders in linear_sm90.cuh are one contract: change both or neither.
 #include <bit>
 #include <cmath>
 #include <cstring>
 
 #include "core/numeric.h"
+#include "core/parallel.h"
 #include "cuda/linear_sm90.h"
 
 namespace dsv4::cuda {
 namespace {
+
+// Rows one thread packs at least: a V4 expert matrix (2048–7168 rows) spreads over every core
+// (a layer holds ~800 of them, packed at load), a small one stays on the calling thread.
+constexpr int64_t kRowsPerThread = 128;
 
 int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
@@ -72,15 +78,22 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
     const int64_t nb = K / kNvfp4Block;
     p.scales.assign(size_t(n_tiles * n_chunks * 64), 0);
     flip.assign(size_t(N * nb), 0);
-    for (int64_t r = 0; r < N; ++r)
-      for (int64_t b = 0; b < nb; ++b) {
-        const float s = e4m3_to_f32(w.scales[r * nb + b]);
-        if (std::isnan(s)) return Status::errorf("{}: block scale [{}, {}] is NaN", where, r, b);
-        flip[size_t(r * nb + b)] = s < 0 ? 0x8 : s == 0 ? 0xFF : 0;  // 0xFF: zero the block's codes
-        const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 4, j = b % 4;
-        p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 8 + 2 * j + h)] =
-            s == 0 ? 0 : encode_nvfp4_scale(std::fabs(s));
-      }
+    for (int64_t i = 0; i < N * nb; ++i)
+      if (std::isnan(e4m3_to_f32(w.scales[i])))
+        return Status::errorf("{}: block scale [{}, {}] is NaN", where, i / nb, i % nb);
+    parallel_for(
+        N,
+        [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t b = 0; b < nb; ++b) {
+              const float s = e4m3_to_f32(w.scales[r * nb + b]);
+              flip[size_t(r * nb + b)] = s < 0 ? 0x8 : s == 0 ? 0xFF : 0;  // 0xFF: zero the block's codes
+              const int64_t tile = r / 16, h = (r % 16) / 8, g = r % 8, c = b / 4, j = b % 4;
+              p.scales[size_t(((tile * n_chunks + c) * 8 + g) * 8 + 2 * j + h)] =
+                  s == 0 ? 0 : encode_nvfp4_scale(std::fabs(s));
+            }
+        },
+        kRowsPerThread);
     p.out_scale = w.global_scale * 256.0f;  // codes decode as v·2^-126, scales as s·2^118
   } else if (w.format == WeightFormat::kMXFP4) {
     const int64_t nb = K / kMxfp4Block;
@@ -125,30 +138,35 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
     }
     return v;
   };
-  for (int64_t tile = 0; tile < n_tiles; ++tile)
-    for (int64_t c = 0; c < n_chunks; ++c)
-      for (int lane = 0; lane < 32; ++lane) {
-        const int64_t r0 = tile * 16 + lane / 4, r1 = r0 + 8, t2 = 2 * (lane % 4);
-        uint8_t* out = &p.data[size_t(((tile * n_chunks + c) * 32 + lane) * 16)];
-        if (fp4) {
-          // Word j (k16 step j) holds nibbles n0..n7 (n_p at bits 4p): the decoder emits
-          // (n3,n7) (n2,n6) (n1,n5) (n0,n4) as A fragments a0..a3 of mma.m16n8k16.
-          for (int j = 0; j < 4; ++j) {
-            const int64_t k = c * 64 + 16 * j + t2;
-            const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k),     code(r0, k),
-                                  code(r1, k + 9), code(r0, k + 9), code(r1, k + 1), code(r0, k + 1)};
-            for (int b = 0; b < 4; ++b) out[4 * j + b] = uint8_t(n[2 * b] | (n[2 * b + 1] << 4));
-          }
-        } else {
-          // Step s: word 2s = (r0,k) (r0,k+1) (r1,k) (r1,k+1); word 2s+1 the same at k+8.
-          for (int s = 0; s < 2; ++s) {
-            const int64_t k = c * 32 + 16 * s + t2;
-            const uint8_t b[8] = {code(r0, k),     code(r0, k + 1), code(r1, k),     code(r1, k + 1),
-                                  code(r0, k + 8), code(r0, k + 9), code(r1, k + 8), code(r1, k + 9)};
-            std::memcpy(out + 8 * s, b, 8);
-          }
-        }
-      }
+  parallel_for(
+      n_tiles,
+      [&](int64_t tile0, int64_t tile1) {
+        for (int64_t tile = tile0; tile < tile1; ++tile)
+          for (int64_t c = 0; c < n_chunks; ++c)
+            for (int lane = 0; lane < 32; ++lane) {
+              const int64_t r0 = tile * 16 + lane / 4, r1 = r0 + 8, t2 = 2 * (lane % 4);
+              uint8_t* out = &p.data[size_t(((tile * n_chunks + c) * 32 + lane) * 16)];
+              if (fp4) {
+                // Word j (k16 step j) holds nibbles n0..n7 (n_p at bits 4p): the decoder emits
+                // (n3,n7) (n2,n6) (n1,n5) (n0,n4) as A fragments a0..a3 of mma.m16n8k16.
+                for (int j = 0; j < 4; ++j) {
+                  const int64_t k = c * 64 + 16 * j + t2;
+                  const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k),     code(r0, k),
+                                        code(r1, k + 9), code(r0, k + 9), code(r1, k + 1), code(r0, k + 1)};
+                  for (int b = 0; b < 4; ++b) out[4 * j + b] = uint8_t(n[2 * b] | (n[2 * b + 1] << 4));
+                }
+              } else {
+                // Step s: word 2s = (r0,k) (r0,k+1) (r1,k) (r1,k+1); word 2s+1 the same at k+8.
+                for (int s = 0; s < 2; ++s) {
+                  const int64_t k = c * 32 + 16 * s + t2;
+                  const uint8_t b[8] = {code(r0, k),     code(r0, k + 1), code(r1, k),     code(r1, k + 1),
+                                        code(r0, k + 8), code(r0, k + 9), code(r1, k + 8), code(r1, k + 9)};
+                  std::memcpy(out + 8 * s, b, 8);
+                }
+              }
+            }
+      },
+      kRowsPerThread / 16);
   return p;
 }
 

@@ -46,10 +46,20 @@ class BackendGraph {
   virtual ~BackendGraph() = default;
 };
 
+// What the memory plan (runtime/loading.h) checks a model against.
+struct BackendMemoryInfo {
+  int64_t free_bytes = 0;   // allocatable now: device memory (CUDA) or the host's available RAM (CPU)
+  int64_t total_bytes = 0;  // device memory / physical RAM
+  // Model::load copies the weights into this memory (CUDA); otherwise the ops read the mapped
+  // checkpoint (CPU) and only the caches and activations come out of free_bytes.
+  bool holds_weights = false;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  virtual Result<BackendMemoryInfo> memory_info() const = 0;
 
   // Memory. upload's source may be reused as soon as it returns; download returns once the data
   // (and everything enqueued before it) is complete. copy/copy_2d regions must not overlap.

@@ -1,5 +1,6 @@
 // The CUDA backend forwards ops to the kernels (checked on rms_norm against the CPU reference)
-// and refuses a linear weight that was not made resident through upload_linear_weight.
+// and refuses a linear weight that was not made resident through upload_linear_weight; its
+// memory_info is the device's, which the memory plan checks before a model loads.
 #include "cuda/cuda_backend.h"
 #include "gpu_test_util.h"
 
@@ -30,6 +31,22 @@ TEST(CudaBackend, RejectsALinearWeightItDidNotUpload) {
   const Status s = backend->linear({&x, WeightView{WeightFormat::kF32, 1, 1, &w, nullptr, 1.0f}, &y, 1});
   EXPECT_FALSE(s.ok());
   EXPECT_NE(s.message().find("is not resident"), std::string::npos) << s.message();
+}
+
+TEST(CudaBackend, MemoryInfoIsTheDevicesAndFallsByAnAllocation) {
+  SKIP_WITHOUT_GPU();
+  const auto backend = make_cuda_backend();
+  Result<BackendMemoryInfo> before = backend->memory_info();
+  ASSERT_TRUE(before.ok()) << before.status().message();
+  EXPECT_TRUE(before->holds_weights);
+  EXPECT_GT(before->free_bytes, 0);
+  EXPECT_LE(before->free_bytes, before->total_bytes);
+  const size_t bytes = size_t(256) << 20;
+  Result<std::unique_ptr<BackendBuffer>> buf = backend->allocate(bytes);
+  ASSERT_TRUE(buf.ok()) << buf.status().message();
+  Result<BackendMemoryInfo> after = backend->memory_info();
+  ASSERT_TRUE(after.ok());
+  EXPECT_LE(after->free_bytes, before->free_bytes - int64_t(bytes) + (int64_t(4) << 20));
 }
 
 }  // namespace

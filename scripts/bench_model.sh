@@ -24,6 +24,7 @@ rm -rf "$CKPT"
 [ -f "$OUT/config.json" ] || { echo "bench_model.sh: dsv4 bench model wrote no config.json (rc=$ours_rc)"; exit 1; }
 
 PYTHONUNBUFFERED=1 "$PYTHON" scripts/bench_hf_model.py --config "$OUT/config.json" --batch "$BATCH" \
-  --context "$CONTEXT" --steps "$STEPS" --compare "$OUT/dsv4.txt" 2>&1 | grep -v "RoPE scaling factor" | tee "$OUT/hf.txt"
+  --context "$CONTEXT" --steps "$STEPS" --compare "$OUT/dsv4.txt" 2>&1 | grep -v "RoPE scaling factor" \
+  | tee "$OUT/hf.txt"
 hf_rc=${PIPESTATUS[0]}
 exit $(( ours_rc || hf_rc ))

@@ -2,6 +2,7 @@
 # On a Hopper machine (H100/H200): build for sm_90a, run every GPU test (test_ops and the GPU
 # model tests) and the benchmarks, and print a short summary last. Logs go to $OUT (default
 # /tmp/dsv4-gpu-check). Usage: scripts/gpu_check.sh [--quick]   (--quick: fewer bench cases)
+# The whole model and its HF transformers peer take minutes more: scripts/bench_model.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/dsv4-gpu-check}

@@ -20,6 +20,7 @@
 #include "cuda/moe_bench.h"
 #endif
 #include "model/synthetic.h"
+#include "runtime/model_bench.h"
 
 namespace dsv4::cli {
 
@@ -98,6 +99,7 @@ void register_bench(CLI::App& app, Action& run) {
     std::string shape = "flash", layout = "nvfp4", keep;
     int64_t layers = 4, context = 4096, steps = 10, prefill_rows = 8192;
     uint64_t seed = 1;
+    bool eager = false;
     std::vector<int64_t> batches{1, 8, 32, 64};
   };
   auto mo = std::make_shared<ModelOpts>();
@@ -122,12 +124,17 @@ void register_bench(CLI::App& app, Action& run) {
       ->check(CLI::IsMember({"nvfp4", "mxfp4"}));
   model->add_option("--keep", mo->keep, "write the random checkpoint to this directory and keep it");
   model->add_option("--seed", mo->seed, "random seed of the weights and tokens");
+  model->add_flag("--eager", mo->eager, "time decode steps run eagerly, not replayed as CUDA graphs");
   model->callback([&run, mo] {
     run = [mo]() -> int {
 #ifdef DSV4_HAVE_CUDA
-      cuda::ModelBenchOptions o;
+      const ModelConfig full = mo->shape == "pro" ? ModelConfig::pro() : ModelConfig::flash();
+      if (mo->layers > full.n_layers)
+        return fail(fmt::format("--layers {}: V4-{} has {} layers; expected at most that", mo->layers,
+                                mo->shape, full.n_layers));
+      ModelBenchOptions o;
+      o.model = first_layers(full, mo->layers);
       o.shape = mo->shape;
-      o.n_layers = mo->layers;
       o.batches = mo->batches;
       o.context = mo->context;
       o.decode_steps = mo->steps;
@@ -135,6 +142,7 @@ void register_bench(CLI::App& app, Action& run) {
       o.layout = parse_checkpoint_layout(mo->layout).value();
       o.seed = mo->seed;
       o.keep_dir = mo->keep;
+      o.decode_graphs = !mo->eager;
       const Status s = cuda::bench_model(o);
       return s.ok() ? 0 : fail(s.message());
 #else

@@ -211,6 +211,7 @@ class CudaBackend final : public Backend {
     if (need > workspace_.size()) {
       ++memory_epoch_;
       DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
+      DSV4_RETURN_IF_ERROR(cuda::linear_sm90_prepare_workspace(workspace_.get(), workspace_.size(), stream_));
     }
     lp.workspace = workspace_.get();
     lp.workspace_bytes = workspace_.size();

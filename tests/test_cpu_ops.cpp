@@ -403,7 +403,8 @@ TEST(CpuOps, MoeExpertsBf16RoundsInputAndSwigluOutput) {
     act[size_t(i)] = round_to_bf16(gc / (1.0f + std::exp(-gc)) * uc);
   }
   cpu::linear({act.data(), e.w2, out.data(), 1});
-  for (int64_t c = 0; c < D; ++c) EXPECT_EQ(y[size_t(c)], 0.0f + out[size_t(c)] * weights[0]) << "channel " << c;
+  for (int64_t c = 0; c < D; ++c)
+    EXPECT_EQ(y[size_t(c)], 0.0f + out[size_t(c)] * weights[0]) << "channel " << c;
 
   std::vector<float> y_fp32(static_cast<size_t>(D));
   cpu::moe_experts({x.data(), ids.data(), weights.data(), &e, y_fp32.data(), 1, D, I, 1, 1, limit});

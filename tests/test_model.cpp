@@ -141,10 +141,11 @@ TEST_P(HfFixture, Bf16ActivationOracleIsWithinBf16OfFp32) {
       model_test::row_errors(run_chunks(**oracle, tokens_, full), run_chunks(*model_, tokens_, full), V_);
   const model_test::RowBounds& b = model_test::kBf16VsFp32;
   const int64_t outliers = e.above(b.row);
-  std::printf("%s bf16 oracle vs fp32: row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld of %zu "
-              "rows above %.g\n",
-              GetParam().c_str(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers,
-              e.rel.size(), b.row);
+  std::printf(
+      "%s bf16 oracle vs fp32: row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld of %zu "
+      "rows above %.g\n",
+      GetParam().c_str(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers, e.rel.size(),
+      b.row);
   EXPECT_LE(e.median, b.median);
   EXPECT_LE(double(outliers), b.max_outlier_fraction * double(e.rel.size()));
   EXPECT_GE(e.median, 1e-3) << "bf16_activations changed (almost) nothing";

@@ -66,8 +66,8 @@ class CpuBackend final : public Backend {
   // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 and exact weights.
   Status linear(const LinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_linear(p));
-    const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32 ||
-                        exact_weights_.count(p.w.data);
+    const bool fp32_x =
+        !options_.bf16_activations || p.w.format == WeightFormat::kF32 || exact_weights_.count(p.w.data);
     cpu::linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
     return {};
   }

@@ -134,7 +134,10 @@ Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, c
 Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
                      int64_t ld, int64_t n_tokens, float alpha, cudaStream_t stream) {
   const float beta = 0.0f;
-  DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
+  cudaStream_t current = nullptr;
+  DSV4_CUBLAS_TRY(cublasGetStream(h, &current));
+  // Setting the stream also drops a workspace the caller gave the handle (cublasSetWorkspace).
+  if (current != stream) DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
   DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
                                CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

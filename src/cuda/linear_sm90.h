@@ -55,7 +55,8 @@ struct LinearSm90Params {
   // (linear_sm90_prepare_workspace; every call leaves it prepared). One call at a time per workspace.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
-  cublasHandle_t cublas = nullptr;  // used by the BF16 and many-token paths; its stream is set here
+  cublasHandle_t cublas =
+      nullptr;  // used by the BF16 and many-token paths; bound to `stream` here if it is not
 };
 
 // The one heuristic that picks the path: decode kernel (mma.sync, register dequant) up to

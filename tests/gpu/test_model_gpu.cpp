@@ -51,8 +51,8 @@ constexpr RowBounds kGpuVsOracle{1e-2, 5e-2, 0.03};
 // moves two logits' difference by at most √2·e·‖ref‖, so with e ≤ bounds.row a greedy flip needs
 // a reference top-2 gap below 2·bounds.row·‖ref‖: a flip past that gap on a non-outlier row is a
 // failure; one within it is printed (at a near-tie either token is as right as the other).
-void expect_near(const std::vector<float>& gpu, const std::vector<float>& ref, int64_t V, const RowBounds& bounds,
-                 const std::string& what) {
+void expect_near(const std::vector<float>& gpu, const std::vector<float>& ref, int64_t V,
+                 const RowBounds& bounds, const std::string& what) {
   const RowErrors e = row_errors(gpu, ref, V);
   int64_t close_calls = 0;
   for (size_t r = 0; r < e.rel.size(); ++r) {
@@ -76,18 +76,20 @@ void expect_near(const std::vector<float>& gpu, const std::vector<float>& ref, i
                     << " on the CPU; CPU top-2 gap " << gap << ", row error " << rel;
     } else {
       ++close_calls;
-      std::printf("%s: row %zu greedy token differs (GPU %lld, CPU %lld), CPU top-2 gap %.3g (%.3g of the row norm), "
-                  "row error %.3g%s\n",
-                  what.c_str(), r, (long long)arg_g, (long long)arg_r, gap, gap / std::sqrt(norm), rel,
-                  outlier ? " (outlier row)" : " (gap within the tolerance)");
+      std::printf(
+          "%s: row %zu greedy token differs (GPU %lld, CPU %lld), CPU top-2 gap %.3g (%.3g of the row norm), "
+          "row error %.3g%s\n",
+          what.c_str(), r, (long long)arg_g, (long long)arg_r, gap, gap / std::sqrt(norm), rel,
+          outlier ? " (outlier row)" : " (gap within the tolerance)");
     }
   }
   const int64_t outliers = e.above(bounds.row);
   std::printf(
-      "%s: %zu rows, row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld rows above %.g, %lld "
+      "%s: %zu rows, row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld rows above %.g, "
+      "%lld "
       "greedy differences reported\n",
-      what.c_str(), e.rel.size(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers, bounds.row,
-      (long long)close_calls);
+      what.c_str(), e.rel.size(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers,
+      bounds.row, (long long)close_calls);
   EXPECT_LE(e.median, bounds.median) << what;
   EXPECT_LE(double(outliers), bounds.max_outlier_fraction * double(e.rel.size()))
       << what << ": " << outliers << " of " << e.rel.size() << " rows above " << bounds.row;
@@ -185,7 +187,8 @@ TEST_P(GpuModel, BatchOfSequencesAtDifferentPositionsMatchesCpu) {
 TEST_P(GpuModel, RepeatedRunsAreBitwiseIdentical) {
   // Prefill (the many-token paths) and decode (the one-token paths), twice on fresh states.
   const std::vector<int64_t> sizes = {prefill_len_, 1};
-  const std::vector<float> first = run_chunks(*gpu_, tokens_, sizes), second = run_chunks(*gpu_, tokens_, sizes);
+  const std::vector<float> first = run_chunks(*gpu_, tokens_, sizes),
+                           second = run_chunks(*gpu_, tokens_, sizes);
   ASSERT_EQ(first.size(), second.size());
   ASSERT_FALSE(first.empty());
   for (size_t i = 0; i < first.size(); ++i)

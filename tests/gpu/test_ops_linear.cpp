@@ -124,7 +124,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, PackLinearSm90,
 // call's inputs, run as often as a test needs.
 class DeviceLinear {
  public:
-  DeviceLinear(const QuantizedWeight& q, const std::vector<float>& x, int64_t n_tokens) : n_tokens_(n_tokens) {
+  DeviceLinear(const QuantizedWeight& q, const std::vector<float>& x, int64_t n_tokens)
+      : n_tokens_(n_tokens) {
     auto packed = cuda::pack_linear_weight_sm90(q.view());
     if (!packed.ok()) {
       ADD_FAILURE() << packed.status().message();
@@ -182,7 +183,8 @@ uint32_t case_seed(const LinearCase& c) {
 }
 
 // y with kCanary poisoned floats each side; returns the whole buffer.
-std::vector<float> run_guarded(const DeviceLinear& lin, size_t ny, uint32_t poison_bits, const std::string& name) {
+std::vector<float> run_guarded(const DeviceLinear& lin, size_t ny, uint32_t poison_bits,
+                               const std::string& name) {
   float poison;
   std::memcpy(&poison, &poison_bits, 4);
   auto d_y = cuda::DeviceBuffer<float>::create(ny + 2 * kCanary);

@@ -1,12 +1,14 @@
 // Unit tests of the CPU reference ops against hand-computed or independently computed values.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
 #include <vector>
 
 #include "core/config.h"
+#include "core/numeric.h"
 #include "model/backend.h"
 
 namespace dsv4 {
@@ -357,6 +359,56 @@ TEST(CpuOps, ExpertClampsGateAboveAndUpBothSides) {
   // Row 0: g = min(20, 10) = 10, u = 10; row 1: g = −20 (no lower clamp), u = −10; row 2: 2, 2.
   const double expect = 0.5 * (silu(10) * 10 + silu(-20) * -10 + silu(2) * 2);
   EXPECT_NEAR(y[0], expect, 1e-5);
+}
+
+// ActivationPrecision::kBF16 (the GPU contract, CpuBackendOptions::bf16_activations): linear
+// rounds x to BF16 and nothing else; moe_experts rounds x and the SwiGLU output. Checked bitwise
+// against the fp32 reference run on operands rounded by hand.
+TEST(CpuOps, LinearBf16RoundsOnlyX) {
+  const int64_t T = 3, K = 40, N = 5;
+  const std::vector<float> x = random_vector(T * K, 11), w = random_vector(N * K, 12);
+  std::vector<float> x_rounded(x.size());
+  for (size_t i = 0; i < x.size(); ++i) x_rounded[i] = round_to_bf16(x[i]);
+  const WeightView wv{WeightFormat::kF32, N, K, w.data(), nullptr, 1.0f};
+  std::vector<float> y_bf16(size_t(T * N)), y_rounded(size_t(T * N)), y_fp32(size_t(T * N));
+  cpu::linear({x.data(), wv, y_bf16.data(), T}, ActivationPrecision::kBF16);
+  cpu::linear({x_rounded.data(), wv, y_rounded.data(), T});
+  cpu::linear({x.data(), wv, y_fp32.data(), T});
+  EXPECT_EQ(y_bf16, y_rounded);
+  EXPECT_NE(y_bf16, y_fp32);  // the option is not a no-op
+}
+
+TEST(CpuOps, MoeExpertsBf16RoundsInputAndSwigluOutput) {
+  const int64_t D = 24, I = 16;
+  const std::vector<float> x = random_vector(D, 21), w1 = random_vector(I * D, 22, 0.3f),
+                           w3 = random_vector(I * D, 23, 0.3f), w2 = random_vector(D * I, 24, 0.3f);
+  const ExpertWeights e{{WeightFormat::kF32, I, D, w1.data(), nullptr, 1.0f},
+                        {WeightFormat::kF32, I, D, w3.data(), nullptr, 1.0f},
+                        {WeightFormat::kF32, D, I, w2.data(), nullptr, 1.0f}};
+  const std::vector<float> weights = {0.75f};
+  const std::vector<int32_t> ids = {0};
+  const float limit = 1.5f;
+  std::vector<float> y(static_cast<size_t>(D));
+  MoeExpertsParams p{x.data(), ids.data(), weights.data(), &e, y.data(), 1, D, I, 1, 1, limit};
+  ASSERT_TRUE(check_moe_experts(p).ok());
+  cpu::moe_experts(p, ActivationPrecision::kBF16);
+
+  std::vector<float> xr(static_cast<size_t>(D)), g(static_cast<size_t>(I)), u(static_cast<size_t>(I)),
+      act(static_cast<size_t>(I)), out(static_cast<size_t>(D));
+  for (int64_t c = 0; c < D; ++c) xr[size_t(c)] = round_to_bf16(x[size_t(c)]);
+  cpu::linear({xr.data(), e.w1, g.data(), 1});
+  cpu::linear({xr.data(), e.w3, u.data(), 1});
+  for (int64_t i = 0; i < I; ++i) {
+    const float gc = std::min(g[size_t(i)], limit), uc = std::clamp(u[size_t(i)], -limit, limit);
+    act[size_t(i)] = round_to_bf16(gc / (1.0f + std::exp(-gc)) * uc);
+  }
+  cpu::linear({act.data(), e.w2, out.data(), 1});
+  for (int64_t c = 0; c < D; ++c)
+    EXPECT_EQ(y[size_t(c)], 0.0f + out[size_t(c)] * weights[0]) << "channel " << c;
+
+  std::vector<float> y_fp32(static_cast<size_t>(D));
+  cpu::moe_experts({x.data(), ids.data(), weights.data(), &e, y_fp32.data(), 1, D, I, 1, 1, limit});
+  EXPECT_NE(y, y_fp32);
 }
 
 TEST(CpuOps, GroupedLinearUsesEachGroupsRows) {

@@ -130,6 +130,27 @@ TEST_P(HfFixture, PrefillThenDecodeMatchesHfCache) {
   EXPECT_TRUE(e.argmax_equal);
 }
 
+// The oracle of the GPU model tests (CpuBackendOptions::bf16_activations, docs/numerics.md
+// "GPU model") against the fp32 reference: within what BF16 activations are allowed, and not a
+// no-op (the fp32 reference is 2e-6 from HF on every row; BF16 rounding moves rows by ~7e-3).
+TEST_P(HfFixture, Bf16ActivationOracleIsWithinBf16OfFp32) {
+  Result<std::unique_ptr<Model>> oracle = Model::load(dir_, make_cpu_backend({.bf16_activations = true}));
+  ASSERT_TRUE(oracle.ok()) << oracle.status().message();
+  const std::vector<int64_t> full = {int64_t(tokens_.size())};
+  const model_test::RowErrors e =
+      model_test::row_errors(run_chunks(**oracle, tokens_, full), run_chunks(*model_, tokens_, full), V_);
+  const model_test::RowBounds& b = model_test::kBf16VsFp32;
+  const int64_t outliers = e.above(b.row);
+  std::printf(
+      "%s bf16 oracle vs fp32: row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld of %zu "
+      "rows above %.g\n",
+      GetParam().c_str(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers, e.rel.size(),
+      b.row);
+  EXPECT_LE(e.median, b.median);
+  EXPECT_LE(double(outliers), b.max_outlier_fraction * double(e.rel.size()));
+  EXPECT_GE(e.median, 1e-3) << "bf16_activations changed (almost) nothing";
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfFixture, ::testing::Values("tiny-nvfp4", "tiny-mxfp4"));
 
 // ---- Self-consistency on the synthetic tiny model ------------------------------------------

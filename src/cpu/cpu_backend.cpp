@@ -1,4 +1,5 @@
-// The CPU backend: every Backend method is check_<op>() followed by the fp32 reference cpu::<op>().
+// The CPU backend: every Backend method is check_<op>() followed by the reference cpu::<op>(), in
+// fp32 or, with bf16_activations, rounding where the GPU contract says (linear, moe_experts).
 // Its memory is host memory; weights stay the views into the mmapped checkpoint.
 #include <unistd.h>
 
@@ -6,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <unordered_set>
 
 #include "model/backend.h"
 
@@ -31,7 +33,8 @@ class HostBuffer final : public BackendBuffer {
 
 class CpuBackend final : public Backend {
  public:
-  std::string name() const override { return "cpu"; }
+  explicit CpuBackend(const CpuBackendOptions& options) : options_(options) {}
+  std::string name() const override { return options_.bf16_activations ? "cpu (bf16 activations)" : "cpu"; }
   // /proc/meminfo's MemAvailable (what can be allocated without swapping); sysconf elsewhere.
   Result<BackendMemoryInfo> memory_info() const override {
     BackendMemoryInfo m;
@@ -71,14 +74,30 @@ class CpuBackend final : public Backend {
   Status synchronize() override { return {}; }
   uint64_t memory_epoch() const override { return memory_epoch_; }
   Result<WeightView> upload_weight(const WeightView& w) override { return w; }
-  Result<WeightView> upload_linear_weight(const WeightView& w, bool) override { return w; }
+  Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) override {
+    if (exact) exact_weights_.insert(w.data);
+    return w;
+  }
   Status add(float* y, const float* x, int64_t n) override {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
     return {};
   }
 
+  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 and exact weights.
+  Status linear(const LinearParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_linear(p));
+    const bool fp32_x =
+        !options_.bf16_activations || p.w.format == WeightFormat::kF32 || exact_weights_.count(p.w.data);
+    cpu::linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
+    return {};
+  }
+  Status moe_experts(const MoeExpertsParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_moe_experts(p));
+    cpu::moe_experts(p, options_.bf16_activations ? ActivationPrecision::kBF16 : ActivationPrecision::kF32);
+    return {};
+  }
+
   DSV4_CPU_OP(embedding, EmbeddingParams)
-  DSV4_CPU_OP(linear, LinearParams)
   DSV4_CPU_OP(grouped_linear, GroupedLinearParams)
   DSV4_CPU_OP(rms_norm, RmsNormParams)
   DSV4_CPU_OP(rope, RopeParams)
@@ -91,18 +110,19 @@ class CpuBackend final : public Backend {
   DSV4_CPU_OP(indexer, IndexerParams)
   DSV4_CPU_OP(attention, AttentionParams)
   DSV4_CPU_OP(moe_router, MoeRouterParams)
-  DSV4_CPU_OP(moe_experts, MoeExpertsParams)
 
  private:
+  CpuBackendOptions options_;
   uint64_t memory_epoch_ = 0;
+  std::unordered_set<const void*> exact_weights_;  // data of the views uploaded `exact`
 };
 
 #undef DSV4_CPU_OP
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cpu_backend() {
-  return std::make_unique<CpuBackend>();
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options) {
+  return std::make_unique<CpuBackend>(options);
 }
 
 }  // namespace dsv4

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/numeric.h"
 #include "ops/linear.h"
 
 namespace dsv4 {
@@ -31,8 +32,9 @@ Status check_moe_experts(const MoeExpertsParams& p) {
 
 namespace cpu {
 
-void moe_experts(const MoeExpertsParams& p) {
+void moe_experts(const MoeExpertsParams& p, ActivationPrecision precision) {
   const int64_t D = p.d_model, I = p.d_ff, k = p.top_k;
+  const bool bf16 = precision == ActivationPrecision::kBF16;
   std::fill(p.y, p.y + p.n_tokens * D, 0.0f);
   std::vector<int64_t> tokens;
   std::vector<float> token_weight, x, gate, up, act, out;
@@ -54,13 +56,14 @@ void moe_experts(const MoeExpertsParams& p) {
     out.resize(size_t(n * D));
     for (int64_t i = 0; i < n; ++i) std::copy_n(p.x + tokens[size_t(i)] * D, D, x.data() + i * D);
     const ExpertWeights& w = p.experts[e];
-    linear({x.data(), w.w1, gate.data(), n});
-    linear({x.data(), w.w3, up.data(), n});
+    linear({x.data(), w.w1, gate.data(), n}, precision);
+    linear({x.data(), w.w3, up.data(), n}, precision);
     const float limit = p.swiglu_limit;
     for (int64_t i = 0; i < n * I; ++i) {
       const float g = std::min(gate[size_t(i)], limit);
       const float u = std::clamp(up[size_t(i)], -limit, limit);
-      act[size_t(i)] = g / (1.0f + std::exp(-g)) * u;
+      const float a = g / (1.0f + std::exp(-g)) * u;
+      act[size_t(i)] = bf16 ? round_to_bf16(a) : a;
     }
     linear({act.data(), w.w2, out.data(), n});
     for (int64_t i = 0; i < n; ++i) {

@@ -216,6 +216,7 @@ class CudaBackend final : public Backend {
     if (need > workspace_.size()) {
       ++memory_epoch_;
       DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
+      DSV4_RETURN_IF_ERROR(cuda::linear_sm90_prepare_workspace(workspace_.get(), workspace_.size(), stream_));
     }
     lp.workspace = workspace_.get();
     lp.workspace_bytes = workspace_.size();
@@ -240,13 +241,15 @@ class CudaBackend final : public Backend {
   Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
 
  private:
+  // The handle is bound to stream_ once: cublasSetStream resets the workspace to cuBLAS's default
+  // pool, so the workspace is set after it and the stream is never set again (linear_sm90 sets
+  // it only when it differs).
   Status ensure_cublas() {
-    if (!cublas_) {
-      DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
-      DSV4_ASSIGN_OR_RETURN(cublas_workspace_, cuda::DeviceBuffer<uint8_t>::create(kCublasWorkspaceBytes));
-      DSV4_CUBLAS_TRY(cublasSetWorkspace(cublas_, cublas_workspace_.get(), kCublasWorkspaceBytes));
-    }
+    if (cublas_) return {};
+    DSV4_CUBLAS_TRY(cublasCreate(&cublas_));
     DSV4_CUBLAS_TRY(cublasSetStream(cublas_, stream_));
+    DSV4_ASSIGN_OR_RETURN(cublas_workspace_, cuda::DeviceBuffer<uint8_t>::create(kCublasWorkspaceBytes));
+    DSV4_CUBLAS_TRY(cublasSetWorkspace(cublas_, cublas_workspace_.get(), kCublasWorkspaceBytes));
     return {};
   }
   // A device copy of bytes host bytes, owned by the backend for its lifetime.

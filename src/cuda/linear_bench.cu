@@ -91,6 +91,8 @@ Status bench_linear(const LinearBenchOptions& opt) {
           DSV4_CUDA_LAUNCH_CHECK();
           const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t);
           DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
+          DSV4_RETURN_IF_ERROR(linear_sm90_prepare_workspace(ws.get(), ws_bytes, nullptr));
+          DSV4_CUDA_TRY(cudaDeviceSynchronize());  // the timing stream does not wait for the default one
           DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(copies, [&](int i, cudaStream_t st) {
                                   const LinearSm90Params lp{
                                       x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};

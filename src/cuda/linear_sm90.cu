@@ -21,6 +21,15 @@ constexpr size_t kAlign = 256;
 size_t align_up(size_t v) {
   return (v + kAlign - 1) / kAlign * kAlign;
 }
+
+// The workspace opens with split-K's arrival counters, one per row block of up to
+// kMaxCounterRowBlocks; zeroed once (linear_sm90_prepare_workspace) and left zero by every call.
+// Each path's own buffers follow them, so no path overwrites them.
+constexpr int kMaxCounterRowBlocks = 1024;
+constexpr size_t kCounterBytes = kMaxCounterRowBlocks * sizeof(int);  // a multiple of kAlign
+// The last split of a row block adds n_tokens · splits partials per thread; above this many a
+// second kernel spreads the reduction over the GPU instead of one SM.
+constexpr int64_t kLastBlockMaxLoads = 64;
 bool is_quantized(WeightFormat f) {
   return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
 }
@@ -44,12 +53,13 @@ struct DecodeConfig {
   int splits;
   int row_blocks;
   size_t smem;
+  sm90::SplitReduce reduce;
 };
 
 // Decode grid: row blocks of 256 rows × K splits of ≥ 256 columns, about 2 blocks per SM so
 // each SM keeps 16 warps × 2-4 chunks × 2 tiles × 512 B in flight. Each split costs n_tokens ×
-// rows atomics and re-reads x, so splits stop at 2 per SM; the x slice (BF16) stays ≤ 48 KB so
-// blocks share an SM.
+// rows partial sums (stored, then added in split order) and re-reads x, so splits stop at 2 per
+// SM; the x slice (BF16) stays ≤ 48 KB so blocks share an SM.
 DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_tokens) {
   DecodeConfig c{};
   const int tiles8 = int((n_tokens + 7) / 8);
@@ -64,6 +74,12 @@ DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_toke
   c.k_split = k_units * 128;
   c.splits = (k_blocks + k_units - 1) / k_units;
   c.smem = size_t(c.token_tiles) * 8 * size_t(c.k_split + 8) * 2;
+  if (c.splits == 1)
+    c.reduce = sm90::SplitReduce::kNone;
+  else if (c.row_blocks <= kMaxCounterRowBlocks && c.splits * n_tokens <= kLastBlockMaxLoads)
+    c.reduce = sm90::SplitReduce::kLastBlock;
+  else
+    c.reduce = sm90::SplitReduce::kKernel;
   return c;
 }
 
@@ -118,7 +134,10 @@ Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, c
 Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
                      int64_t ld, int64_t n_tokens, float alpha, cudaStream_t stream) {
   const float beta = 0.0f;
-  DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
+  cudaStream_t current = nullptr;
+  DSV4_CUBLAS_TRY(cublasGetStream(h, &current));
+  // Setting the stream also drops a workspace the caller gave the handle (cublasSetWorkspace).
+  if (current != stream) DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
   DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
                                CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
@@ -132,33 +151,67 @@ bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens) {
 }
 
 size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens) {
-  if (n_tokens == 0 || linear_sm90_uses_decode(w, n_tokens)) return 0;
-  size_t bytes = align_up(size_t(n_tokens) * size_t(w.cols_pad) * 2);  // x as BF16
+  if (n_tokens == 0) return kCounterBytes;
+  if (linear_sm90_uses_decode(w, n_tokens)) {
+    const DecodeConfig c = linear_sm90_decode_config(w, n_tokens);
+    if (c.splits == 1) return kCounterBytes;
+    return kCounterBytes + align_up(size_t(c.splits) * size_t(n_tokens) * size_t(w.rows) * sizeof(float));
+  }
+  size_t bytes = kCounterBytes + align_up(size_t(n_tokens) * size_t(w.cols_pad) * 2);  // x as BF16
   if (is_quantized(w.format)) bytes += align_up(size_t(w.rows_pad) * size_t(w.cols_pad) * 2);
   return bytes;
+}
+
+Status linear_sm90_prepare_workspace(void* workspace, size_t bytes, cudaStream_t stream) {
+  if (!workspace || bytes < kCounterBytes)
+    return Status::errorf("linear_sm90_prepare_workspace: {} bytes; expected a workspace of at least {}",
+                          workspace ? bytes : 0, kCounterBytes);
+  DSV4_CUDA_TRY(cudaMemsetAsync(workspace, 0, kCounterBytes, stream));
+  return {};
 }
 
 Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   if (p.n_tokens == 0) return {};
+  char* const after_counters = static_cast<char*>(p.workspace) + kCounterBytes;
   if (linear_sm90_uses_decode(w, p.n_tokens)) {
     const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens);
-    const sm90::DecodeArgs args{
-        p.x,         w.data,          w.scales,        p.y,       int(p.n_tokens), int(w.rows),
-        int(w.cols), int(w.rows_pad), int(w.cols_pad), c.k_split, w.out_scale,     c.splits > 1};
-    if (args.atomic)
-      DSV4_CUDA_TRY(cudaMemsetAsync(p.y, 0, size_t(p.n_tokens) * size_t(w.rows) * sizeof(float), stream));
+    const sm90::DecodeArgs args{p.x,
+                                w.data,
+                                w.scales,
+                                p.y,
+                                reinterpret_cast<float*>(after_counters),
+                                static_cast<int*>(p.workspace),
+                                int(p.n_tokens),
+                                int(w.rows),
+                                int(w.cols),
+                                int(w.rows_pad),
+                                int(w.cols_pad),
+                                c.k_split,
+                                c.splits,
+                                w.out_scale,
+                                c.reduce};
     switch (w.format) {
       case WeightFormat::kNVFP4:
-        return launch_decode_format<WeightFormat::kNVFP4>(args, c, stream);
+        DSV4_RETURN_IF_ERROR(launch_decode_format<WeightFormat::kNVFP4>(args, c, stream));
+        break;
       case WeightFormat::kMXFP4:
-        return launch_decode_format<WeightFormat::kMXFP4>(args, c, stream);
+        DSV4_RETURN_IF_ERROR(launch_decode_format<WeightFormat::kMXFP4>(args, c, stream));
+        break;
       default:
-        return launch_decode_format<WeightFormat::kFP8Block128>(args, c, stream);
+        DSV4_RETURN_IF_ERROR(launch_decode_format<WeightFormat::kFP8Block128>(args, c, stream));
+        break;
     }
+    if (c.reduce == sm90::SplitReduce::kKernel) {
+      const int64_t n_out = p.n_tokens * w.rows;
+      sm90::linear_split_reduce_sm90_kernel<<<unsigned((n_out + 255) / 256), 256, 0, stream>>>(
+          args.partials, p.y, n_out, c.splits, w.out_scale);
+      DSV4_CUDA_LAUNCH_CHECK();
+    }
+    return {};
   }
   // Many tokens (or BF16): x → BF16, the weight → BF16 when quantized, then one cuBLAS GEMM.
-  auto* xb = static_cast<__nv_bfloat16*>(p.workspace);
+  auto* xb = reinterpret_cast<__nv_bfloat16*>(after_counters);
   const int64_t ld = w.cols_pad;
   const int64_t nx = p.n_tokens * ld;
   sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens),
@@ -166,7 +219,7 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   DSV4_CUDA_LAUNCH_CHECK();
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
   if (is_quantized(w.format)) {
-    auto* wd = reinterpret_cast<__nv_bfloat16*>(static_cast<char*>(p.workspace) + align_up(size_t(nx) * 2));
+    auto* wd = reinterpret_cast<__nv_bfloat16*>(after_counters + align_up(size_t(nx) * 2));
     DSV4_RETURN_IF_ERROR(launch_dequantize_packed(w, wd, stream));
     wb = wd;
   }
@@ -193,12 +246,13 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
     return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad,
                           want_rp, want_cp);
   const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens);
-  if (need > 0 && (!p.workspace || p.workspace_bytes < need))
+  if (!p.workspace || p.workspace_bytes < need)
     return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(),
                           p.workspace ? p.workspace_bytes : 0, need);
   if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
-  if (need > 0 && !p.cublas) return Status::error(where_fn() + ": this path needs a cuBLAS handle");
+  if (!linear_sm90_uses_decode(w, p.n_tokens) && !p.cublas)
+    return Status::error(where_fn() + ": this path needs a cuBLAS handle");
   return linear_sm90_launch(p, stream);
 }
 

@@ -5,9 +5,11 @@
 // exactly its A fragments, so a warp streams 512 contiguous bytes per load. Dequant is bit
 // moves (e2m1 → BF16 ·2^-126, E4M3 → BF16 ·2^-120) and one HMUL2 by a pre-biased scale pair
 // built with one PRMT + IMAD; the powers of two come back in out_scale. A block = 8 warps ×
-// 2 tiles = 256 rows sharing one K slice of x; split-K over blockIdx.y (fp32 atomics) fills the
-// SMs when N alone cannot. Decode is memory-bound, so the tiling optimises bytes in flight
-// (2-4 chunks of 16 B per lane prefetched) over reuse.
+// 2 tiles = 256 rows sharing one K slice of x; split-K over blockIdx.y fills the SMs when N alone
+// cannot. Split-K is deterministic: each split stores its fp32 sums to a workspace and they are
+// added in split order, by the last split to finish a row block (an arrival counter it resets)
+// or by linear_split_reduce_sm90_kernel. Decode is memory-bound, so the tiling optimises bytes
+// in flight (2-4 chunks of 16 B per lane prefetched) over reuse.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,15 +25,25 @@ constexpr int kThreads = kWarps * 32;
 constexpr int kTilesPerWarp = 2;  // 16-row tiles per warp: B fragments reused twice
 constexpr int kRowsPerBlock = kWarps * kTilesPerWarp * 16;
 
+// How the K splits of a decode launch are combined.
+enum class SplitReduce {
+  kNone,       // one split: y written directly
+  kLastBlock,  // the last split to finish a row block sums the partials (counters[row block])
+  kKernel,     // linear_split_reduce_sm90_kernel sums them (too many for one block)
+};
+
 struct DecodeArgs {
   const float* x;         // [n_tokens, cols]
   const uint8_t* w;       // packed [rows_pad/16][cols_pad/chunk_k][32][16]
   const uint8_t* scales;  // packed, per format
   float* y;               // [n_tokens, rows]
+  float* partials;        // split-K: [splits][n_tokens][rows] unscaled sums of each split
+  int* counters;          // kLastBlock: [gridDim.x] arrivals per row block, 0 between launches
   int n_tokens, rows, cols, rows_pad, cols_pad;
   int k_split;  // columns per blockIdx.y, a multiple of 128
+  int splits;   // gridDim.y
   float out_scale;
-  bool atomic;  // split-K: accumulate into a zeroed y
+  SplitReduce reduce;
 };
 
 template <WeightFormat F>
@@ -108,6 +120,15 @@ __device__ __forceinline__ uint2 load_scales(const uint8_t* scales, int tile, in
   }
 }
 
+// Σ_s partials[s·stride + i] for s = 0 .. splits−1, in that order: split-K's one summation order.
+// L2 loads (.cg): the partials were written by other blocks.
+__device__ __forceinline__ float split_sum(const float* partials, int splits, size_t stride, size_t i) {
+  float sum = 0.0f;
+#pragma unroll 8
+  for (int s = 0; s < splits; ++s) sum += __ldcg(partials + size_t(s) * stride + i);
+  return sum;
+}
+
 __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
                                                uint32_t b1) {
   asm volatile(
@@ -179,10 +200,9 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
     }
   }
   __syncthreads();
-  if (!active) return;
 
   float acc[kTilesPerWarp][kTokenTiles][4] = {};
-  for (int c = 0; c < nc; c += kPrefetch) {
+  for (int c = 0; active && c < nc; c += kPrefetch) {
     uint4 wn[kPrefetch][kTilesPerWarp];
     uint2 sn[kPrefetch][kTilesPerWarp];
 #pragma unroll
@@ -221,7 +241,12 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
       }
   }
 
-  // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1) → y[token, row].
+  // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1) → y[token, row], or unscaled into this
+  // split's slice of the partials.
+  const size_t n_out = size_t(a.n_tokens) * a.rows;
+  const bool split = a.reduce != SplitReduce::kNone;
+  float* out = split ? a.partials + blockIdx.y * n_out : a.y;
+  const float scale = split ? 1.0f : a.out_scale;
 #pragma unroll
   for (int m = 0; m < kTilesPerWarp; ++m) {
     if (tile0 + m >= n_tiles) continue;
@@ -231,14 +256,39 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
       for (int j = 0; j < 4; ++j) {
         const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), t = nt * 8 + 2 * t4 + (j & 1);
         if (row >= a.rows || t >= a.n_tokens) continue;
-        const float v = acc[m][nt][j] * a.out_scale;
-        float* dst = a.y + size_t(t) * a.rows + row;
-        if (a.atomic)
-          atomicAdd(dst, v);
-        else
-          *dst = v;
+        out[size_t(t) * a.rows + row] = acc[m][nt][j] * scale;
       }
   }
+  if (a.reduce != SplitReduce::kLastBlock) return;
+
+  // The last split to arrive at this row block adds all splits' partials in split order and
+  // leaves the counter at 0 for the next launch (or graph replay): every split has counted.
+  __shared__ bool last;
+  __threadfence();  // this block's partials are visible device-wide before it counts itself
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    last = atomicAdd(&a.counters[blockIdx.x], 1) == a.splits - 1;
+    if (last) a.counters[blockIdx.x] = 0;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const int row0 = blockIdx.x * kRowsPerBlock;
+  for (int i = threadIdx.x; i < a.n_tokens * kRowsPerBlock; i += kThreads) {
+    const int t = i / kRowsPerBlock, row = row0 + i % kRowsPerBlock;
+    if (row >= a.rows) continue;
+    const size_t o = size_t(t) * a.rows + row;
+    a.y[o] = split_sum(a.partials, a.splits, n_out, o) * a.out_scale;
+  }
+}
+
+// y[i] = out_scale · Σ_s partials[s][i] in split order, i < n_out = n_tokens · rows: split-K's
+// reduction when the last split of a row block would have too many partials to add alone.
+// Static, as x_to_bf16_sm90_kernel: other kernels include this header.
+static __global__ void linear_split_reduce_sm90_kernel(const float* partials, float* y, int64_t n_out,
+                                                       int splits, float out_scale) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n_out) y[i] = split_sum(partials, splits, size_t(n_out), size_t(i)) * out_scale;
 }
 
 // Packed weight → BF16 [rows_pad, cols_pad] (times 2^bias; the GEMM's alpha = out_scale undoes

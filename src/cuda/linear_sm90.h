@@ -51,9 +51,12 @@ struct LinearSm90Params {
   PackedWeightView w;        // [w.rows, w.cols], device
   float* y = nullptr;        // [n_tokens, w.rows] fp32, device
   int64_t n_tokens = 0;
-  void* workspace = nullptr;  // linear_sm90_workspace_bytes(w, n_tokens) bytes, device
+  // linear_sm90_workspace_bytes(w, n_tokens) bytes, device, prepared once when allocated
+  // (linear_sm90_prepare_workspace; every call leaves it prepared). One call at a time per workspace.
+  void* workspace = nullptr;
   size_t workspace_bytes = 0;
-  cublasHandle_t cublas = nullptr;  // used by the BF16 and many-token paths; its stream is set here
+  cublasHandle_t cublas =
+      nullptr;  // used by the BF16 and many-token paths; bound to `stream` here if it is not
 };
 
 // The one heuristic that picks the path: decode kernel (mma.sync, register dequant) up to
@@ -61,6 +64,9 @@ struct LinearSm90Params {
 constexpr int64_t kDecodeMaxTokens = 64;
 bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens);
 size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens);
+// Zeroes the split-K arrival counters at the start of a new workspace (enqueued on stream). The
+// decode path is deterministic: split-K partials are added in split order, never with atomics.
+Status linear_sm90_prepare_workspace(void* workspace, size_t bytes, cudaStream_t stream);
 
 // Raw launcher: no argument checks beyond what a launch reports. No host synchronisation.
 Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream);

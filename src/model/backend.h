@@ -114,7 +114,16 @@ class Backend {
   virtual Status moe_experts(const MoeExpertsParams& p) = 0;
 };
 
-// The fp32 CPU reference backend (src/cpu/): checks each call's params, then runs the op.
-std::unique_ptr<Backend> make_cpu_backend();
+struct CpuBackendOptions {
+  // Round activations to BF16 exactly where the CUDA backend's kernels do (the "GPU contract" of
+  // each op header: the inputs of linear, unless its weight is F32 or uploaded exact, and the
+  // inputs and SwiGLU outputs of moe_experts). The CPU then computes the function the GPU
+  // promises, independently: the oracle of the whole-model GPU tests (docs/numerics.md).
+  // Off: fp32 everywhere, the reference that matches HF transformers.
+  bool bf16_activations = false;
+};
+
+// The CPU reference backend (src/cpu/): checks each call's params, then runs the op.
+std::unique_ptr<Backend> make_cpu_backend(const CpuBackendOptions& options = {});
 
 }  // namespace dsv4

@@ -4,6 +4,8 @@
 //   out[t,h] = Σ_j exp(s_j − M) · kv[j] / (Σ_j exp(s_j − M) + exp(sink_h − M))
 // The model gathers window keys and compressed entries into one kv pool and lists, per query,
 // the rows it may see (sliding window ∪ HCA entries / indexer-selected CSA entries).
+// GPU contract (cuda::attention): fp32 throughout, as the reference; only the summation order
+// (per-warp online softmax, then a merge) and expf's last ulp differ.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 // Ca of window b−1 (the previous call's last window for b = 0, from prev_*; none on the first
 // window of a sequence: weight 0) and Cb of window b.
 // The model applies rms_norm and rope (at position b·ratio) to the entries afterwards.
+// GPU contract (cuda::compressor): fp32, the same three serial passes over the slots as the reference.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,8 @@
 // tail holds a window's rows at slots 0… because windows start at multiples of ratio, so the
 // prefill path (which knows the counts on the host) shares the layout. Every count here comes
 // from positions on the device: no host synchronisation, fixed pointers.
+// GPU contract (cuda::compressor_decode): fp32, as the reference (compressor's serial slot passes,
+// a tree sum for the rms_norm, rope's rounding order).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,5 @@
 // embedding: out[t, :] = table[ids[t], :] in fp32 (dsv4-architecture.md §3 step 1; no scaling).
+// GPU contract (cuda::embedding): exact, as the reference.
 #pragma once
 
 #include <cstdint>

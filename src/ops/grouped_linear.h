@@ -1,6 +1,7 @@
 // grouped_linear: the first half of the grouped output projection (spec §4.2.8, HF
 // DeepseekV4GroupedLinear): heads are grouped contiguously and group g is projected by its own
 // block of rows of W: y[t, g, r] = Σ_k x[t, g, k] · W[g·out_per_group + r, k].
+// GPU contract (cuda::grouped_linear): fp32 x (not rounded), the weight exact, fp32 accumulation.
 #pragma once
 
 #include <cstdint>

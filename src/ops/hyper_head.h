@@ -1,5 +1,6 @@
 // hyper_head: the final stream reduction (spec §5): mix = fn · (v / rms(v)),
 // pre = sigmoid(mix·scale + base) + hc_eps, z = Σ_j pre_j · h_j. No Sinkhorn, no post.
+// GPU contract (cuda::hyper_head): fp32 throughout, as the reference (tree sums for mix).
 #pragma once
 
 #include <cstdint>

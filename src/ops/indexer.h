@@ -3,6 +3,8 @@
 // entry s is admissible for the query at position p iff s < (p + 1) div ratio; the
 // min(topk, n_entries) best admissible entries are kept, ties broken by the LOWER entry index,
 // picks that are not admissible and unused slots are −1.
+// GPU contract (cuda::indexer): fp32 scores bit-identical to the reference (serial sums in its
+// order, no contraction), hence identical ids.
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,7 @@
 //   HCA: the admissible entries e < min((p + 1) div ratio, n_entries) in order;
 //   CSA: the indexer's selection (selected[t, j] ≥ 0), in selection order; −1 pads the rest.
 // The order matches the prefill path's lists, so `attention` sums the same rows in the same order.
+// GPU contract (cuda::kv_cache_decode): copies and integer lists, identical to the reference.
 #pragma once
 
 #include <cstdint>

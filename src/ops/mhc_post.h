@@ -1,5 +1,6 @@
 // mhc_post: the mHC expand after a sub-block (spec §4.3): h'_k = post_k · y + Σ_j comb[j, k] · h_j
 // (comb applied transposed).
+// GPU contract (cuda::mhc_post): fp32, as the reference.
 #pragma once
 
 #include <cstdint>

@@ -5,6 +5,7 @@
 //   comb = Sinkhorn(softmax_rows(mix[2n:]·scale₂ + base[2n:]) + hc_eps): columns first, then
 //          (iters−1) × (rows, columns); every denominator gets + hc_eps
 //   x = Σ_j pre_j · h_j
+// GPU contract (cuda::mhc_pre): fp32 throughout, as the reference (tree sums for mix).
 #pragma once
 
 #include <cstdint>

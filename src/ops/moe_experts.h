@@ -2,12 +2,16 @@
 // (spec §4.4): g = min(x·W1ᵀ, L), u = clamp(x·W3ᵀ, −L, L), expert(x) = (silu(g) · u)·W2ᵀ.
 // As HF: the routing weight multiplies the W2 output; experts are summed in ascending id order.
 // The shared expert is this op with one expert, id 0 and weight 1.
+// GPU contract (cuda::moe_experts_sm90): x is rounded to BF16 (nearest even) before W1/W3 and the
+// SwiGLU output (computed in fp32) is rounded to BF16 before W2; weights exact, fp32
+// accumulation, the routing weight applied in fp32, slots summed in ascending expert id in fp32.
 #pragma once
 
 #include <cstdint>
 
 #include "core/quant.h"
 #include "core/status.h"
+#include "ops/linear.h"
 
 namespace dsv4 {
 
@@ -34,7 +38,8 @@ struct MoeExpertsParams {
 Status check_moe_experts(const MoeExpertsParams& p);
 
 namespace cpu {
-void moe_experts(const MoeExpertsParams& p);
+// kBF16: x and the SwiGLU output are rounded to BF16 where the GPU rounds them.
+void moe_experts(const MoeExpertsParams& p, ActivationPrecision precision = ActivationPrecision::kF32);
 }  // namespace cpu
 
 }  // namespace dsv4

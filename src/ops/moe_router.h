@@ -2,6 +2,8 @@
 //   σ = sqrt(softplus(logit)), softplus as PyTorch (identity above 20)
 //   dense: ids = top-k(σ + bias) (ties to the lower expert id); hash: ids = tid2eid[token]
 //   w_k = σ[id_k] / (Σ σ[ids] + 1e-20) · routed_scaling_factor   (unbiased σ in both modes)
+// GPU contract (cuda::moe_router): fp32 from fp32 logits (the CUDA backend computes the gate with an
+// fp32 SGEMM), the same ids (ties to the lower id); weights differ by expf/log1pf ulps.
 #pragma once
 
 #include <cstdint>

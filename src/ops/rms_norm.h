@@ -1,5 +1,6 @@
 // rms_norm: y = x / sqrt(mean(x²) + eps), times `weight` when given (spec §2 P1 weighted, P2
 // unweighted). HF order: normalise in fp32, then multiply by the weight.
+// GPU contract (cuda::rms_norm): fp32, as the reference (a tree sum for Σx²).
 #pragma once
 
 #include <cstdint>

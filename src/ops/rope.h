@@ -2,6 +2,7 @@
 // pairs (a, b) = (x[d−r+2i], x[d−r+2i+1]) → (a·cos φ − b·sin φ, a·sin φ + b·cos φ), φ = pos·ω_i,
 // computed as HF does: φ = fp32(ω_i)·fp32(pos) rounded to fp32, cos/sin in fp32.
 // `inverse` rotates by −φ (attention output de-rotation, §4.2.8).
+// GPU contract (cuda::rope): fp32, the same angle and rounding order; cosf/sinf's last ulp may differ.
 #pragma once
 
 #include <cstdint>

@@ -1,7 +1,9 @@
 // test_ops: linear on sm_90a (cuda::linear_sm90) against cpu::linear with the same quantized bits,
 // and the packed layout (pack_linear_weight_sm90) decoded on the host against dequantize_row.
 // x is drawn random, never zero, and rounded to BF16 before the CPU sees it, so the only
-// difference left is fp32 accumulation order (tolerance: docs/numerics.md, "GPU linear").
+// difference left is fp32 accumulation order (tolerance: docs/numerics.md, "GPU linear"). Also:
+// bitwise identical outputs run after run and from CUDA graph replays (split-K is deterministic).
+#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -118,58 +120,103 @@ INSTANTIATE_TEST_SUITE_P(Formats, PackLinearSm90,
                                            LinearCase{WeightFormat::kFP8Block128, 130, 200, 0, "ragged"},
                                            LinearCase{WeightFormat::kNVFP4, 256, 512, 0, "tiles"}));
 
-class LinearSm90 : public ::testing::TestWithParam<LinearCase> {};
+// The weight packed on the device, x, a prepared workspace and a cuBLAS handle: one linear_sm90
+// call's inputs, run as often as a test needs.
+class DeviceLinear {
+ public:
+  DeviceLinear(const QuantizedWeight& q, const std::vector<float>& x, int64_t n_tokens)
+      : n_tokens_(n_tokens) {
+    auto packed = cuda::pack_linear_weight_sm90(q.view());
+    if (!packed.ok()) {
+      ADD_FAILURE() << packed.status().message();
+      return;
+    }
+    auto w = cuda::DeviceBuffer<uint8_t>::create(packed->data.size());
+    auto s = cuda::DeviceBuffer<uint8_t>::create(std::max<size_t>(packed->scales.size(), 1));
+    auto dx = cuda::DeviceBuffer<float>::create(x.size());
+    EXPECT_TRUE(w.ok() && s.ok() && dx.ok());
+    if (!w.ok() || !s.ok() || !dx.ok()) return;
+    w_ = std::move(*w), s_ = std::move(*s), x_ = std::move(*dx);
+    EXPECT_TRUE(w_.upload(packed->data).ok());
+    if (!packed->scales.empty()) EXPECT_TRUE(s_.upload(packed->scales).ok());
+    EXPECT_TRUE(x_.upload(x).ok());
+    view_ = {packed->format,   packed->rows, packed->cols, packed->rows_pad,
+             packed->cols_pad, w_.get(),     s_.get(),     packed->out_scale};
+    ws_bytes_ = cuda::linear_sm90_workspace_bytes(view_, n_tokens);
+    auto ws = cuda::DeviceBuffer<uint8_t>::create(ws_bytes_);
+    EXPECT_TRUE(ws.ok());
+    if (!ws.ok()) return;
+    ws_ = std::move(*ws);
+    EXPECT_TRUE(cuda::linear_sm90_prepare_workspace(ws_.get(), ws_bytes_, nullptr).ok());
+    EXPECT_EQ(cublasCreate(&handle_), CUBLAS_STATUS_SUCCESS);
+  }
+  ~DeviceLinear() {
+    if (handle_) cublasDestroy(handle_);
+  }
+  Status run(float* y, cudaStream_t stream) const {
+    return cuda::linear_sm90({x_.get(), view_, y, n_tokens_, ws_.get(), ws_bytes_, handle_}, stream);
+  }
 
-TEST_P(LinearSm90, MatchesCpu) {
-  SKIP_WITHOUT_GPU();
-  const LinearCase c = GetParam();
-  const std::string name = case_name(c);
-  const uint32_t seed = uint32_t(c.rows * 131 + c.cols * 7 + c.n_tokens) + uint32_t(c.format);
-  const QuantizedWeight q = random_weight(c, seed);
-  std::mt19937 rng(seed + 1);
+ private:
+  int64_t n_tokens_;
+  cuda::DeviceBuffer<uint8_t> w_, s_, ws_;
+  cuda::DeviceBuffer<float> x_;
+  cuda::PackedWeightView view_;
+  size_t ws_bytes_ = 0;
+  cublasHandle_t handle_ = nullptr;
+};
+
+// x ~ N(0, 1) rounded to BF16 (so the CPU sees the kernel's operands), never zero.
+std::vector<float> random_x(const LinearCase& c, uint32_t seed) {
+  std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   std::vector<float> x(size_t(c.n_tokens * c.cols));
   for (auto& v : x) {
     v = round_to_bf16(dist(rng));
     if (v == 0.0f) v = 0.5f;
   }
+  return x;
+}
+
+uint32_t case_seed(const LinearCase& c) {
+  return uint32_t(c.rows * 131 + c.cols * 7 + c.n_tokens) + uint32_t(c.format);
+}
+
+// y with kCanary poisoned floats each side; returns the whole buffer.
+std::vector<float> run_guarded(const DeviceLinear& lin, size_t ny, uint32_t poison_bits,
+                               const std::string& name) {
+  float poison;
+  std::memcpy(&poison, &poison_bits, 4);
+  auto d_y = cuda::DeviceBuffer<float>::create(ny + 2 * kCanary);
+  EXPECT_TRUE(d_y.ok());
+  if (!d_y.ok()) return {};
+  EXPECT_TRUE(d_y->upload(std::vector<float>(ny + 2 * kCanary, poison)).ok());
+  const Status s = lin.run(d_y->get() + kCanary, nullptr);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess) << name;
+  EXPECT_TRUE(s.ok()) << name << ": " << s.message();
+  auto got = d_y->download();
+  EXPECT_TRUE(got.ok());
+  return got.ok() ? *got : std::vector<float>{};
+}
+
+class LinearSm90 : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(LinearSm90, MatchesCpu) {
+  SKIP_WITHOUT_GPU();
+  const LinearCase c = GetParam();
+  const std::string name = case_name(c);
+  const uint32_t seed = case_seed(c);
+  const QuantizedWeight q = random_weight(c, seed);
+  const std::vector<float> x = random_x(c, seed + 1);
   std::vector<float> want(size_t(c.n_tokens * c.rows));
   LinearParams cp{x.data(), q.view(), want.data(), c.n_tokens};
   ASSERT_TRUE(check_linear(cp).ok());
   cpu::linear(cp);
 
-  auto packed = cuda::pack_linear_weight_sm90(q.view());
-  ASSERT_TRUE(packed.ok()) << packed.status().message();
-  auto d_w = cuda::DeviceBuffer<uint8_t>::create(packed->data.size());
-  auto d_s = cuda::DeviceBuffer<uint8_t>::create(std::max<size_t>(packed->scales.size(), 1));
-  auto d_x = cuda::DeviceBuffer<float>::create(x.size());
+  const DeviceLinear lin(q, x, c.n_tokens);
   const size_t ny = want.size();
-  auto d_y = cuda::DeviceBuffer<float>::create(ny + 2 * kCanary);
-  ASSERT_TRUE(d_w.ok() && d_s.ok() && d_x.ok() && d_y.ok());
-  ASSERT_TRUE(d_w->upload(packed->data).ok());
-  if (!packed->scales.empty()) ASSERT_TRUE(d_s->upload(packed->scales).ok());
-  ASSERT_TRUE(d_x->upload(x).ok());
-  float poison;
-  std::memcpy(&poison, &kPoisonBits, 4);
-  ASSERT_TRUE(d_y->upload(std::vector<float>(ny + 2 * kCanary, poison)).ok());
-
-  const cuda::PackedWeightView wv{packed->format,   packed->rows, packed->cols, packed->rows_pad,
-                                  packed->cols_pad, d_w->get(),   d_s->get(),   packed->out_scale};
-  const size_t ws_bytes = cuda::linear_sm90_workspace_bytes(wv, c.n_tokens);
-  auto d_ws = cuda::DeviceBuffer<uint8_t>::create(ws_bytes);
-  ASSERT_TRUE(d_ws.ok());
-  cublasHandle_t handle;
-  ASSERT_EQ(cublasCreate(&handle), CUBLAS_STATUS_SUCCESS);
-  const cuda::LinearSm90Params p{d_x->get(), wv,    d_y->get() + kCanary, c.n_tokens, d_ws->get(),
-                                 ws_bytes,   handle};
-  const Status s = cuda::linear_sm90(p, nullptr);
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess) << name;
-  cublasDestroy(handle);
-  ASSERT_TRUE(s.ok()) << name << ": " << s.message();
-  auto got_r = d_y->download();
-  ASSERT_TRUE(got_r.ok());
-  const std::vector<float>& got = *got_r;
-
+  const std::vector<float> got = run_guarded(lin, ny, kPoisonBits, name);
+  ASSERT_EQ(got.size(), ny + 2 * kCanary) << name;
   for (int i = 0; i < kCanary; ++i) {
     uint32_t before, after;
     std::memcpy(&before, &got[size_t(i)], 4);
@@ -214,6 +261,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{WeightFormat::kNVFP4, 100, 96, 3, "ragged"},
                       LinearCase{WeightFormat::kNVFP4, 37, 480, 17, "ragged"},
                       LinearCase{WeightFormat::kNVFP4, 300, 352, 64, "ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 3, "ragged, split-K, last split adds"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 5, "ragged, split-K, reduce kernel"},
                       LinearCase{WeightFormat::kMXFP4, 100, 96, 3, "ragged"},
                       LinearCase{WeightFormat::kMXFP4, 37, 480, 64, "ragged"},
                       LinearCase{WeightFormat::kFP8Block128, 130, 200, 3, "ragged"},
@@ -223,6 +272,76 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{WeightFormat::kNVFP4, 300, 352, 65, "many tokens"},
                       LinearCase{WeightFormat::kMXFP4, 2048, 4096, 300, "many tokens"},
                       LinearCase{WeightFormat::kFP8Block128, 130, 200, 129, "many tokens"}));
+
+// Run-to-run and graph-vs-eager determinism: the same inputs give bitwise identical outputs
+// whatever was in y before (poisoned differently each run), eagerly and as replays of one CUDA
+// graph (split-K's arrival counters must be left reset for the next replay). Shapes where
+// split-K engages, with the last split adding the partials and with the reduce kernel.
+class LinearSm90Repeat : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(LinearSm90Repeat, BitwiseIdenticalEagerAndGraph) {
+  SKIP_WITHOUT_GPU();
+  const LinearCase c = GetParam();
+  const std::string name = case_name(c);
+  const QuantizedWeight q = random_weight(c, case_seed(c));
+  const DeviceLinear lin(q, random_x(c, case_seed(c) + 1), c.n_tokens);
+  const size_t ny = size_t(c.n_tokens * c.rows);
+  const std::vector<float> first = run_guarded(lin, ny, kPoisonBits, name + " eager 1");
+  ASSERT_EQ(first.size(), ny + 2 * kCanary);
+  for (size_t i = kCanary; i < kCanary + ny; ++i)
+    ASSERT_TRUE(std::isfinite(first[i])) << name << ": output " << i - kCanary << " unwritten or not finite";
+  const std::vector<float> second = run_guarded(lin, ny, 0x7FC00456u, name + " eager 2");
+
+  // The same call captured once, replayed twice over differently poisoned outputs.
+  auto d_y = cuda::DeviceBuffer<float>::create(ny);
+  ASSERT_TRUE(d_y.ok());
+  cudaStream_t st;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), cudaSuccess);
+  cudaGraph_t graph;
+  ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess);
+  const Status s = lin.run(d_y->get(), st);
+  ASSERT_EQ(cudaStreamEndCapture(st, &graph), cudaSuccess) << name;
+  ASSERT_TRUE(s.ok()) << name << ": " << s.message();
+  cudaGraphExec_t exec;
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess) << name;
+  std::vector<std::vector<float>> replays;
+  for (const uint8_t poison : {0xFF, 0x7F}) {  // NaN patterns: an unwritten output shows
+    ASSERT_EQ(cudaMemsetAsync(d_y->get(), poison, ny * sizeof(float), st), cudaSuccess);
+    ASSERT_EQ(cudaGraphLaunch(exec, st), cudaSuccess) << name;
+    ASSERT_EQ(cudaStreamSynchronize(st), cudaSuccess) << name;
+    auto got = d_y->download();
+    ASSERT_TRUE(got.ok());
+    replays.push_back(*got);
+  }
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+  cudaStreamDestroy(st);
+  const std::vector<float> third = run_guarded(lin, ny, kPoisonBits, name + " eager 3");
+
+  const auto expect_same = [&](const float* got, const std::string& what) {
+    for (size_t i = 0; i < ny; ++i)
+      if (std::memcmp(got + i, &first[kCanary + i], sizeof(float)) != 0) {
+        ADD_FAILURE() << name << ": " << what << " differs from the first eager run at output " << i << ": "
+                      << got[i] << " vs " << first[kCanary + i];
+        return;
+      }
+  };
+  expect_same(second.data() + kCanary, "second eager run");
+  expect_same(replays[0].data(), "first graph replay");
+  expect_same(replays[1].data(), "second graph replay");
+  expect_same(third.data() + kCanary, "eager run after the replays");
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    SplitK, LinearSm90Repeat,
+    ::testing::Values(LinearCase{WeightFormat::kNVFP4, 2048, 4096, 1, "flash w1, last split adds"},
+                      LinearCase{WeightFormat::kNVFP4, 2048, 4096, 8, "flash w1, reduce kernel"},
+                      LinearCase{WeightFormat::kNVFP4, 2048, 4096, 64, "flash w1, reduce kernel"},
+                      LinearCase{WeightFormat::kNVFP4, 7168, 3072, 8, "pro w2, last split adds"},
+                      LinearCase{WeightFormat::kMXFP4, 3072, 7168, 3, "pro w1, last split adds"},
+                      LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 1, "wq_b, last split adds"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 3, "ragged, last split adds"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 5, "ragged, reduce kernel"}));
 
 }  // namespace
 }  // namespace dsv4

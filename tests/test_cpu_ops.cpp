@@ -10,6 +10,7 @@
 #include "core/config.h"
 #include "core/numeric.h"
 #include "model/backend.h"
+#include "ops/quantize_nvfp4_activation.h"
 
 namespace dsv4 {
 namespace {
@@ -316,17 +317,21 @@ TEST(CpuOps, AttentionSinkOnlyEnlargesDenominator) {
 }
 
 TEST(CpuOps, RouterRenormalisesAndScales) {
-  const std::vector<float> logits = {0.0f, 1.0f, 25.0f, -1.0f};  // 25 > 20: softplus is the identity
-  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 10.0f};  // bias selects expert 3, weight stays unbiased
-  std::vector<int32_t> ids(2);
+  // d_model 1 and x = 1: the logits are the gate's column, exactly.
+  const std::vector<float> gate = {0.0f, 1.0f, 25.0f, -1.0f};  // 25 > 20: softplus is the identity
+  const std::vector<float> bias = {0.0f, 0.0f, 0.0f, 10.0f};   // bias selects expert 3, weight stays unbiased
+  const std::vector<float> x = {1.0f};
+  std::vector<int32_t> ids(2), counts(4);
   std::vector<float> w(2);
   MoeRouterParams p;
-  p.logits = logits.data(), p.bias = bias.data(), p.expert_ids = ids.data(), p.weights = w.data();
-  p.n_tokens = 1, p.n_experts = 4, p.top_k = 2, p.routed_scaling_factor = 1.5f;
+  p.x = x.data(), p.gate = {WeightFormat::kF32, 4, 1, gate.data(), nullptr, 1.0f};
+  p.bias = bias.data(), p.expert_ids = ids.data(), p.weights = w.data(), p.counts = counts.data();
+  p.n_tokens = 1, p.d_model = 1, p.n_experts = 4, p.top_k = 2, p.routed_scaling_factor = 1.5f;
   ASSERT_TRUE(check_moe_router(p).ok());
   cpu::moe_router(p);
   EXPECT_EQ(ids[0], 3);
   EXPECT_EQ(ids[1], 2);
+  EXPECT_EQ(counts, (std::vector<int32_t>{0, 0, 1, 1}));
   const float s3 = std::sqrt(std::log1p(std::exp(-1.0f))), s2 = std::sqrt(25.0f);
   EXPECT_NEAR(w[0], s3 / (s3 + s2) * 1.5f, 1e-6f);
   EXPECT_NEAR(w[1], s2 / (s3 + s2) * 1.5f, 1e-6f);
@@ -340,7 +345,74 @@ TEST(CpuOps, RouterRenormalisesAndScales) {
   cpu::moe_router(h);
   EXPECT_EQ(ids[0], 2);
   EXPECT_EQ(ids[1], 3);
+  EXPECT_EQ(counts, (std::vector<int32_t>{0, 0, 1, 1}));
   EXPECT_NEAR(w[0], s2 / (s3 + s2) * 1.5f, 1e-6f);
+  // A table entry out of range and a quantized gate are refused.
+  const std::vector<int64_t> bad_table = {1, 0, 2, 4};
+  h.tid2eid = bad_table.data();
+  EXPECT_FALSE(check_moe_router(h).ok());
+  MoeRouterParams q = p;
+  q.gate.format = WeightFormat::kNVFP4;
+  EXPECT_FALSE(check_moe_router(q).ok());
+}
+
+TEST(CpuOps, RouterGateProductIsTheRoutersDot) {
+  // BF16 and F32 gates holding the same values give the same logits, hence the same routing.
+  const int64_t D = 300, E = 8;
+  const std::vector<float> x = random_vector(2 * D, 5), g = random_vector(E * D, 6, 0.1f);
+  const QuantizedWeight bf16 = quantize_weight(WeightFormat::kBF16, g.data(), E, D);
+  std::vector<float> g_rounded(g.size());
+  for (int64_t e = 0; e < E; ++e) dequantize_row(bf16.view(), e, g_rounded.data() + e * D);
+  const std::vector<float> bias(size_t(E), 0.0f);
+  std::vector<int32_t> ids_a(6), ids_b(6), counts(static_cast<size_t>(E));
+  std::vector<float> w_a(6), w_b(6);
+  MoeRouterParams p;
+  p.x = x.data(), p.gate = bf16.view(), p.bias = bias.data(), p.counts = counts.data();
+  p.expert_ids = ids_a.data(), p.weights = w_a.data();
+  p.n_tokens = 2, p.d_model = D, p.n_experts = E, p.top_k = 3;
+  ASSERT_TRUE(check_moe_router(p).ok());
+  cpu::moe_router(p);
+  p.gate = {WeightFormat::kF32, E, D, g_rounded.data(), nullptr, 1.0f};
+  p.expert_ids = ids_b.data(), p.weights = w_b.data();
+  cpu::moe_router(p);
+  EXPECT_EQ(ids_a, ids_b);
+  EXPECT_EQ(w_a, w_b);
+}
+
+// router_sigma (σ from IEEE operations alone) against sqrt(softplus) in double precision.
+TEST(CpuOps, RouterSigmaIsAccurate) {
+  double worst = 0.0;
+  float worst_at = 0.0f;
+  for (float l = -110.0f; l < 30.0f; l += 0.00137f) {
+    const double exact = l > 20.0f ? std::sqrt(double(l)) : std::sqrt(std::log1p(std::exp(double(l))));
+    const float got = router_sigma(l);
+    if (l < -87.0f) {  // softplus(l) ≈ exp(l) is an fp32 subnormal: within one of its ulps (2^-149)
+      EXPECT_LE(std::fabs(double(got) * got - exact * exact), 2.0 * std::ldexp(1.0, -149)) << l;
+      continue;
+    }
+    const double rel = std::fabs(double(got) - exact) / exact;
+    if (rel > worst) worst = rel, worst_at = l;
+  }
+  EXPECT_LE(worst, 2.5e-7) << "at " << worst_at;  // ~2 ulp
+  EXPECT_NEAR(router_sigma(0.0f), std::sqrt(std::log(2.0)), 1e-7);
+  EXPECT_TRUE(std::isnan(router_sigma(std::nanf(""))));
+  EXPECT_EQ(router_sigma(-1e30f), 0.0f);
+  EXPECT_EQ(router_sigma(400.0f), 20.0f);
+}
+
+TEST(CpuOps, QuantizeNvfp4ActivationOpIsTheCoreQuantizer) {
+  const std::vector<float> x = random_vector(3 * 32, 9);
+  const Nvfp4Activation want = quantize_nvfp4_activation(x.data(), 3, 32);
+  std::vector<uint8_t> codes(3 * 16), scales(3 * 2);
+  float global = -1.0f;
+  QuantizeNvfp4ActivationParams p{x.data(), codes.data(), scales.data(), &global, 3, 32};
+  ASSERT_TRUE(check_quantize_nvfp4_activation(p).ok());
+  cpu::quantize_nvfp4_activation(p);
+  EXPECT_EQ(codes, want.codes);
+  EXPECT_EQ(scales, want.block_scales);
+  EXPECT_EQ(global, want.global_scale);
+  p.cols = 24;  // not whole blocks of 16
+  EXPECT_FALSE(check_quantize_nvfp4_activation(p).ok());
 }
 
 TEST(CpuOps, ExpertClampsGateAboveAndUpBothSides) {

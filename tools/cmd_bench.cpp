@@ -2,7 +2,7 @@
 // times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
-// layer's routed experts likewise (src/cuda/moe_bench.h).
+// layer (router + routed experts) likewise (src/cuda/moe_bench.h).
 // dsv4 bench model [--shape flash|pro] [--layers 4] [--batch 1,8,32,64] [--context 4096]: the whole
 // model, random weights at real widths cut to its first layers: decode and prefill against their
 // floors (src/cuda/model_bench.h).

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
-#include <unordered_set>
 
 #include "model/backend.h"
 
@@ -74,20 +73,16 @@ class CpuBackend final : public Backend {
   Status synchronize() override { return {}; }
   uint64_t memory_epoch() const override { return memory_epoch_; }
   Result<WeightView> upload_weight(const WeightView& w) override { return w; }
-  Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) override {
-    if (exact) exact_weights_.insert(w.data);
-    return w;
-  }
+  Result<WeightView> upload_linear_weight(const WeightView& w) override { return w; }
   Status add(float* y, const float* x, int64_t n) override {
     for (int64_t i = 0; i < n; ++i) y[i] += x[i];
     return {};
   }
 
-  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 and exact weights.
+  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 weights.
   Status linear(const LinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_linear(p));
-    const bool fp32_x =
-        !options_.bf16_activations || p.w.format == WeightFormat::kF32 || exact_weights_.count(p.w.data);
+    const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32;
     cpu::linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
     return {};
   }
@@ -114,7 +109,6 @@ class CpuBackend final : public Backend {
  private:
   CpuBackendOptions options_;
   uint64_t memory_epoch_ = 0;
-  std::unordered_set<const void*> exact_weights_;  // data of the views uploaded `exact`
 };
 
 #undef DSV4_CPU_OP

@@ -18,6 +18,14 @@ Status check_moe_experts(const MoeExpertsParams& p) {
     if (p.expert_ids[i] < 0 || p.expert_ids[i] >= p.n_experts)
       return Status::errorf("moe_experts: expert_ids[{}] = {}; expected 0 <= id < {}", i, p.expert_ids[i],
                             p.n_experts);
+  if (p.counts) {
+    std::vector<int32_t> hist(size_t(p.n_experts), 0);
+    for (int64_t i = 0; i < p.n_tokens * p.top_k; ++i) ++hist[size_t(p.expert_ids[i])];
+    for (int64_t e = 0; e < p.n_experts; ++e)
+      if (p.counts[e] != hist[size_t(e)])
+        return Status::errorf("moe_experts: counts[{}] = {}; expected {} (the ids' histogram)", e,
+                              p.counts[e], hist[size_t(e)]);
+  }
   for (int64_t e = 0; e < p.n_experts; ++e) {
     const ExpertWeights& w = p.experts[e];
     if (w.w1.rows != p.d_ff || w.w1.cols != p.d_model || w.w3.rows != p.d_ff || w.w3.cols != p.d_model ||

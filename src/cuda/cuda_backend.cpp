@@ -60,7 +60,7 @@ class CudaGraph final : public BackendGraph {
 // Hopper's largest kernels, per the cuBLAS documentation).
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
-// A weight made resident for linear: packed for linear_sm90, or fp32 for cuBLAS SGEMM (exact).
+// A weight made resident for linear: packed for linear_sm90, or F32 for cuBLAS SGEMM.
 struct LinearWeightEntry {
   bool f32 = false;
   cuda::PackedWeightView packed;  // when !f32
@@ -117,7 +117,9 @@ class CudaBackend final : public Backend {
     DSV4_CUDA_TRY(cudaStreamSynchronize(stream_));
     return {};
   }
-  uint64_t memory_epoch() const override { return memory_epoch_ + moe_experts_.memory_epoch(); }
+  uint64_t memory_epoch() const override {
+    return memory_epoch_ + moe_router_.memory_epoch() + moe_experts_.memory_epoch();
+  }
 
   bool supports_graphs() const override { return stream_ != nullptr; }
   Status begin_capture() override {
@@ -150,13 +152,11 @@ class CudaBackend final : public Backend {
     return d;
   }
 
-  Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) override {
+  Result<WeightView> upload_linear_weight(const WeightView& w) override {
     LinearWeightEntry e;
     WeightView d = w;
-    if (exact || w.format == WeightFormat::kF32) {
-      std::vector<float> f32(size_t(w.rows * w.cols));  // [rows, cols]
-      for (int64_t r = 0; r < w.rows; ++r) dequantize_row(w, r, f32.data() + r * w.cols);
-      DSV4_ASSIGN_OR_RETURN(const void* data, keep(f32.data(), f32.size() * sizeof(float)));
+    if (w.format == WeightFormat::kF32) {
+      DSV4_ASSIGN_OR_RETURN(const void* data, keep(w.data, size_t(w.rows * w.cols) * sizeof(float)));
       e = {true, {}, w.rows, w.cols, static_cast<const float*>(data)};
       d = WeightView{WeightFormat::kF32, w.rows, w.cols, data, nullptr, 1.0f};
     } else {
@@ -236,7 +236,7 @@ class CudaBackend final : public Backend {
   Status kv_cache_decode(const KvCacheDecodeParams& p) override { return cuda::kv_cache_decode(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
-  Status moe_router(const MoeRouterParams& p) override { return cuda::moe_router(p, stream_); }
+  Status moe_router(const MoeRouterParams& p) override { return moe_router_.run(p, stream_); }
   // Expert views must be packed device views (upload_linear_weight makes them).
   Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
 
@@ -268,6 +268,7 @@ class CudaBackend final : public Backend {
   cuda::DeviceBuffer<uint8_t> workspace_;  // linear_sm90's, grown to the largest call
   std::vector<cuda::DeviceBuffer<uint8_t>> weights_;
   std::unordered_map<const void*, LinearWeightEntry> linear_weights_;  // by device data address
+  cuda::MoeRouterRunner moe_router_;        // scores and counters, reused across calls
   cuda::MoeExpertsSm90Runner moe_experts_;  // expert tables and workspace, reused across calls
 };
 

@@ -2,7 +2,7 @@
 // Every pointer in the params is device memory; ops and copies are enqueued on the backend's
 // stream (nullptr: a non-blocking stream of the backend's own, so that decode steps can be
 // captured as CUDA graphs) and download()/synchronize() wait for them. linear
-// runs linear_sm90 on weights packed by upload_linear_weight (SGEMM for exact ones); moe_experts
+// runs linear_sm90 on weights packed by upload_linear_weight (SGEMM for F32 ones); moe_experts
 // takes the same packed views (cuda::packed_expert_view in cuda/moe_experts_sm90.h).
 #pragma once
 

@@ -1,12 +1,13 @@
-// bench_moe (moe_bench.h). Routing: each token picks top_k distinct experts uniformly at random
-// (several routings rotate so consecutive calls do not find their experts in L2). Every expert
-// has its own copy of the weights (one random packed expert replicated), so touched experts are
-// distinct memory. floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate), bytes = touched
-// experts' packed weights + x + y; peer = per touched expert, gate|up and down GEMMs in BF16
-// through cuBLAS on the same token counts (the SwiGLU and the combine not counted).
+// bench_moe (moe_bench.h). Three lines per case: moe_router (BF16 gate, dense mode, zero bias) on
+// x; moe_experts_sm90 on the router's ids, weights and counts; and moe, the two back to back as the
+// model runs them (the MoE layer without its shared expert). Each rotation has its own x, so its
+// own routing: enough rotations that consecutive calls do not find their experts in L2. Every
+// expert has its own copy of the weights (one random packed expert replicated), so touched
+// experts are distinct memory. floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate),
+// bytes = the gate (router) + touched experts' packed weights + x + y (experts); peer = the gate
+// GEMM and, per touched expert, gate|up and down GEMMs in BF16 through cuBLAS on the same token
+// counts (the selection, SwiGLU and combine not counted for it).
 #include <algorithm>
-#include <random>
-#include <set>
 
 #include "cuda/bench_util.h"
 #include "cuda/check.h"
@@ -14,6 +15,7 @@
 #include "cuda/linear_sm90.h"
 #include "cuda/moe_bench.h"
 #include "cuda/moe_experts_sm90.h"
+#include "cuda/moe_router.h"
 
 namespace dsv4::cuda {
 namespace {
@@ -26,29 +28,15 @@ struct MoeShape {
 constexpr size_t kRotateBytes = size_t(200) << 20;
 constexpr size_t kPeerBytesMax = size_t(20) << 30;
 
-struct Routing {
-  std::vector<int32_t> ids;         // [n_tokens, top_k]
-  std::vector<int64_t> per_expert;  // tokens per expert
-  int64_t touched = 0;
+// One rotation: its input and the router's outputs for it.
+struct Rotation {
+  DeviceBuffer<float> x;            // [n_tokens, d_model]
+  DeviceBuffer<int32_t> ids;        // [n_tokens, top_k]
+  DeviceBuffer<float> weights;      // [n_tokens, top_k]
+  DeviceBuffer<int32_t> counts;     // [n_experts]
+  std::vector<int32_t> per_expert;  // counts, on the host
+  int64_t touched = 0;              // experts with a slot
 };
-
-Routing random_routing(int64_t T, const MoeShape& s, std::mt19937& rng) {
-  Routing r;
-  r.ids.resize(size_t(T * s.top_k));
-  r.per_expert.assign(size_t(s.n_experts), 0);
-  std::vector<int32_t> order(size_t(s.n_experts));
-  for (size_t i = 0; i < order.size(); ++i) order[i] = int32_t(i);
-  for (int64_t t = 0; t < T; ++t) {
-    for (int64_t j = 0; j < s.top_k; ++j) {  // partial Fisher-Yates: k distinct experts
-      std::uniform_int_distribution<int64_t> d(j, s.n_experts - 1);
-      std::swap(order[size_t(j)], order[size_t(d(rng))]);
-      r.ids[size_t(t * s.top_k + j)] = order[size_t(j)];
-      ++r.per_expert[size_t(order[size_t(j)])];
-    }
-  }
-  for (int64_t c : r.per_expert) r.touched += c > 0;
-  return r;
-}
 
 }  // namespace
 
@@ -66,9 +54,10 @@ Status bench_moe(const MoeBenchOptions& opt) {
   fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
   fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
              ceil.copy_gbs, ceil.gemm_tflops);
+  fmt::print(
+      "moe = the layer: moe_router + routed experts (moe_experts_sm90); moe_router alone on its own line\n");
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
-  std::mt19937 rng(7);
   for (const std::string& shape_name : opt.shapes) {
     const MoeShape s =
         shape_name == "pro" ? MoeShape{"pro", 7168, 3072, 384, 6} : MoeShape{"flash", 4096, 2048, 256, 6};
@@ -115,57 +104,96 @@ Status bench_moe(const MoeBenchOptions& opt) {
     DSV4_ASSIGN_OR_RETURN(auto d_table, DeviceBuffer<MoeExpertSm90>::create(table.size()));
     DSV4_RETURN_IF_ERROR(d_table.upload(table));
 
+    // The router's gate (BF16, as stored in the checkpoints) and a zero selection bias.
+    DSV4_ASSIGN_OR_RETURN(auto gate, DeviceBuffer<__nv_bfloat16>::create(size_t(E * D)));
+    DSV4_ASSIGN_OR_RETURN(auto bias, DeviceBuffer<float>::create(size_t(E)));
+    fill_random(gate.get(), gate.size(), 11);
+    DSV4_CUDA_TRY(cudaMemset(bias.get(), 0, bias.bytes()));
+    const double gate_bytes = double(E * D * 2);
+
     for (const int64_t T : opt.tokens) {
-      // Routings: enough that the rotation touches ≥ kRotateBytes of distinct experts.
-      std::vector<Routing> routings{random_routing(T, s, rng)};
-      const size_t touched_bytes = size_t(routings[0].touched) * expert_bytes;
-      const int n_rot = int(std::clamp<size_t>((kRotateBytes + touched_bytes - 1) / touched_bytes, 1, 8));
-      while (int(routings.size()) < n_rot) routings.push_back(random_routing(T, s, rng));
-      double touched = 0;
-      for (const Routing& r : routings) touched += double(r.touched) / n_rot;
-      std::vector<DeviceBuffer<int32_t>> d_ids;
-      for (const Routing& r : routings) {
-        DSV4_ASSIGN_OR_RETURN(auto b, DeviceBuffer<int32_t>::create(r.ids.size()));
-        DSV4_RETURN_IF_ERROR(b.upload(r.ids));
-        d_ids.push_back(std::move(b));
-      }
-      DSV4_ASSIGN_OR_RETURN(auto x, DeviceBuffer<float>::create(size_t(T * D)));
+      DSV4_ASSIGN_OR_RETURN(auto scores, DeviceBuffer<float>::create(size_t(T * E)));
+      DSV4_ASSIGN_OR_RETURN(auto counters, DeviceBuffer<uint32_t>::create(size_t(moe_router_counters(T))));
+      DSV4_CUDA_TRY(cudaMemset(counters.get(), 0, counters.bytes()));
       DSV4_ASSIGN_OR_RETURN(auto y, DeviceBuffer<float>::create(size_t(T * D)));
-      DSV4_ASSIGN_OR_RETURN(auto wts, DeviceBuffer<float>::create(size_t(T * k)));
-      fill_random(x.get(), size_t(T * D), 3);
-      fill_random(wts.get(), size_t(T * k), 4);
-      DSV4_CUDA_LAUNCH_CHECK();
       const size_t ws_bytes = moe_experts_sm90_workspace_bytes(T, D, I, E, k);
       DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
-      DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_rot, [&](int i, cudaStream_t st) {
-                              MoeExpertsSm90Params p;
-                              p.x = x.get();
-                              p.expert_ids = d_ids[size_t(i % n_rot)].get();
-                              p.weights = wts.get();
-                              p.table = d_table.get();
-                              p.format = opt.format;
-                              p.y = y.get();
-                              p.n_tokens = T, p.d_model = D, p.d_ff = I, p.n_experts = E, p.top_k = k;
-                              p.swiglu_limit = 10.0f;
-                              p.workspace = ws.get();
-                              p.workspace_bytes = ws_bytes;
-                              return moe_experts_sm90(p, st);
+      DSV4_CUDA_TRY(cudaMemset(ws.get(), 0, ws_bytes));
+      const auto route = [&](Rotation& r, cudaStream_t st) {
+        MoeRouterParams p;
+        p.x = r.x.get();
+        p.gate = {WeightFormat::kBF16, E, D, gate.get(), nullptr, 1.0f};
+        p.bias = bias.get();
+        p.expert_ids = r.ids.get(), p.weights = r.weights.get(), p.counts = r.counts.get();
+        p.n_tokens = T, p.d_model = D, p.n_experts = E, p.top_k = k, p.routed_scaling_factor = 1.5f;
+        return moe_router(p, {scores.get(), counters.get()}, st);
+      };
+      const auto experts = [&](Rotation& r, cudaStream_t st) {
+        MoeExpertsSm90Params p;
+        p.x = r.x.get();
+        p.expert_ids = r.ids.get(), p.weights = r.weights.get(), p.counts = r.counts.get();
+        p.table = d_table.get();
+        p.format = opt.format;
+        p.y = y.get();
+        p.n_tokens = T, p.d_model = D, p.d_ff = I, p.n_experts = E, p.top_k = k;
+        p.swiglu_limit = 10.0f;
+        p.workspace = ws.get();
+        p.workspace_bytes = ws_bytes;
+        return moe_experts_sm90(p, st);
+      };
+      // Rotations: enough that the layer touches >= kRotateBytes of distinct experts between uses.
+      std::vector<Rotation> rot;
+      const auto add_rotation = [&]() -> Status {
+        Rotation r;
+        DSV4_ASSIGN_OR_RETURN(r.x, DeviceBuffer<float>::create(size_t(T * D)));
+        DSV4_ASSIGN_OR_RETURN(r.ids, DeviceBuffer<int32_t>::create(size_t(T * k)));
+        DSV4_ASSIGN_OR_RETURN(r.weights, DeviceBuffer<float>::create(size_t(T * k)));
+        DSV4_ASSIGN_OR_RETURN(r.counts, DeviceBuffer<int32_t>::create(size_t(E)));
+        fill_random(r.x.get(), r.x.size(), 100 + uint32_t(rot.size()));
+        DSV4_RETURN_IF_ERROR(route(r, nullptr));
+        DSV4_ASSIGN_OR_RETURN(r.per_expert, r.counts.download());
+        for (int32_t c : r.per_expert) r.touched += c > 0;
+        rot.push_back(std::move(r));
+        return {};
+      };
+      DSV4_RETURN_IF_ERROR(add_rotation());
+      const size_t touched_bytes = size_t(rot[0].touched) * expert_bytes;
+      const int n_rot = int(std::clamp<size_t>((kRotateBytes + touched_bytes - 1) / touched_bytes, 1, 8));
+      while (int(rot.size()) < n_rot) DSV4_RETURN_IF_ERROR(add_rotation());
+      double touched = 0;
+      for (const Rotation& r : rot) touched += double(r.touched) / n_rot;
+
+      // time_graph_us calls with i past the batch for its warm-up: rotations cycle.
+      DSV4_ASSIGN_OR_RETURN(const double router_us, time_graph_us(n_rot, [&](int i, cudaStream_t st) {
+                              return route(rot[size_t(i % n_rot)], st);
+                            }));
+      DSV4_ASSIGN_OR_RETURN(const double experts_us, time_graph_us(n_rot, [&](int i, cudaStream_t st) {
+                              return experts(rot[size_t(i % n_rot)], st);
+                            }));
+      DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_rot, [&](int i, cudaStream_t st) -> Status {
+                              DSV4_RETURN_IF_ERROR(route(rot[size_t(i % n_rot)], st));
+                              return experts(rot[size_t(i % n_rot)], st);
                             }));
 
-      // Peer: BF16 experts (distinct memory up to kPeerBytesMax, then reused), routing 0's counts.
-      const Routing& r0 = routings[0];
+      // Peer: the gate GEMM, then BF16 experts (distinct memory up to kPeerBytesMax, then reused) on
+      // rotation 0's counts.
+      const Rotation& r0 = rot[0];
       const size_t peer_expert = size_t(3 * I * D);  // elements: w1|w3 [2I, D], w2 [D, I]
       const int64_t n_peer = std::min<int64_t>(r0.touched, int64_t(kPeerBytesMax / (peer_expert * 2)));
       DSV4_ASSIGN_OR_RETURN(auto pw, DeviceBuffer<__nv_bfloat16>::create(size_t(n_peer) * peer_expert));
       fill_random(pw.get(), pw.size(), 5);
       DSV4_ASSIGN_OR_RETURN(auto px, DeviceBuffer<__nv_bfloat16>::create(size_t(T * k * D)));
       DSV4_ASSIGN_OR_RETURN(auto pa, DeviceBuffer<__nv_bfloat16>::create(size_t(T * k * I)));
-      DSV4_ASSIGN_OR_RETURN(auto py, DeviceBuffer<float>::create(size_t(T * k) * size_t(std::max(2 * I, D))));
+      DSV4_ASSIGN_OR_RETURN(auto py,
+                            DeviceBuffer<float>::create(size_t(T * k) * size_t(std::max({2 * I, D, E}))));
       fill_random(px.get(), px.size(), 6);
       fill_random(pa.get(), pa.size(), 7);
       DSV4_CUDA_LAUNCH_CHECK();
+      DSV4_ASSIGN_OR_RETURN(const double peer_router_us, time_graph_us(1, [&](int, cudaStream_t st) {
+                              return cublas_bf16_gemm(h, st, gate.get(), px.get(), py.get(), E, D, T);
+                            }));
       DSV4_ASSIGN_OR_RETURN(
-          const double peer_us, time_graph_us(1, [&](int, cudaStream_t st) -> Status {
+          const double peer_experts_us, time_graph_us(1, [&](int, cudaStream_t st) -> Status {
             int64_t pos = 0, slot = 0;
             for (int64_t e = 0; e < E; ++e) {
               const int64_t n = r0.per_expert[size_t(e)];
@@ -178,14 +206,21 @@ Status bench_moe(const MoeBenchOptions& opt) {
             }
             return {};
           }));
-      const double bytes = touched * double(expert_bytes) + 2.0 * double(T * D * 4);
-      const double flops = 2.0 * double(T * k) * 3.0 * double(D) * double(I);
-      const double floor_us = std::max(bytes / (ceil.copy_gbs * 1e3), flops / (ceil.gemm_tflops * 1e6));
-      fmt::print(
-          "moe shape={} format={} n_tokens={} experts_touched={:.1f} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | "
-          "{:.2f}x\n",
-          s.name, weight_format_name(opt.format), T, touched, us, bytes / (us * 1e3), flops / (us * 1e6),
-          100.0 * floor_us / us, peer_us / us);
+      const auto line = [&](const std::string& what, double t_us, double bytes, double flops, double peer) {
+        const double floor_us = std::max(bytes / (ceil.copy_gbs * 1e3), flops / (ceil.gemm_tflops * 1e6));
+        fmt::print("{} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | {:.2f}x\n", what, t_us, bytes / (t_us * 1e3),
+                   flops / (t_us * 1e6), 100.0 * floor_us / t_us, peer / t_us);
+      };
+      const double io_bytes = 2.0 * double(T * D * 4), expert_total = touched * double(expert_bytes);
+      const double router_flops = 2.0 * double(T * E * D);
+      const double expert_flops = 2.0 * double(T * k) * 3.0 * double(D) * double(I);
+      const std::string params = fmt::format("shape={} format={} n_tokens={} experts_touched={:.1f}", s.name,
+                                             weight_format_name(opt.format), T, touched);
+      line(fmt::format("moe_router shape={} n_tokens={}", s.name, T), router_us,
+           gate_bytes + double(T * D * 4), router_flops, peer_router_us);
+      line("moe_experts " + params, experts_us, expert_total + io_bytes, expert_flops, peer_experts_us);
+      line("moe " + params, us, gate_bytes + expert_total + io_bytes, router_flops + expert_flops,
+           peer_router_us + peer_experts_us);
     }
   }
   return {};

@@ -1,4 +1,4 @@
-// bench_moe: times the MoE layer's routed experts (cuda::moe_experts_sm90) at DeepSeek-V4 shapes
+// bench_moe: times the MoE layer (cuda::moe_router + cuda::moe_experts_sm90) at DeepSeek-V4 shapes
 // against its floor and cuBLAS BF16 per expert as the peer, all measured in the same run.
 #pragma once
 

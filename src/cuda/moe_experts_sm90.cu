@@ -21,19 +21,32 @@ int64_t round_up(int64_t v, int64_t m) {
 constexpr size_t kMaxGemmSmem = 96 * 1024;  // B slice; the rest of the SM's 228 KB stays for other blocks
 
 struct GemmConfig {
+  bool per_slot;        // one work item per slot: no plan, the combine folded into the down GEMM
   int token_tiles;      // tiles of 8 tokens per work item: 1, 2, 4 or 8
-  int tokens_per_item;  // 8 · token_tiles
+  int tokens_per_item;  // 8 · token_tiles (per-slot mode: 1 real token of 8 columns)
   int64_t max_items;    // worst case over all routings
 };
+
+// Per-slot mode pays for an expert shared by two slots with a second read of its weights (from L2
+// when the two blocks run together) and saves the plan and combine launches: worth it while slots
+// are few enough that such collisions are rare. Its combine counters live in a fixed region at
+// the start of the workspace, so that no other call's data ever lands on them.
+constexpr int64_t kPerSlotMaxSlots = 16;
+constexpr int64_t kCombineCounters = 4096;
+int64_t down_row_blocks(int64_t d_model) {
+  return (round_up(d_model, 16) / 16 + 2 * moe::kGemmWarps - 1) / (2 * moe::kGemmWarps);
+}
 
 // Tokens per expert are known only on the device. An item holds up to 8·token_tiles tokens of
 // one expert, sized for the expected load (slots / experts hit, at most 64): decode gets 8-token
 // items rather than MMAs over empty token columns (sizing by n_tokens made 64 tokens run 8 token
 // tiles for ~1.5 tokens per expert: 36% of floor). An expert with more tokens takes several
 // items (its weights re-read, mostly from L2). max_items bounds Σ ceil(count / item size).
-GemmConfig moe_gemm_config(int64_t n_tokens, int64_t n_experts, int64_t top_k) {
+GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t n_experts, int64_t top_k) {
   GemmConfig c{};
   const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
+  if (slots <= kPerSlotMaxSlots && n_tokens * down_row_blocks(d_model) <= kCombineCounters)
+    return {true, 1, 8, slots};
   const int64_t tiles8 = (slots / hit + 7) / 8;
   c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
   c.tokens_per_item = 8 * c.token_tiles;
@@ -51,6 +64,7 @@ int k_slice_for(int64_t cols_pad, int tokens_per_item) {
 }
 
 struct Workspace {
+  uint32_t* combine_counters;  // [kCombineCounters], first: see kPerSlotMaxSlots
   int4* items;
   int* n_items;
   int32_t* perm;
@@ -68,6 +82,7 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
     return static_cast<char*>(base) + at;
   };
   Workspace w{};
+  w.combine_counters = reinterpret_cast<uint32_t*>(take(kCombineCounters * sizeof(uint32_t)));
   w.items = reinterpret_cast<int4*>(take(size_t(c.max_items) * sizeof(int4)));
   w.n_items = reinterpret_cast<int*>(take(sizeof(int)));
   w.perm = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
@@ -129,20 +144,23 @@ WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data
 size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
                                         int64_t top_k) {
   size_t total = 0;
-  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, n_experts, top_k), top_k, &total);
+  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, d_model, n_experts, top_k), top_k,
+        &total);
   return total;
 }
 
 Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return {};
-  const GemmConfig c = moe_gemm_config(p.n_tokens, p.n_experts, p.top_k);
+  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.n_experts, p.top_k);
   const Workspace w = carve(p.workspace, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, nullptr);
   const int64_t slots = p.n_tokens * p.top_k;
 
-  const moe::PlanArgs pa{p.expert_ids, int(slots), int(p.n_experts), c.tokens_per_item, w.items,
-                         w.n_items,    w.perm};
-  moe::moe_plan_kernel<<<1, moe::kPlanThreads, 0, stream>>>(pa);
-  DSV4_CUDA_LAUNCH_CHECK();
+  if (!c.per_slot) {
+    const moe::PlanArgs pa{p.expert_ids,      p.counts, int(slots), int(p.n_experts),
+                           c.tokens_per_item, w.items,  w.n_items,  w.perm};
+    moe::moe_plan_kernel<<<1, moe::kPlanThreads, 0, stream>>>(pa);
+    DSV4_CUDA_LAUNCH_CHECK();
+  }
 
   const int ld_act = int(round_up(p.d_ff, 128));
   moe::GemmArgs g{};
@@ -150,8 +168,13 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.items = w.items;
   g.n_items = w.n_items;
   g.perm = w.perm;
+  g.expert_ids = c.per_slot ? p.expert_ids : nullptr;
   g.weights = p.weights;
+  g.y = p.y;
+  g.combine_counters = w.combine_counters;
   g.top_k = int(p.top_k);
+  g.n_experts = int(p.n_experts);
+  g.n_slots = int(slots);
   g.ld_act = ld_act;
   g.swiglu_limit = p.swiglu_limit;
 
@@ -176,9 +199,9 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.cols = int(p.d_ff);
   g.cols_pad = ld_act;
   g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
-  const dim3 grid_down(unsigned((g.rows_pad / 16 + 2 * moe::kGemmWarps - 1) / (2 * moe::kGemmWarps)),
-                       unsigned(c.max_items));
+  const dim3 grid_down(unsigned(down_row_blocks(p.d_model)), unsigned(c.max_items));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<false>(p.format, g, grid_down, c.token_tiles, stream));
+  if (c.per_slot) return {};
 
   const moe::CombineArgs ca{p.expert_ids, w.out, p.y, int(p.top_k), int(p.n_experts), int(p.d_model)};
   const dim3 grid_c(unsigned(p.n_tokens),
@@ -283,11 +306,13 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
     DSV4_CUDA_TRY(cudaStreamSynchronize(stream));  // the old workspace may still be in use
     ++state_->memory_epoch;
     DSV4_ASSIGN_OR_RETURN(state_->workspace, DeviceBuffer<uint8_t>::create(need));
+    DSV4_CUDA_TRY(cudaMemsetAsync(state_->workspace.get(), 0, need, stream));  // its counters start at 0
   }
   MoeExpertsSm90Params q;
   q.x = p.x;
   q.expert_ids = p.expert_ids;
   q.weights = p.weights;
+  q.counts = p.counts;
   q.table = t.device.get();
   q.format = format;
   q.y = p.y;

@@ -1,19 +1,23 @@
 // moe_experts kernels (sm_90a). y[t] = Σ_k w[t,k] · W2_e(swiglu(W1_e x[t], W3_e x[t])), e = id[t,k].
-// plan: one block; shared-memory histogram of ids → offsets (ascending expert id) → work items
-// (expert, first position, ≤ kTokenTiles·8 tokens) and perm[position] = token·top_k + slot.
+// Work items are (expert, first position, n tokens); a position holds a slot = token·top_k + k.
+// Grouped mode: plan (one block) → offsets of the per-expert counts (the router's, or a
+// shared-memory histogram of ids) → items of ≤ kTokenTiles·8 tokens and perm[position] = slot.
 // Slots land in an expert's segment in atomic order, but every output column of an mma is
-// computed from its own token alone, so results do not depend on that order.
+// computed from its own token alone, so results do not depend on that order. Per-slot mode (few
+// tokens): item y is slot y, perm the identity, no plan launch.
 // gemm: linear_sm90's decode scheme (swap AB, mma.sync m16n8k16, packed weights dequantized in
 // registers, 2-4 chunks of 16 B per lane in flight) over a grid of row blocks × work items; B
 // (the item's tokens, BF16) is staged per K slice in shared memory. Gate+up: a warp owns one
 // 16-row tile of W1 and the same tile of W3, so its epilogue holds g and u of the same (row,
 // token) and writes act = silu(min(g, L)) · clamp(u, ±L) as BF16. Down: a warp owns two tiles of
-// W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32).
+// W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32). In per-slot mode the last
+// of a token's slot blocks to finish a row block (arrival counter) also combines them into y.
 // combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order.
 #pragma once
 
 #include <cub/block/block_scan.cuh>
 
+#include "cuda/arrival.cuh"
 #include "cuda/linear_sm90.cuh"
 #include "cuda/moe_experts_sm90.h"
 
@@ -26,6 +30,7 @@ constexpr int kCombineThreads = 256;
 
 struct PlanArgs {
   const int32_t* expert_ids;  // [n_slots]
+  const int32_t* counts;      // [n_experts] or null: counted here
   int n_slots, n_experts, tokens_per_item;
   int4* items;    // [max_items] (expert, first position, n tokens, 0)
   int* n_items;   // [1]
@@ -37,14 +42,19 @@ __global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
   using Scan = cub::BlockScan<int, kPlanThreads>;
   __shared__ typename Scan::TempStorage scan_tmp;
   const int e = threadIdx.x;
-  if (e < a.n_experts) cursor[e] = 0;
-  __syncthreads();
-  for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
-    const int id = a.expert_ids[i];
-    if (id >= 0 && id < a.n_experts) atomicAdd(&cursor[id], 1);
+  int count = 0;
+  if (a.counts) {
+    if (e < a.n_experts) count = max(a.counts[e], 0);
+  } else {
+    if (e < a.n_experts) cursor[e] = 0;
+    __syncthreads();
+    for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
+      const int id = a.expert_ids[i];
+      if (id >= 0 && id < a.n_experts) atomicAdd(&cursor[id], 1);
+    }
+    __syncthreads();
+    if (e < a.n_experts) count = cursor[e];
   }
-  __syncthreads();
-  const int count = e < a.n_experts ? cursor[e] : 0;
   const int n_it = (count + a.tokens_per_item - 1) / a.tokens_per_item;
   int offset, item0, total_items;
   Scan(scan_tmp).ExclusiveSum(count, offset);
@@ -58,21 +68,43 @@ __global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
   __syncthreads();
   for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
     const int id = a.expert_ids[i];
-    if (id >= 0 && id < a.n_experts) a.perm[atomicAdd(&cursor[id], 1)] = i;
+    if (id < 0 || id >= a.n_experts) continue;
+    const int pos = atomicAdd(&cursor[id], 1);
+    if (pos < a.n_slots) a.perm[pos] = i;  // counts that are not the ids' histogram stay in bounds
   }
+}
+
+// Token t's valid slots in ascending (expert id, slot) order, the CPU's summation order, into
+// order[0 .. *n_valid). Threads 0 .. top_k−1 take part; the caller synchronises after.
+__device__ __forceinline__ void token_slot_order(const int32_t* expert_ids, int t, int top_k, int n_experts,
+                                                 int* order, int* n_valid) {
+  if (threadIdx.x >= top_k) return;
+  const int s = threadIdx.x, id = expert_ids[t * top_k + s];
+  const bool valid = id >= 0 && id < n_experts;
+  int rank = 0;  // valid slots ordered before s
+  for (int o = 0; o < top_k; ++o) {
+    const int io = expert_ids[t * top_k + o];
+    if (io >= 0 && io < n_experts && (io < id || (io == id && o < s))) ++rank;
+  }
+  if (valid) order[rank] = s;
+  const unsigned vm = __ballot_sync(__activemask(), valid);
+  if (s == 0) *n_valid = __popc(vm);
 }
 
 struct GemmArgs {
   const MoeExpertSm90* table;  // [n_experts]
-  const int4* items;           // [max_items]
+  const int4* items;           // grouped mode: [max_items]
   const int* n_items;
-  const int32_t* perm;       // [n_slots]
-  const float* x;            // gate+up: [n_tokens, d_model] fp32
-  const __nv_bfloat16* act;  // down: [n_slots, ld_act] BF16
-  __nv_bfloat16* act_out;    // gate+up: [n_slots, ld_act]
-  float* out;                // down: [n_slots, d_model]
-  const float* weights;      // [n_slots] routing weights
-  int top_k;
+  const int32_t* perm;         // grouped mode: [n_slots]
+  const int32_t* expert_ids;   // per-slot mode: [n_slots] (items are slots); null in grouped mode
+  const float* x;              // gate+up: [n_tokens, d_model] fp32
+  const __nv_bfloat16* act;    // down: [n_slots, ld_act] BF16
+  __nv_bfloat16* act_out;      // gate+up: [n_slots, ld_act]
+  float* out;                  // down: [n_slots, d_model]
+  const float* weights;        // [n_slots] routing weights
+  float* y;                    // down, per-slot mode: [n_tokens, d_model], the folded combine
+  uint32_t* combine_counters;  // down, per-slot mode: [n_tokens, gridDim.x]
+  int top_k, n_experts, n_slots;
   int rows;      // logical output rows: d_ff (gate+up) or d_model (down)
   int rows_pad;  // the weight's packed rows
   int cols;      // logical K: d_model (gate+up) or d_ff (down)
@@ -88,9 +120,35 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
   constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
   constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;
   constexpr int kTok = kTokenTiles * 8;
-  if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
-  const int4 item = a.items[blockIdx.y];
-  const int expert = item.x, pos0 = item.y, n_tok = item.z;
+  const bool per_slot = a.expert_ids != nullptr;
+  __shared__ int order[kMoeMaxTopK];  // per-slot down: the token's slots in combine order
+  __shared__ int n_valid;
+  int expert, pos0, n_tok;
+  if (per_slot) {
+    pos0 = blockIdx.y, n_tok = 1;
+    expert = a.expert_ids[pos0];
+    if constexpr (!kGateUp) {
+      token_slot_order(a.expert_ids, pos0 / a.top_k, a.top_k, a.n_experts, order, &n_valid);
+      __syncthreads();
+    }
+    if (expert < 0 || expert >= a.n_experts) {  // a skipped slot
+      if (!kGateUp && pos0 % a.top_k == 0 && n_valid == 0) {
+        const int t = pos0 / a.top_k, row0 = blockIdx.x * kGemmWarps * 32;  // a token with no slot: y = 0
+        for (int r = row0 + threadIdx.x; r < min(row0 + kGemmWarps * 32, a.rows); r += kGemmThreads)
+          a.y[size_t(t) * a.rows + r] = 0.0f;
+      }
+      return;
+    }
+  } else {
+    if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
+    const int4 item = a.items[blockIdx.y];
+    expert = item.x, pos0 = item.y, n_tok = item.z;
+  }
+  // The slot at position pos; −1 (an empty column) for a perm entry out of range.
+  const auto slot_at = [&](int pos) {
+    const int s = per_slot ? pos : a.perm[pos];
+    return s >= 0 && s < a.n_slots ? s : -1;
+  };
   const MoeExpertSm90& ex = a.table[expert];
 
   extern __shared__ uint4 moe_smem[];
@@ -98,8 +156,8 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
   __shared__ int src_row[kTok];  // x row (gate+up) or act row (down) of each token column; -1: none
   const int ld = a.k_slice + 8;  // row stride ≡ 4 words mod 32: conflict-free B fragment loads
   if (threadIdx.x < kTok) {
-    const int tt = threadIdx.x;
-    src_row[tt] = tt < n_tok ? (kGateUp ? a.perm[pos0 + tt] / a.top_k : pos0 + tt) : -1;
+    const int tt = threadIdx.x, s = tt < n_tok ? slot_at(pos0 + tt) : -1;
+    src_row[tt] = s < 0 ? -1 : kGateUp ? s / a.top_k : pos0 + tt;
   }
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
@@ -229,9 +287,20 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
         for (int j = 0; j < 4; ++j) {
           const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
           if (row >= a.rows || tt >= n_tok) continue;
-          const int slot = a.perm[pos0 + tt];
-          a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
+          const int slot = slot_at(pos0 + tt);
+          if (slot >= 0) a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
         }
+    }
+    if (!per_slot) return;
+    // Folded combine: the token's last slot block of this row block sums its slots' rows.
+    const int t = pos0 / a.top_k;
+    if (!block_arrive_last(&a.combine_counters[size_t(t) * gridDim.x + blockIdx.x], uint32_t(n_valid)))
+      return;
+    const int row0 = blockIdx.x * kGemmWarps * 32, nv = n_valid;
+    for (int r = row0 + threadIdx.x; r < min(row0 + kGemmWarps * 32, a.rows); r += kGemmThreads) {
+      float s = 0.0f;
+      for (int i = 0; i < nv; ++i) s += __ldcg(a.out + size_t(t * a.top_k + order[i]) * a.rows + r);
+      a.y[size_t(t) * a.rows + r] = s;
     }
   }
 }
@@ -248,18 +317,7 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(CombineArg
   __shared__ int order[kMoeMaxTopK];
   __shared__ int n_valid;
   const int t = blockIdx.x, k = a.top_k;
-  if (threadIdx.x < k) {
-    const int s = threadIdx.x, id = a.expert_ids[t * k + s];
-    const bool valid = id >= 0 && id < a.n_experts;
-    int rank = 0;  // valid slots ordered before s
-    for (int o = 0; o < k; ++o) {
-      const int io = a.expert_ids[t * k + o];
-      if (io >= 0 && io < a.n_experts && (io < id || (io == id && o < s))) ++rank;
-    }
-    if (valid) order[rank] = s;
-    const unsigned vm = __ballot_sync(__activemask(), valid);
-    if (s == 0) n_valid = __popc(vm);
-  }
+  token_slot_order(a.expert_ids, t, k, a.n_experts, order, &n_valid);
   __syncthreads();
   const int nv = n_valid;
   const float* base = a.out + size_t(t) * k * a.d_model;

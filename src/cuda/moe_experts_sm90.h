@@ -7,10 +7,13 @@
 //    global_scale = PackedLinearWeight::out_scale (weight_scale_2 and the packing's power of two)}.
 // Formats: NVFP4, MXFP4 or FP8 block-128 (the shared expert), one format for all matrices of a call.
 //
-// Launches: plan (per-expert counts, offsets, token permutation, work items; one block) →
-// grouped gate+up GEMM with the clamped SwiGLU in its epilogue (act, BF16) → grouped down GEMM
-// with the routing weight in its epilogue (one fp32 row per (token, slot)) → combine (each
-// token's slots summed in ascending expert id order, as the CPU reference). Deterministic.
+// Launches, grouped mode: plan (offsets of the per-expert counts — the router's, or counted
+// there — token permutation, work items; one block) → grouped gate+up GEMM with the clamped SwiGLU
+// in its epilogue (act, BF16) → grouped down GEMM with the routing weight in its epilogue (one
+// fp32 row per (token, slot)) → combine (each token's slots summed in ascending expert id order,
+// as the CPU reference). Per-slot mode (a few tokens, moe_gemm_config decides): one work item per
+// slot, so no plan; gate+up → down, whose last block per (token, row block) does the combine.
+// Deterministic: every sum has a fixed order.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -42,12 +45,15 @@ struct MoeExpertsSm90Params {
   const float* x = nullptr;              // [n_tokens, d_model]
   const int32_t* expert_ids = nullptr;   // [n_tokens, top_k]; ids outside [0, n_experts) are skipped
   const float* weights = nullptr;        // [n_tokens, top_k]
+  const int32_t* counts = nullptr;       // [n_experts] the ids' histogram (moe_router's), or null
   const MoeExpertSm90* table = nullptr;  // [n_experts], device
   WeightFormat format = WeightFormat::kNVFP4;
   float* y = nullptr;  // [n_tokens, d_model], overwritten
   int64_t n_tokens = 0, d_model = 0, d_ff = 0, n_experts = 0, top_k = 0;
   float swiglu_limit = 0.0f;
-  void* workspace = nullptr;  // moe_experts_sm90_workspace_bytes(...) bytes, device
+  // moe_experts_sm90_workspace_bytes(...) bytes, device, zeroed once when allocated: it holds
+  // arrival counters that every call leaves zero again.
+  void* workspace = nullptr;
   size_t workspace_bytes = 0;
 };
 

@@ -88,11 +88,10 @@ class Backend {
   // Weights, made resident once at load; the backend owns the copies. upload_weight keeps the
   // canonical layout (embedding, grouped_linear read it). upload_linear_weight returns the view
   // to pass to linear and moe_experts: the backend may keep its own layout behind it (the CUDA
-  // backend packs for linear_sm90), so only those two ops may read it. exact asks for fp32
-  // activations and weights (the router gate: expert choice must not flip on rounding).
-  // The CPU backend returns the views themselves (the mmapped checkpoint).
+  // backend packs for linear_sm90), so only those two ops may read it. F32 weights stay exact
+  // (fp32 activations too). The CPU backend returns the views themselves (the mmapped checkpoint).
   virtual Result<WeightView> upload_weight(const WeightView& w) = 0;
-  virtual Result<WeightView> upload_linear_weight(const WeightView& w, bool exact) = 0;
+  virtual Result<WeightView> upload_linear_weight(const WeightView& w) = 0;
 
   // y[i] += x[i] for i < n, in fp32 (the shared expert's output onto the routed ones).
   virtual Status add(float* y, const float* x, int64_t n) = 0;
@@ -116,7 +115,7 @@ class Backend {
 
 struct CpuBackendOptions {
   // Round activations to BF16 exactly where the CUDA backend's kernels do (the "GPU contract" of
-  // each op header: the inputs of linear, unless its weight is F32 or uploaded exact, and the
+  // each op header: the inputs of linear, unless its weight is F32, and the
   // inputs and SwiGLU outputs of moe_experts). The CPU then computes the function the GPU
   // promises, independently: the oracle of the whole-model GPU tests (docs/numerics.md).
   // Off: fp32 everywhere, the reference that matches HF transformers.

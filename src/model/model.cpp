@@ -55,12 +55,12 @@ struct Model::Rows {
   BackendArray<float> last_kv, last_gate;      // [ratio, width] CSA's newest closed window
   BackendArray<int64_t> entry_positions;       // [n_windows]
   // MoE.
-  BackendArray<float> router_logits;   // [n, E]
-  BackendArray<int32_t> expert_ids;    // [n, k]
-  BackendArray<float> expert_weights;  // [n, k]
-  BackendArray<int32_t> shared_ids;    // [≥ n] all 0
-  BackendArray<float> shared_weights;  // [≥ n] all 1
-  BackendArray<float> shared_out;      // [n, D]
+  BackendArray<int32_t> expert_ids;     // [n, k]
+  BackendArray<int32_t> expert_counts;  // [E] slots per expert
+  BackendArray<float> expert_weights;   // [n, k]
+  BackendArray<int32_t> shared_ids;     // [≥ n] all 0
+  BackendArray<float> shared_weights;   // [≥ n] all 1
+  BackendArray<float> shared_out;       // [n, D]
   // Head.
   BackendArray<float> z, z_out;  // [n, D], [n_out, D]
   BackendArray<float> logits;    // [n_out, vocab]
@@ -117,8 +117,8 @@ Status Model::load_weights() {
   const auto plain = [&](BackendArray<float>& dst, const std::string& name) {
     return upload(dst, plain_to_f32(*weights_.plain(name)->tensor));
   };
-  const auto lin = [&](WeightView& dst, const std::string& base, bool exact = false) -> Status {
-    DSV4_ASSIGN_OR_RETURN(dst, b.upload_linear_weight(weights_.linear(base)->view, exact));
+  const auto lin = [&](WeightView& dst, const std::string& base) -> Status {
+    DSV4_ASSIGN_OR_RETURN(dst, b.upload_linear_weight(weights_.linear(base)->view));
     return {};
   };
   const auto hc = [&](HcWeights& dst, const std::string& p, bool head) -> Status {
@@ -141,8 +141,7 @@ Status Model::load_weights() {
     return e;
   };
   DSV4_ASSIGN_OR_RETURN(embed_, b.upload_weight(plain_view(*weights_.plain("embed.weight")->tensor)));
-  DSV4_ASSIGN_OR_RETURN(head_,
-                        b.upload_linear_weight(plain_view(*weights_.plain("head.weight")->tensor), false));
+  DSV4_ASSIGN_OR_RETURN(head_, b.upload_linear_weight(plain_view(*weights_.plain("head.weight")->tensor)));
   DSV4_RETURN_IF_ERROR(plain(final_norm_, "norm.weight"));
   DSV4_RETURN_IF_ERROR(hc(hc_head_, "hc_head_", true));
   DSV4_RETURN_IF_ERROR(upload(main_inv_freq_, rope_inv_freq(cfg_, false)));
@@ -174,7 +173,12 @@ Status Model::load_weights() {
       DSV4_RETURN_IF_ERROR(lin(L.indexer_wq_b, p + "attn.indexer.wq_b"));
       DSV4_RETURN_IF_ERROR(lin(L.indexer_weights_proj, p + "attn.indexer.weights_proj"));
     }
-    DSV4_RETURN_IF_ERROR(lin(L.gate, p + "ffn.gate", /*exact=*/true));
+    const WeightView gate = weights_.linear(p + "ffn.gate")->view;  // moe_router reads it as it is stored
+    if (gate.format != WeightFormat::kBF16 && gate.format != WeightFormat::kF32)
+      return Status::errorf(
+          "tensor '{}ffn.gate.weight': {}; expected BF16 or F32 (the router runs unquantized)", p,
+          weight_format_name(gate.format));
+    DSV4_ASSIGN_OR_RETURN(L.gate, b.upload_weight(gate));
     if (L.hash) {
       DSV4_RETURN_IF_ERROR(
           L.tid2eid.assign(b, plain_to_i64(*weights_.plain(p + "ffn.gate.tid2eid")->tensor)));
@@ -729,26 +733,29 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   Backend& b = *backend_;
   const LayerWeights& L = layers_[size_t(layer)];
   const int64_t n = a.n, D = cfg_.d_model, E = cfg_.n_routed_experts, k = cfg_.n_experts_per_token;
-  DSV4_RETURN_IF_ERROR(a.router_logits.resize(b, n * E));  // [n, E]
-  DSV4_RETURN_IF_ERROR(b.linear({x, L.gate, a.router_logits.data(), n}));
   DSV4_RETURN_IF_ERROR(a.expert_ids.resize(b, n * k));      // [n, k]
   DSV4_RETURN_IF_ERROR(a.expert_weights.resize(b, n * k));  // [n, k]
+  DSV4_RETURN_IF_ERROR(a.expert_counts.resize(b, E));       // [E]
   MoeRouterParams rp;
-  rp.logits = a.router_logits.data();
+  rp.x = x;
+  rp.gate = L.gate;
   rp.bias = L.hash ? nullptr : L.gate_bias.data();
   rp.tid2eid = L.hash ? L.tid2eid.data() : nullptr;
   rp.token_ids = a.tokens.data();
   rp.expert_ids = a.expert_ids.data();
   rp.weights = a.expert_weights.data();
+  rp.counts = a.expert_counts.data();
   rp.n_tokens = n;
+  rp.d_model = D;
   rp.n_experts = E;
   rp.top_k = k;
   rp.vocab_size = cfg_.vocab_size;
   rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
   DSV4_RETURN_IF_ERROR(b.moe_router(rp));
 
-  DSV4_RETURN_IF_ERROR(b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out,
-                                      n, D, cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit)}));
+  DSV4_RETURN_IF_ERROR(
+      b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out, n, D,
+                     cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit), a.expert_counts.data()}));
   if (L.shared.empty()) return {};
   if (a.shared_ids.size() < n) {  // only grows: a recorded decode step must not upload
     DSV4_RETURN_IF_ERROR(a.shared_ids.assign(b, std::vector<int32_t>(size_t(n), 0)));

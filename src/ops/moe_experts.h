@@ -33,6 +33,9 @@ struct MoeExpertsParams {
   int64_t n_experts = 0;
   int64_t top_k = 0;
   float swiglu_limit = 0.0f;
+  // [n_experts] slots routed to each expert (moe_router's counts), or null. Given, they must be the
+  // histogram of expert_ids (the CPU checks it; the GPU plans from them instead of counting).
+  const int32_t* counts = nullptr;
 };
 
 Status check_moe_experts(const MoeExpertsParams& p);

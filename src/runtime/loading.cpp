@@ -82,12 +82,11 @@ int64_t round_up(int64_t v, int64_t m) {
 }
 
 // Bytes a weight takes once the CUDA backend holds it: linear_sm90's packed layout (rows padded
-// to 16, columns to 128; re-encoded scales), fp32 for the router gate (exact) and for the small
-// plain tensors (norms, mHC, sinks, ape, bias), int64 for tid2eid, BF16 as stored for the
-// embedding and the LM head.
+// to 16, columns to 128; re-encoded scales), the router gate as stored (moe_router reads BF16 or
+// F32), fp32 for the small plain tensors (norms, mHC, sinks, ape, bias), int64 for tid2eid, BF16
+// as stored for the embedding and the LM head.
 int64_t device_linear_bytes(const LinearWeight& w) {
   const int64_t r = w.view.rows, c = w.view.cols, rp = round_up(r, 16), cp = round_up(c, 128);
-  if (w.group == WeightGroup::kRouter) return r * c * 4;
   switch (w.view.format) {
     case WeightFormat::kNVFP4:
       return rp * cp / 2 + rp * cp / 16;
@@ -109,8 +108,8 @@ int64_t device_plain_bytes(const PlainWeight& p) {
   return p.tensor->numel() * (index ? 8 : 4);
 }
 
-// fp32 activations of one forward of n rows (Model::Rows, named as there), the MoE's routed
-// copies and the logits of n_out rows; an estimate that leaves out per-sequence scratch smaller
+// fp32 activations of one forward of n rows (Model::Rows, named as there; the router's scores
+// [n, E] in its workspace), the MoE's routed copies and the logits of n_out rows; an estimate that leaves out per-sequence scratch smaller
 // than a row's worth.
 int64_t activation_bytes(const ModelConfig& c, int64_t n, int64_t n_out) {
   const int64_t D = c.d_model, hd = c.head_dim, ihd = c.index_head_dim;

@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 #include <set>
 
@@ -28,27 +30,34 @@ uint32_t seed(uint32_t salt) {
   return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
 }
 
-// ---- moe_router: ids exact; weights within 1e-5 relative (expf/log1pf differ from the host's
-// by a few ulp; the sum and division run in the same order as the reference).
+// ---- moe_router: bit-exact. Both backends sum the logits in the router order with every product
+// and sum rounded, and compute σ with router_sigma from IEEE operations alone, so ids, weights and
+// counts must be identical (docs/numerics.md, "GPU MoE").
 struct RouterCase {
-  int64_t n_tokens, n_experts, top_k;
+  int64_t n_tokens, d_model, n_experts, top_k;
   bool hash;
-  bool ties;  // every logit and bias equal: ids must be 0..k-1
+  enum Gate { kBf16, kF32, kTies, kWide } gate;  // kTies: equal rows (ids must be 0..k-1); kWide: |ℓ| to ~100
   const char* what;
 };
 
 void run_router(const RouterCase& c) {
-  const std::string name = fmt::format("moe_router n_tokens={} n_experts={} top_k={} {} ({})", c.n_tokens,
-                                       c.n_experts, c.top_k, c.hash ? "hash" : "dense", c.what);
-  const uint32_t s = seed(uint32_t(c.n_tokens * 7 + c.n_experts + c.hash));
-  const int64_t T = c.n_tokens, E = c.n_experts, k = c.top_k, V = 1000;
-  std::vector<float> logits =
-      c.ties ? std::vector<float>(size_t(T * E), 0.3f) : random_normal(size_t(T * E), s, 0.0f, 2.0f);
-  std::vector<float> bias =
-      c.ties ? std::vector<float>(size_t(E), 0.0f) : random_normal(size_t(E), s + 1, 0.0f, 0.1f);
+  const std::string name =
+      fmt::format("moe_router n_tokens={} d_model={} n_experts={} top_k={} {} ({})", c.n_tokens, c.d_model,
+                  c.n_experts, c.top_k, c.hash ? "hash" : "dense", c.what);
+  const uint32_t s = seed(uint32_t(c.n_tokens * 7 + c.d_model + c.n_experts + c.hash));
+  const int64_t T = c.n_tokens, D = c.d_model, E = c.n_experts, k = c.top_k, V = 1000;
+  const std::vector<float> x = random_normal(size_t(T * D), s);
+  const float spread = c.gate == RouterCase::kWide ? 1.5f : 0.03f;  // logits ~ N(0, spread²·D)
+  std::vector<float> gate = random_normal(size_t(E * D), s + 1, 0.0f, spread);
+  if (c.gate == RouterCase::kTies)
+    for (int64_t e = 1; e < E; ++e) std::copy_n(gate.begin(), D, gate.begin() + e * D);
+  const QuantizedWeight g = quantize_weight(
+      c.gate == RouterCase::kF32 ? WeightFormat::kF32 : WeightFormat::kBF16, gate.data(), E, D);
+  std::vector<float> bias = c.gate == RouterCase::kTies ? std::vector<float>(size_t(E), 0.0f)
+                                                        : random_normal(size_t(E), s + 2, 0.0f, 0.1f);
   std::vector<int64_t> tid2eid(size_t(V * k));
   std::vector<int32_t> token_ids(static_cast<size_t>(T));
-  std::mt19937 rng(s + 2);
+  std::mt19937 rng(s + 3);
   std::vector<int32_t> perm(static_cast<size_t>(E));
   std::iota(perm.begin(), perm.end(), 0);
   for (int64_t v = 0; v < V; ++v) {
@@ -58,54 +67,80 @@ void run_router(const RouterCase& c) {
   for (auto& t : token_ids) t = int32_t(rng() % V);
 
   MoeRouterParams p;
-  p.n_tokens = T, p.n_experts = E, p.top_k = k, p.vocab_size = V, p.routed_scaling_factor = 1.5f;
-  std::vector<int32_t> want_ids(size_t(T * k));
+  p.n_tokens = T, p.d_model = D, p.n_experts = E, p.top_k = k, p.vocab_size = V,
+  p.routed_scaling_factor = 1.5f;
+  std::vector<int32_t> want_ids(size_t(T * k)), want_counts(static_cast<size_t>(E));
   std::vector<float> want_w(size_t(T * k));
-  p.logits = logits.data();
+  p.x = x.data();
+  p.gate = g.view();
   p.bias = c.hash ? nullptr : bias.data();
   p.tid2eid = c.hash ? tid2eid.data() : nullptr;
   p.token_ids = token_ids.data();
   p.expert_ids = want_ids.data();
   p.weights = want_w.data();
+  p.counts = want_counts.data();
   ASSERT_TRUE(check_moe_router(p).ok()) << name;
   cpu::moe_router(p);
 
-  auto d_logits = to_device(logits);
+  auto d_x = to_device(x);
+  auto d_gate = to_device(g.data);
   auto d_bias = to_device(bias);
   auto d_tid = to_device(tid2eid);
   auto d_tok = to_device(token_ids);
-  GuardedOutput<int32_t> ids(size_t(T * k), kPoisonId);
-  GuardedOutput<float> w(size_t(T * k), poison_float());
-  MoeRouterParams q = p;
-  q.logits = d_logits.get();
-  q.bias = c.hash ? nullptr : d_bias.get();
-  q.tid2eid = c.hash ? d_tid.get() : nullptr;
-  q.token_ids = d_tok.get();
-  q.expert_ids = ids.data();
-  q.weights = w.data();
   auto backend = make_cuda_backend();
-  const Status st = backend->moe_router(q);
-  ASSERT_TRUE(st.ok()) << name << ": " << st.message();
-  const std::vector<int32_t> got_ids = ids.download(name + " ids");
-  const std::vector<float> got_w = w.download(name + " weights");
-  for (size_t i = 0; i < got_ids.size(); ++i)
-    ASSERT_EQ(got_ids[i], want_ids[i])
-        << name << ": first bad id at [" << i / size_t(k) << ", " << i % size_t(k) << "]";
-  if (c.ties)
-    for (int64_t j = 0; j < k; ++j)
-      ASSERT_EQ(got_ids[size_t(j)], j) << name << ": ties must go to the lower id";
-  expect_close(name + " weights", got_w, want_w, 1e-5, 0.0);
+  for (int rep = 0; rep < 2; ++rep) {  // the second call finds the counters the first one reset
+    const std::string what = fmt::format("{} call {}", name, rep + 1);
+    GuardedOutput<int32_t> ids(size_t(T * k), kPoisonId), counts(size_t(E), kPoisonId);
+    GuardedOutput<float> w(size_t(T * k), poison_float());
+    MoeRouterParams q = p;
+    q.x = d_x.get();
+    q.gate.data = d_gate.get();
+    q.bias = c.hash ? nullptr : d_bias.get();
+    q.tid2eid = c.hash ? d_tid.get() : nullptr;
+    q.token_ids = d_tok.get();
+    q.expert_ids = ids.data();
+    q.weights = w.data();
+    q.counts = counts.data();
+    const Status st = backend->moe_router(q);
+    ASSERT_TRUE(st.ok()) << what << ": " << st.message();
+    const std::vector<int32_t> got_ids = ids.download(what + " ids"),
+                               got_counts = counts.download(what + " counts");
+    const std::vector<float> got_w = w.download(what + " weights");
+    for (size_t i = 0; i < got_ids.size(); ++i)
+      ASSERT_EQ(got_ids[i], want_ids[i])
+          << what << ": first bad id at [" << i / size_t(k) << ", " << i % size_t(k) << "]";
+    for (size_t i = 0; i < got_w.size(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(got_w[i]), std::bit_cast<uint32_t>(want_w[i]))
+          << what << ": first bad weight at [" << i / size_t(k) << ", " << i % size_t(k) << "]: gpu "
+          << got_w[i] << " cpu " << want_w[i];
+    for (size_t e = 0; e < got_counts.size(); ++e)
+      ASSERT_EQ(got_counts[e], want_counts[e]) << what << ": counts[" << e << "]";
+    if (c.gate == RouterCase::kTies)
+      for (int64_t j = 0; j < k; ++j)
+        ASSERT_EQ(got_ids[size_t(j)], j) << what << ": ties must go to the lower id";
+  }
 }
 
 TEST(GpuOps, MoeRouter) {
   SKIP_WITHOUT_GPU();
+  using R = RouterCase;
   const RouterCase cases[] = {
-      {1, 256, 6, false, false, "flash"},  {8, 256, 6, false, false, "flash"},
-      {64, 256, 6, false, false, "flash"}, {1, 384, 6, false, false, "pro"},
-      {8, 384, 6, false, false, "pro"},    {64, 384, 6, false, false, "pro"},
-      {3, 256, 6, false, false, "ragged"}, {5, 256, 6, false, true, "ties"},
-      {8, 256, 6, true, false, "hash"},    {64, 384, 6, true, false, "hash"},
-      {3, 16, 1, false, false, "top-1"},   {4, 1024, 32, false, false, "widest"},
+      {1, 4096, 256, 6, false, R::kBf16, "flash"},
+      {8, 4096, 256, 6, false, R::kBf16, "flash"},
+      {64, 4096, 256, 6, false, R::kBf16, "flash"},
+      {512, 4096, 256, 6, false, R::kBf16, "flash prefill"},
+      {1, 7168, 384, 6, false, R::kBf16, "pro"},
+      {8, 7168, 384, 6, false, R::kBf16, "pro"},
+      {64, 7168, 384, 6, false, R::kBf16, "pro"},
+      {3, 4096, 256, 6, false, R::kF32, "flash, fp32 gate"},
+      {8, 4096, 256, 6, true, R::kBf16, "flash hash"},
+      {64, 7168, 384, 6, true, R::kBf16, "pro hash"},
+      {2, 200, 256, 6, false, R::kBf16, "ragged d_model"},
+      {37, 264, 20, 6, false, R::kBf16, "ragged tiles"},
+      {5, 256, 256, 6, false, R::kTies, "ties"},
+      {6, 512, 64, 6, false, R::kWide, "|logit| > 20 and exp underflow"},
+      {3, 64, 16, 1, false, R::kBf16, "top-1"},
+      {4, 256, 1024, 32, false, R::kBf16, "widest"},
   };
   for (const RouterCase& c : cases) run_router(c);
 }
@@ -116,7 +151,10 @@ TEST(GpuOps, MoeRouter) {
 struct ExpertsCase {
   WeightFormat format;
   int64_t n_tokens, d_model, d_ff, n_experts, top_k;
-  enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates } routing;
+  // kSkipped: the GPU gets id -1 in each token's last slot and in every slot of token 0 (the CPU
+  // gets those slots with weight 0, the same sum); the GPU skips them.
+  enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates, kSkipped } routing;
+  bool counts;  // pass the ids' histogram (the router's counts) to the GPU
   const char* what;
 };
 
@@ -140,8 +178,9 @@ struct PooledExpert {
 
 void run_experts(const ExpertsCase& c) {
   const std::string name =
-      fmt::format("moe_experts format={} n_tokens={} d_model={} d_ff={} n_experts={} top_k={} ({})",
-                  weight_format_name(c.format), c.n_tokens, c.d_model, c.d_ff, c.n_experts, c.top_k, c.what);
+      fmt::format("moe_experts format={} n_tokens={} d_model={} d_ff={} n_experts={} top_k={}{} ({})",
+                  weight_format_name(c.format), c.n_tokens, c.d_model, c.d_ff, c.n_experts, c.top_k,
+                  c.counts ? " counts" : "", c.what);
   const uint32_t s = seed(uint32_t(c.n_tokens * 31 + c.d_model + c.n_experts + int(c.routing)));
   const int64_t T = c.n_tokens, D = c.d_model, I = c.d_ff, E = c.n_experts, k = c.top_k;
   const int64_t pool_size = std::min<int64_t>(E, 5);
@@ -194,6 +233,13 @@ void run_experts(const ExpertsCase& c) {
   std::vector<float> wts(size_t(T * k));
   std::uniform_real_distribution<float> ud(0.05f, 1.0f);
   for (auto& v : wts) v = ud(rng);
+  std::vector<int32_t> gpu_ids = ids;
+  if (c.routing == ExpertsCase::kSkipped)
+    for (int64_t i = 0; i < T * k; ++i)
+      if (i < k || i % k == k - 1) gpu_ids[size_t(i)] = -1, wts[size_t(i)] = 0.0f;
+  std::vector<int32_t> counts(static_cast<size_t>(E), 0);
+  for (const int32_t id : gpu_ids)
+    if (id >= 0) ++counts[size_t(id)];
 
   std::vector<float> want(size_t(T * D));
   MoeExpertsParams p{x.data(), ids.data(), wts.data(), host_experts.data(), want.data(), T, D, I,
@@ -202,17 +248,28 @@ void run_experts(const ExpertsCase& c) {
   cpu::moe_experts(p);
 
   auto d_x = to_device(x);
-  auto d_ids = to_device(ids);
+  auto d_ids = to_device(gpu_ids);
   auto d_w = to_device(wts);
-  GuardedOutput<float> y(size_t(T * D), poison_float());
-  MoeExpertsParams q{d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T, D, I, E, k, 10.0f};
+  auto d_counts = to_device(counts);
+  MoeExpertsParams q{d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(),
+                     nullptr,   T,           D,         I,
+                     E,         k,           10.0f,     c.counts ? d_counts.get() : nullptr};
   auto backend = make_cuda_backend();
-  for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the cached table and workspace
+  std::vector<float> first;
+  for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the table, the workspace and its counters
+    GuardedOutput<float> y(size_t(T * D), poison_float());
+    q.y = y.data();
     const Status st = backend->moe_experts(q);
     ASSERT_TRUE(st.ok()) << name << ": " << st.message();
+    const std::vector<float> got = y.download(name);
+    if (rep == 0) {
+      expect_close(name, got, want, 0.0, 1.5e-2);
+      first = got;
+    } else {
+      ASSERT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0)
+          << name << ": a second call differs from the first (the sums have a fixed order)";
+    }
   }
-  const std::vector<float> got = y.download(name);
-  expect_close(name, got, want, 0.0, 1.5e-2);
 }
 
 class GpuMoeExperts : public ::testing::TestWithParam<ExpertsCase> {};
@@ -225,26 +282,31 @@ constexpr auto kNv = WeightFormat::kNVFP4, kMx = WeightFormat::kMXFP4, kFp8 = We
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GpuMoeExperts,
     ::testing::Values(
-        ExpertsCase{kNv, 1, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
-        ExpertsCase{kNv, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
-        ExpertsCase{kNv, 64, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash"},
-        ExpertsCase{kNv, 1, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
-        ExpertsCase{kNv, 8, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
-        ExpertsCase{kNv, 64, 7168, 3072, 384, 6, ExpertsCase::kRandom, "pro"},
-        ExpertsCase{kMx, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, "flash mxfp4"},
-        ExpertsCase{kFp8, 8, 4096, 2048, 1, 1, ExpertsCase::kRandom, "shared expert"},
-        ExpertsCase{kNv, 3, 272, 208, 8, 2, ExpertsCase::kSkipOne, "ragged, expert 2 empty"},
-        ExpertsCase{kMx, 3, 256, 96, 4, 3, ExpertsCase::kSkipOne, "ragged, expert 2 empty"},
-        ExpertsCase{kNv, 100, 512, 256, 16, 2, ExpertsCase::kAllOnOne, "all tokens on expert 5"},
-        ExpertsCase{kNv, 17, 256, 128, 8, 4, ExpertsCase::kDuplicates, "an id twice in a token"},
-        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, "shared expert, ragged"}));
+        ExpertsCase{kNv, 1, 4096, 2048, 256, 6, ExpertsCase::kRandom, true, "flash"},
+        ExpertsCase{kNv, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, true, "flash"},
+        ExpertsCase{kNv, 64, 4096, 2048, 256, 6, ExpertsCase::kRandom, false, "flash"},
+        ExpertsCase{kNv, 1, 7168, 3072, 384, 6, ExpertsCase::kRandom, false, "pro"},
+        ExpertsCase{kNv, 8, 7168, 3072, 384, 6, ExpertsCase::kRandom, false, "pro"},
+        ExpertsCase{kNv, 64, 7168, 3072, 384, 6, ExpertsCase::kRandom, true, "pro"},
+        ExpertsCase{kMx, 8, 4096, 2048, 256, 6, ExpertsCase::kRandom, true, "flash mxfp4"},
+        ExpertsCase{kFp8, 8, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "shared expert"},
+        ExpertsCase{kNv, 3, 272, 208, 8, 2, ExpertsCase::kSkipOne, false, "ragged, expert 2 empty"},
+        ExpertsCase{kMx, 3, 256, 96, 4, 3, ExpertsCase::kSkipOne, true, "ragged, expert 2 empty"},
+        ExpertsCase{kNv, 100, 512, 256, 16, 2, ExpertsCase::kAllOnOne, true, "all tokens on expert 5"},
+        ExpertsCase{kNv, 17, 256, 128, 8, 4, ExpertsCase::kDuplicates, false, "an id twice in a token"},
+        ExpertsCase{kNv, 2, 256, 128, 8, 4, ExpertsCase::kDuplicates, true, "per slot, an id twice"},
+        ExpertsCase{kNv, 2, 512, 256, 16, 6, ExpertsCase::kSkipped, false, "per slot, skipped slots"},
+        ExpertsCase{kNv, 9, 512, 256, 16, 6, ExpertsCase::kSkipped, true, "grouped, skipped slots"},
+        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, false, "shared expert, ragged"}));
 
-// ---- router → experts on the device vs router → experts on the CPU (hash and dense layers).
-TEST(GpuOps, MoeRouterThenExperts) {
-  SKIP_WITHOUT_GPU();
-  const int64_t T = 8, D = 512, I = 256, E = 32, k = 6;
-  const std::string name = "moe_router → moe_experts n_tokens=8 d_model=512 d_ff=256 n_experts=32 top_k=6";
-  const uint32_t s = seed(777);
+// ---- router → experts on the device vs router → experts on the CPU: the router's counts feed
+// the plan (8 tokens, grouped mode) or are ignored (2 tokens, per-slot mode); dense and hash.
+void run_router_then_experts(int64_t T, bool hash) {
+  const int64_t D = 512, I = 256, E = 32, k = 6, V = 50;
+  const std::string name =
+      fmt::format("moe_router → moe_experts n_tokens={} d_model={} d_ff={} n_experts={} top_k={} {}", T, D, I,
+                  E, k, hash ? "hash" : "dense");
+  const uint32_t s = seed(777 + uint32_t(T) + hash);
   std::vector<std::unique_ptr<PooledExpert>> pool;
   std::vector<ExpertWeights> host_experts, dev_experts;
   for (int64_t e = 0; e < E; ++e) {
@@ -266,31 +328,50 @@ TEST(GpuOps, MoeRouterThenExperts) {
   }
   std::vector<float> x = random_normal(size_t(T * D), s + 1);
   for (auto& v : x) v = round_to_bf16(v) == 0.0f ? 0.5f : round_to_bf16(v);
-  const std::vector<float> logits = random_normal(size_t(T * E), s + 2, 0.0f, 2.0f);
+  const std::vector<float> gate_f32 = random_normal(size_t(E * D), s + 2, 0.0f, 0.1f);
+  const QuantizedWeight gate = quantize_weight(WeightFormat::kBF16, gate_f32.data(), E, D);
   const std::vector<float> bias = random_normal(size_t(E), s + 3, 0.0f, 0.1f);
-  std::vector<int32_t> ids(size_t(T * k));
+  std::vector<int64_t> tid2eid(size_t(V * k));
+  for (size_t i = 0; i < tid2eid.size(); ++i) tid2eid[i] = int64_t((i * 7 + i / size_t(k)) % size_t(E));
+  std::vector<int32_t> tokens(static_cast<size_t>(T));
+  for (int64_t t = 0; t < T; ++t) tokens[size_t(t)] = int32_t((t * 13 + 5) % V);
+  std::vector<int32_t> ids(size_t(T * k)), counts(static_cast<size_t>(E));
   std::vector<float> wts(size_t(T * k)), want(size_t(T * D));
   MoeRouterParams rp;
-  rp.logits = logits.data(), rp.bias = bias.data(), rp.expert_ids = ids.data(), rp.weights = wts.data();
-  rp.n_tokens = T, rp.n_experts = E, rp.top_k = k, rp.routed_scaling_factor = 1.5f;
+  rp.x = x.data(), rp.gate = gate.view(), rp.expert_ids = ids.data(), rp.weights = wts.data();
+  rp.bias = hash ? nullptr : bias.data(), rp.tid2eid = hash ? tid2eid.data() : nullptr;
+  rp.token_ids = tokens.data(), rp.counts = counts.data(), rp.vocab_size = V;
+  rp.n_tokens = T, rp.d_model = D, rp.n_experts = E, rp.top_k = k, rp.routed_scaling_factor = 1.5f;
+  ASSERT_TRUE(check_moe_router(rp).ok()) << name;
   cpu::moe_router(rp);
-  cpu::moe_experts(
-      {x.data(), ids.data(), wts.data(), host_experts.data(), want.data(), T, D, I, E, k, 10.0f});
+  cpu::moe_experts({x.data(), ids.data(), wts.data(), host_experts.data(), want.data(), T, D, I, E, k, 10.0f,
+                    counts.data()});
 
   auto d_x = to_device(x);
-  auto d_logits = to_device(logits);
+  auto d_gate = to_device(gate.data);
   auto d_bias = to_device(bias);
+  auto d_tid = to_device(tid2eid);
+  auto d_tok = to_device(tokens);
   auto d_ids = to_device(std::vector<int32_t>(size_t(T * k), kPoisonId));
+  auto d_counts = to_device(std::vector<int32_t>(size_t(E), kPoisonId));
   auto d_w = to_device(std::vector<float>(size_t(T * k), poison_float()));
   GuardedOutput<float> y(size_t(T * D), poison_float());
   MoeRouterParams q = rp;
-  q.logits = d_logits.get(), q.bias = d_bias.get(), q.expert_ids = d_ids.get(), q.weights = d_w.get();
+  q.x = d_x.get(), q.gate.data = d_gate.get(), q.expert_ids = d_ids.get(), q.weights = d_w.get();
+  q.bias = hash ? nullptr : d_bias.get(), q.tid2eid = hash ? d_tid.get() : nullptr;
+  q.token_ids = d_tok.get(), q.counts = d_counts.get();
   auto backend = make_cuda_backend();
   ASSERT_TRUE(backend->moe_router(q).ok());
-  const Status st = backend->moe_experts(
-      {d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T, D, I, E, k, 10.0f});
+  const Status st = backend->moe_experts({d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T,
+                                          D, I, E, k, 10.0f, d_counts.get()});
   ASSERT_TRUE(st.ok()) << st.message();
   expect_close(name, y.download(name), want, 0.0, 1.5e-2);
+}
+
+TEST(GpuOps, MoeRouterThenExperts) {
+  SKIP_WITHOUT_GPU();
+  for (const int64_t T : {2, 8})
+    for (const bool hash : {false, true}) run_router_then_experts(T, hash);
 }
 
 }  // namespace

@@ -73,7 +73,7 @@ TEST_F(MemoryPlanTest, DevicePlanCountsCopiesAndGraphsAndRefusesWhatDoesNotFit) 
   const MemoryPlan device = plan_memory(tiny_config(), weights, roomy, "cuda", 4096, 8, 4096);
   const MemoryPlan host = plan_memory(tiny_config(), weights, {int64_t(80) << 30, int64_t(80) << 30, false},
                                       "cpu", 4096, 8, 4096);
-  // Packed rows pad to 16 and columns to 128; small tensors and the router are held in fp32.
+  // Packed rows pad to 16 and columns to 128; small tensors are held in fp32.
   EXPECT_GT(device.weight_bytes, host.weight_bytes);
   EXPECT_GT(device.graph_bytes, 0);
   EXPECT_EQ(device.required_bytes(),

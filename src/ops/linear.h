@@ -1,9 +1,9 @@
 // linear: y[t, n] = Σ_k x[t, k] · W[n, k] for a weight in any stored format (WeightView).
-// The one op behind every projection, expert GEMM, router gate and LM head. The CPU reference
-// dequantizes each weight row exactly and accumulates in fp32.
+// The one op behind every projection, expert GEMM and LM head (the router gate is moe_router's).
+// The CPU reference dequantizes each weight row exactly and accumulates in fp32.
 // GPU contract (cuda::linear_sm90 and the CUDA backend): y = Σ_k bf16(x[t, k]) · W[n, k] with x
 // rounded to BF16 (nearest even) and W exact, fp32 accumulation, for quantized and BF16 weights;
-// F32 weights and weights uploaded `exact` (the router gate) keep x in fp32 (SGEMM).
+// F32 weights keep x in fp32 (SGEMM).
 #pragma once
 
 #include <cstdint>

@@ -109,8 +109,8 @@ int64_t device_plain_bytes(const PlainWeight& p) {
 }
 
 // fp32 activations of one forward of n rows (Model::Rows, named as there; the router's scores
-// [n, E] in its workspace), the MoE's routed copies and the logits of n_out rows; an estimate that leaves out per-sequence scratch smaller
-// than a row's worth.
+// [n, E] in its workspace), the MoE's routed copies and the logits of n_out rows; an estimate
+// that leaves out per-sequence scratch smaller than a row's worth.
 int64_t activation_bytes(const ModelConfig& c, int64_t n, int64_t n_out) {
   const int64_t D = c.d_model, hd = c.head_dim, ihd = c.index_head_dim;
   const int64_t per_row = D + 2 * c.hc_mult * D + 2 * D + c.q_lora_rank + 2 * c.n_heads * hd + hd +

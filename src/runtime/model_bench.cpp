@@ -197,9 +197,8 @@ class LmHeadTimer {
     parallel_for(int64_t(weight_.size()), [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) weight_[size_t(i)] = f32_to_bf16(float(i % 61 - 30) * 1e-3f);
     });
-    DSV4_ASSIGN_OR_RETURN(
-        view_, b.upload_linear_weight(
-                   {WeightFormat::kBF16, c.vocab_size, c.d_model, weight_.data(), nullptr, 1.0f}, false));
+    DSV4_ASSIGN_OR_RETURN(view_, b.upload_linear_weight({WeightFormat::kBF16, c.vocab_size, c.d_model,
+                                                         weight_.data(), nullptr, 1.0f}));
     DSV4_RETURN_IF_ERROR(x_.assign(b, std::vector<float>(size_t(max_batch * c.d_model), 0.5f)));
     return y_.resize(b, max_batch * c.vocab_size);
   }

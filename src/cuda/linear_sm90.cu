@@ -5,6 +5,7 @@
 #include "cuda/check.h"
 #include "cuda/linear_sm90.cuh"
 #include "cuda/linear_sm90.h"
+#include "cuda/prefill_gemm_sm90.h"
 
 namespace dsv4::cuda {
 namespace {
@@ -146,19 +147,41 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
 
 }  // namespace
 
-bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens) {
-  return is_quantized(w.format) && n_tokens <= kDecodeMaxTokens;
+// Many tokens, quantized weights: the cost model below, fitted to `dsv4 bench linear` on the H100
+// (docs/performance.md, "linear, many tokens"), picks the faster of the wgmma GEMM and dequantize
+// + cuBLAS; both first convert x, which is left out. wgmma: every CTA (256 rows × 128 tokens) runs
+// cols_pad/128 K stages of kPrefillStageUs, in waves over the SMs. Dequantize + cuBLAS: the packed
+// weight is read and written as BF16 and cuBLAS reads it again (kDequantBytesPerElement at
+// kDequantBandwidth), then the GEMM at kCublasFlops. It picks the measured winner in all 24 cases
+// measured (NVFP4 and FP8, V4 expert shapes × 128/512/4096 tokens): wgmma where the weight has
+// many rows and its grid is about one wave (pro.w2 at 128/512 tokens: 1.3-1.7x; flash.w2 at 512
+// ~1.05x), dequantize + cuBLAS elsewhere (up to 2.1x faster at few CTAs; 1.02-1.1x at 4096 tokens).
+constexpr double kPrefillStageUs = 2.2;
+constexpr double kDequantBytesPerElement = 4.56, kDequantBandwidth = 1.43e12, kCublasFlops = 620e12;
+
+LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens) {
+  if (!is_quantized(w.format)) return LinearPath::kCublas;
+  if (n_tokens <= kDecodeMaxTokens) return LinearPath::kDecode;
+  const int64_t ctas = (w.rows_pad + prefill_rows_per_cta() - 1) / prefill_rows_per_cta() *
+                       ((n_tokens + prefill_tokens_per_cta() - 1) / prefill_tokens_per_cta());
+  const double waves = double((ctas + sm_count() - 1) / sm_count());
+  const double wgmma_us = waves * double(w.cols_pad / 128) * kPrefillStageUs;
+  const double elements = double(w.rows_pad) * double(w.cols_pad);
+  const double dequant_us = elements * kDequantBytesPerElement / kDequantBandwidth * 1e6 +
+                            2.0 * elements * double(n_tokens) / kCublasFlops * 1e6;
+  return wgmma_us < dequant_us ? LinearPath::kPrefill : LinearPath::kDequantCublas;
 }
 
 size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens) {
   if (n_tokens == 0) return kCounterBytes;
-  if (linear_sm90_uses_decode(w, n_tokens)) {
+  const LinearPath path = linear_sm90_path(w, n_tokens);
+  if (path == LinearPath::kDecode) {
     const DecodeConfig c = linear_sm90_decode_config(w, n_tokens);
     if (c.splits == 1) return kCounterBytes;
     return kCounterBytes + align_up(size_t(c.splits) * size_t(n_tokens) * size_t(w.rows) * sizeof(float));
   }
   size_t bytes = kCounterBytes + align_up(size_t(n_tokens) * size_t(w.cols_pad) * 2);  // x as BF16
-  if (is_quantized(w.format)) bytes += align_up(size_t(w.rows_pad) * size_t(w.cols_pad) * 2);
+  if (path == LinearPath::kDequantCublas) bytes += align_up(size_t(w.rows_pad) * size_t(w.cols_pad) * 2);
   return bytes;
 }
 
@@ -174,7 +197,8 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   if (p.n_tokens == 0) return {};
   char* const after_counters = static_cast<char*>(p.workspace) + kCounterBytes;
-  if (linear_sm90_uses_decode(w, p.n_tokens)) {
+  const LinearPath path = linear_sm90_path(w, p.n_tokens);
+  if (path == LinearPath::kDecode) {
     const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens);
     const sm90::DecodeArgs args{p.x,
                                 w.data,
@@ -210,15 +234,17 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
     }
     return {};
   }
-  // Many tokens (or BF16): x → BF16, the weight → BF16 when quantized, then one cuBLAS GEMM.
+  // Many tokens and BF16: x → BF16 (columns past cols zero), then the wgmma GEMM or cuBLAS (on the
+  // weight dequantized to BF16 when quantized).
   auto* xb = reinterpret_cast<__nv_bfloat16*>(after_counters);
   const int64_t ld = w.cols_pad;
   const int64_t nx = p.n_tokens * ld;
   sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens),
                                                                               int(w.cols), int(ld), xb);
   DSV4_CUDA_LAUNCH_CHECK();
+  if (path == LinearPath::kPrefill) return prefill_linear_sm90(w, xb, p.n_tokens, p.y, stream);
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
-  if (is_quantized(w.format)) {
+  if (path == LinearPath::kDequantCublas) {
     auto* wd = reinterpret_cast<__nv_bfloat16*>(after_counters + align_up(size_t(nx) * 2));
     DSV4_RETURN_IF_ERROR(launch_dequantize_packed(w, wd, stream));
     wb = wd;
@@ -251,8 +277,15 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
                           p.workspace ? p.workspace_bytes : 0, need);
   if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
-  if (!linear_sm90_uses_decode(w, p.n_tokens) && !p.cublas)
+  const LinearPath path = linear_sm90_path(w, p.n_tokens);
+  if ((path == LinearPath::kCublas || path == LinearPath::kDequantCublas) && p.n_tokens > 0 && !p.cublas)
     return Status::error(where_fn() + ": this path needs a cuBLAS handle");
+  if (reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0)
+    return Status::error(where_fn() + ": workspace not 256-byte aligned; expected a cudaMalloc'd buffer");
+  if (is_quantized(w.format) &&
+      (reinterpret_cast<uintptr_t>(w.data) % 16 != 0 || reinterpret_cast<uintptr_t>(w.scales) % 16 != 0))
+    return Status::error(where_fn() +
+                         ": packed data or scales not 16-byte aligned; expected cudaMalloc'd buffers");
   return linear_sm90_launch(p, stream);
 }
 

@@ -16,9 +16,9 @@
 
 namespace dsv4::cuda {
 
-// Kernel layout (see linear_sm90.cuh for the nibble order): rows padded to 16, cols to 128; one
-// "chunk" is a 16-row tile × kChunkK columns stored as 32 lanes × 16 bytes, so each lane's
-// 16-byte load is exactly its mma.sync A fragments for the chunk. Scales are re-encoded so one
+// Kernel layout (see linear_sm90.cuh for the nibble order; the prefill GEMM reads the same bytes): rows
+// padded to 16, cols to 128; one "chunk" is a 16-row tile × kChunkK columns stored as 32 lanes × 16 bytes, so
+// each lane's 16-byte load is exactly its mma.sync A fragments for the chunk. Scales are re-encoded so one
 // integer multiply-add turns them into pre-biased BF16 pairs; the bias is undone by out_scale.
 struct PackedLinearWeight {
   WeightFormat format = WeightFormat::kBF16;
@@ -55,14 +55,16 @@ struct LinearSm90Params {
   // (linear_sm90_prepare_workspace; every call leaves it prepared). One call at a time per workspace.
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
-  cublasHandle_t cublas =
-      nullptr;  // used by the BF16 and many-token paths; bound to `stream` here if it is not
+  cublasHandle_t cublas = nullptr;  // used by the cuBLAS paths; bound to `stream` here if it is not
 };
 
-// The one heuristic that picks the path: decode kernel (mma.sync, register dequant) up to
-// kDecodeMaxTokens tokens, else dequantize to a BF16 workspace + cuBLAS.
+// The one heuristic that picks the path (linear_sm90_path): quantized weights run the decode
+// kernel (mma.sync, register dequant, linear_sm90.cuh) up to kDecodeMaxTokens tokens; above, a
+// cost model fitted to measurements (linear_sm90.cu, docs/performance.md) picks the prefill GEMM
+// (wgmma + TMA, prefill_gemm_sm90.cuh) or dequantize-to-BF16 + cuBLAS. BF16 weights run cuBLAS.
 constexpr int64_t kDecodeMaxTokens = 64;
-bool linear_sm90_uses_decode(const PackedWeightView& w, int64_t n_tokens);
+enum class LinearPath { kDecode, kPrefill, kDequantCublas, kCublas };
+LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens);
 size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens);
 // Zeroes the split-K arrival counters at the start of a new workspace (enqueued on stream). The
 // decode path is deterministic: split-K partials are added in split order, never with atomics.

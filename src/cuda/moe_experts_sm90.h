@@ -13,6 +13,8 @@
 // fp32 row per (token, slot)) → combine (each token's slots summed in ascending expert id order,
 // as the CPU reference). Per-slot mode (a few tokens, moe_gemm_config decides): one work item per
 // slot, so no plan; gate+up → down, whose last block per (token, row block) does the combine.
+// Prefill mode (many tokens per expert, moe_gemm_config decides): plan → x gathered to BF16 by
+// position → wgmma + TMA gate+up and down GEMMs (prefill_gemm_sm90.cuh) → combine.
 // Deterministic: every sum has a fixed order.
 #pragma once
 
@@ -28,7 +30,8 @@
 namespace dsv4::cuda {
 
 // One expert's three packed matrices (0 = w1 gate, 1 = w3 up, 2 = w2 down) as the kernels read
-// them: a device array of these, indexed by expert id, is the expert table.
+// them: a device array of these, indexed by expert id, is the expert table. Every pointer 16-byte
+// aligned (the prefill GEMM copies them with TMA).
 struct MoeExpertSm90 {
   const uint8_t* data[3];
   const uint8_t* scales[3];

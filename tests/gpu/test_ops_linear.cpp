@@ -240,8 +240,37 @@ TEST_P(LinearSm90, MatchesCpu) {
   }
 }
 
+// The path heuristic (host only: runs in CI) against the winners measured on the H100
+// (docs/performance.md, "linear, many tokens"): wgmma GEMM for pro.w2 at 128/512 tokens and
+// flash.w2 at 512, dequantize + cuBLAS for the other V4 expert shapes and at 4096 tokens.
+TEST(LinearSm90Path, PicksMeasuredWinner) {
+  struct Expect {
+    int64_t rows, cols, n_tokens;
+    cuda::LinearPath path;
+  };
+  constexpr auto kPrefill = cuda::LinearPath::kPrefill, kDequant = cuda::LinearPath::kDequantCublas;
+  const Expect cases[] = {
+      {2048, 4096, 128, kDequant}, {2048, 4096, 512, kDequant}, {2048, 4096, 4096, kDequant},
+      {4096, 2048, 128, kDequant}, {4096, 2048, 512, kPrefill}, {4096, 2048, 4096, kDequant},
+      {3072, 7168, 128, kDequant}, {3072, 7168, 512, kDequant}, {3072, 7168, 4096, kDequant},
+      {7168, 3072, 128, kPrefill}, {7168, 3072, 512, kPrefill}, {7168, 3072, 4096, kDequant}};
+  for (const WeightFormat f : {WeightFormat::kNVFP4, WeightFormat::kFP8Block128})
+    for (const Expect& e : cases) {
+      const cuda::PackedWeightView w{f, e.rows, e.cols, e.rows, e.cols, nullptr, nullptr, 1.0f};
+      EXPECT_EQ(int(cuda::linear_sm90_path(w, e.n_tokens)), int(e.path))
+          << weight_format_name(f) << " [" << e.rows << ", " << e.cols << "] n_tokens=" << e.n_tokens;
+    }
+  const cuda::PackedWeightView nv{WeightFormat::kNVFP4, 7168, 3072, 7168, 3072, nullptr, nullptr, 1.0f};
+  EXPECT_EQ(int(cuda::linear_sm90_path(nv, 64)), int(cuda::LinearPath::kDecode));
+  const cuda::PackedWeightView bf{WeightFormat::kBF16, 7168, 3072, 7168, 3072, nullptr, nullptr, 1.0f};
+  EXPECT_EQ(int(cuda::linear_sm90_path(bf, 512)), int(cuda::LinearPath::kCublas));
+}
+
 // V4-Flash experts w1/w3 [2048, 4096], w2 [4096, 2048]; V4-Pro [3072, 7168], [7168, 3072];
-// attention wq_b [32768, 1024] FP8; ragged rows/cols/token counts; > 64 tokens (cuBLAS path).
+// attention wq_b [32768, 1024] FP8; ragged rows/cols/token counts. ≤ 64 tokens run the decode
+// kernel; above, linear_sm90_path picks the wgmma GEMM (the cases marked "wgmma": partial
+// 128-token tiles, rows off the 256-row CTA and the 16-row tile, cols off 128) or dequantize +
+// cuBLAS (the others). The MoE cases cover the wgmma GEMM's ragged handling further.
 INSTANTIATE_TEST_SUITE_P(
     Shapes, LinearSm90,
     ::testing::Values(LinearCase{WeightFormat::kNVFP4, 2048, 4096, 1, "flash w1"},
@@ -269,14 +298,29 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{WeightFormat::kFP8Block128, 77, 1000, 17, "ragged"},
                       LinearCase{WeightFormat::kBF16, 300, 160, 5, "ragged"},
                       LinearCase{WeightFormat::kBF16, 2048, 4096, 8, "flash w1"},
-                      LinearCase{WeightFormat::kNVFP4, 300, 352, 65, "many tokens"},
-                      LinearCase{WeightFormat::kMXFP4, 2048, 4096, 300, "many tokens"},
-                      LinearCase{WeightFormat::kFP8Block128, 130, 200, 129, "many tokens"}));
+                      LinearCase{WeightFormat::kNVFP4, 300, 352, 65, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kMXFP4, 2048, 4096, 300, "many tokens, flash w1"},
+                      LinearCase{WeightFormat::kFP8Block128, 130, 200, 129, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 2048, 4096, 1000, "many tokens, flash w1"},
+                      LinearCase{WeightFormat::kNVFP4, 4096, 2048, 300, "many tokens, flash w2"},
+                      LinearCase{WeightFormat::kMXFP4, 4096, 2048, 129, "many tokens, flash w2"},
+                      LinearCase{WeightFormat::kNVFP4, 3072, 7168, 129, "many tokens, pro w1"},
+                      LinearCase{WeightFormat::kMXFP4, 7168, 3072, 65, "many tokens, pro w2 (wgmma)"},
+                      LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 200, "many tokens, wq_b (wgmma)"},
+                      LinearCase{WeightFormat::kFP8Block128, 2048, 4096, 300, "many tokens, shared expert"},
+                      LinearCase{WeightFormat::kNVFP4, 37, 480, 200, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kMXFP4, 100, 96, 77, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kFP8Block128, 77, 1000, 300, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 272, 352, 129, "many tokens, ragged"},
+                      LinearCase{WeightFormat::kNVFP4, 7000, 3008, 100, "many tokens, ragged (wgmma)"},
+                      LinearCase{WeightFormat::kFP8Block128, 7001, 3000, 200, "many tokens, ragged (wgmma)"},
+                      LinearCase{WeightFormat::kBF16, 300, 160, 100, "many tokens"}));
 
 // Run-to-run and graph-vs-eager determinism: the same inputs give bitwise identical outputs
 // whatever was in y before (poisoned differently each run), eagerly and as replays of one CUDA
 // graph (split-K's arrival counters must be left reset for the next replay). Shapes where
-// split-K engages, with the last split adding the partials and with the reduce kernel.
+// split-K engages, with the last split adding the partials and with the reduce kernel, and one
+// on the wgmma GEMM (no split: every output has one writer).
 class LinearSm90Repeat : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(LinearSm90Repeat, BitwiseIdenticalEagerAndGraph) {
@@ -341,7 +385,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{WeightFormat::kMXFP4, 3072, 7168, 3, "pro w1, last split adds"},
                       LinearCase{WeightFormat::kFP8Block128, 32768, 1024, 1, "wq_b, last split adds"},
                       LinearCase{WeightFormat::kNVFP4, 37, 4000, 3, "ragged, last split adds"},
-                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 5, "ragged, reduce kernel"}));
+                      LinearCase{WeightFormat::kNVFP4, 37, 4000, 5, "ragged, reduce kernel"},
+                      LinearCase{WeightFormat::kNVFP4, 7168, 3072, 200, "pro w2, wgmma"}));
 
 }  // namespace
 }  // namespace dsv4

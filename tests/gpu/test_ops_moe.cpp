@@ -147,7 +147,9 @@ TEST(GpuOps, MoeRouter) {
 
 // ---- moe_experts: the GPU rounds x and act to BF16 (W4A16 MMA). x is rounded before the CPU
 // sees it, so what is left is act's rounding (2^-9 relative, one per term of the down GEMM) and
-// fp32 summation order: |err| ≲ 1.1e-3 · rms(y) per output (1σ); 1.5e-2 · rms(y) bounds it.
+// fp32 summation order: |err| ≲ 1.1e-3 · rms(y) per output (1σ), heavier-tailed than a Gaussian
+// (act = silu(g)·u); measured maxima 0.006–0.0154 · rms(y) (docs/numerics.md, "GPU MoE").
+constexpr double kExpertsTolRms = 2e-2;
 struct ExpertsCase {
   WeightFormat format;
   int64_t n_tokens, d_model, d_ff, n_experts, top_k;
@@ -263,7 +265,7 @@ void run_experts(const ExpertsCase& c) {
     ASSERT_TRUE(st.ok()) << name << ": " << st.message();
     const std::vector<float> got = y.download(name);
     if (rep == 0) {
-      expect_close(name, got, want, 0.0, 1.5e-2);
+      expect_close(name, got, want, 0.0, kExpertsTolRms);
       first = got;
     } else {
       ASSERT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0)
@@ -297,7 +299,20 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{kNv, 2, 256, 128, 8, 4, ExpertsCase::kDuplicates, true, "per slot, an id twice"},
         ExpertsCase{kNv, 2, 512, 256, 16, 6, ExpertsCase::kSkipped, false, "per slot, skipped slots"},
         ExpertsCase{kNv, 9, 512, 256, 16, 6, ExpertsCase::kSkipped, true, "grouped, skipped slots"},
-        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, false, "shared expert, ragged"}));
+        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, false, "shared expert, ragged"},
+        // Prefill mode (≥ 16 expected tokens per expert): real V4 widths with fewer experts so the
+        // CPU reference stays fast; partial 128-token items, an empty expert, one expert holding
+        // three items, skipped slots, d_model / d_ff off the 128 grid.
+        ExpertsCase{kNv, 160, 4096, 2048, 16, 2, ExpertsCase::kRandom, true, "prefill flash widths"},
+        ExpertsCase{kNv, 100, 7168, 3072, 8, 2, ExpertsCase::kRandom, false, "prefill pro widths"},
+        ExpertsCase{kMx, 96, 4096, 2048, 8, 2, ExpertsCase::kSkipOne, true, "prefill mxfp4, expert 2 empty"},
+        ExpertsCase{kFp8, 200, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "prefill shared expert"},
+        ExpertsCase{kNv, 300, 272, 208, 8, 2, ExpertsCase::kSkipOne, false, "prefill ragged, expert 2 empty"},
+        ExpertsCase{kNv, 300, 512, 256, 16, 2, ExpertsCase::kAllOnOne, true,
+                    "prefill, 300 tokens on expert 5"},
+        ExpertsCase{kMx, 70, 256, 128, 4, 4, ExpertsCase::kDuplicates, false,
+                    "prefill, an id twice in a token"},
+        ExpertsCase{kNv, 200, 512, 256, 8, 3, ExpertsCase::kSkipped, true, "prefill, skipped slots"}));
 
 // ---- router → experts on the device vs router → experts on the CPU: the router's counts feed
 // the plan (8 tokens, grouped mode) or are ignored (2 tokens, per-slot mode); dense and hash.
@@ -365,7 +380,7 @@ void run_router_then_experts(int64_t T, bool hash) {
   const Status st = backend->moe_experts({d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(), y.data(), T,
                                           D, I, E, k, 10.0f, d_counts.get()});
   ASSERT_TRUE(st.ok()) << st.message();
-  expect_close(name, y.download(name), want, 0.0, 1.5e-2);
+  expect_close(name, y.download(name), want, 0.0, kExpertsTolRms);
 }
 
 TEST(GpuOps, MoeRouterThenExperts) {

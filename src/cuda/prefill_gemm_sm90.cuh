@@ -1,0 +1,341 @@
+// Prefill GEMM (sm_90a): Yᵀ[rows, tokens] = W'[rows, K] · Xᵀ[K, tokens] per group (one weight,
+// or one expert), W' the packed NVFP4/MXFP4/FP8 weight dequantized exactly to BF16 in registers.
+// Swap AB: W' is wgmma's A operand from registers (64 rows per m64 block, the decode kernels'
+// packed layout is already the A-fragment layout), the tokens' BF16 rows (K-major) are B in shared
+// memory, written by TMA with the 128-byte swizzle. A CTA = 256 weight rows × ≤ 128 tokens: two
+// consumer warpgroups × two m64 blocks (gate+up: block 0 = W1 rows, block 1 = the same W3 rows, so
+// the SwiGLU epilogue holds g and u of one output) and a producer warp(group) that streams, per stage
+// of 128 K columns, the B tile (two TMA boxes) and each 16-row tile's packed bytes and scales (bulk
+// copies) into a kStages-deep ring guarded by full/empty mbarriers. Consumers dequantize one k64
+// half-stage into registers while the previous half's wgmmas run (two register buffers, wait_group 1).
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "cuda/linear_sm90.cuh"
+#include "cuda/moe_experts_sm90.h"
+#include "cuda/sm90_ptx.cuh"
+
+namespace dsv4::cuda::prefill {
+
+constexpr int kWarpgroups = 2;                     // consumer warpgroups
+constexpr int kBlocks = 2;                         // m64 blocks per consumer warpgroup
+constexpr int kTiles = kWarpgroups * kBlocks * 4;  // 16-row weight tiles per CTA
+constexpr int kRowsPerCta = kTiles * 16;           // 256 weight rows (gate+up: 128 act rows of W1 and W3)
+constexpr int kTokensPerCta = 128;                 // the N tile; items hold ≤ 128 tokens
+constexpr int kStageK = 128;                       // K columns per pipeline stage
+// + a producer warpgroup (one warp works): register caps are per warpgroup, so the consumers can
+// take 232 registers (128 accumulators, 2 × 32 A fragments) while the producer gives its share back.
+constexpr int kThreads = (kWarpgroups + 1) * 128;
+constexpr int kProducerWarp = kWarpgroups * 4;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128·40 + 256·232 ≤ 65536
+constexpr int kSmemBudget = 200 * 1024;  // the stage ring; the rest of 227 KB holds barriers and slack
+
+enum class Kind { kLinear, kGateUp, kDown };
+
+template <WeightFormat F>
+struct Stage {
+  static constexpr int kChunkK = sm90::Format<F>::kChunkK;
+  static constexpr int kChunks = kStageK / kChunkK;  // packed chunks per tile per stage: 2 (FP4), 4 (FP8)
+  static constexpr int kScaleChunkBytes = F == WeightFormat::kNVFP4 ? 64 : F == WeightFormat::kMXFP4 ? 32 : 0;
+  static constexpr int kTileBytes = kChunks * 512;
+  static constexpr int kTileScaleBytes = kChunks * kScaleChunkBytes;
+  static constexpr int kBoxBytes = kTokensPerCta * 64 * 2;  // one TMA box: 128 rows × 64 BF16
+  static constexpr int kBBytes = 2 * kBoxBytes;
+  static constexpr int kWOffset = kBBytes;
+  static constexpr int kSOffset = kWOffset + kTiles * kTileBytes;
+  static constexpr int kBytes = kSOffset + kTiles * kTileScaleBytes;  // a multiple of 1024: B stays aligned
+  static constexpr int kStages = kSmemBudget / kBytes;                // 4 (FP4), 3 (FP8)
+  static_assert(kBytes % 1024 == 0 && kStages >= 2);
+};
+
+// Dynamic shared memory a CTA asks for: the ring, barriers, the tile's token table, 1 KB of
+// alignment slack.
+template <WeightFormat F>
+constexpr int smem_bytes() {
+  return Stage<F>::kStages * Stage<F>::kBytes + 2 * Stage<F>::kStages * 8 + kTokensPerCta * 8 + 1024;
+}
+
+struct GemmArgs {
+  // Linear: the weight. MoE: the expert table (matrices 0 = W1, 1 = W3, 2 = W2) and the items.
+  const uint8_t* w_data;
+  const uint8_t* w_scales;
+  float out_scale;
+  const MoeExpertSm90* table;
+  const int4* items;  // [max_items] (expert, first position, n tokens ≤ 128, 0)
+  const int* n_items;
+  const int32_t* perm;   // down: [n_slots] position → slot
+  const float* route_w;  // down: [n_slots] routing weights
+  int n_tokens;          // linear: tokens (rows of B)
+  int rows, rows_pad;    // the weight's logical and packed rows
+  int cols_pad;          // packed K = B's row length
+  int ld_act;            // gate+up: act row stride (round_up(d_ff, 128))
+  float swiglu_limit;
+  __nv_bfloat16* act_out;  // gate+up: [positions, ld_act]
+  float* out;              // linear: y [n_tokens, rows]; down: [n_slots, rows]
+};
+
+// Which packed tile CTA slot `slot` (= (warpgroup·2 + block)·4 + warp) computes, and from which
+// matrix of the group (0/1/2 as in MoeExpertSm90).
+template <Kind K>
+__device__ __forceinline__ int slot_tile(int slot) {
+  if constexpr (K == Kind::kGateUp) return blockIdx.x * (kTiles / 2) + (slot / 8) * 4 + slot % 4;
+  return blockIdx.x * kTiles + slot;
+}
+template <Kind K>
+__device__ __forceinline__ int slot_matrix(int slot) {
+  if constexpr (K == Kind::kGateUp) return (slot / 4) % 2;
+  return K == Kind::kDown ? 2 : 0;
+}
+
+struct Item {
+  int pos0, n_tok;
+  const uint8_t* data[2];  // per block: the matrix it reads
+  const uint8_t* scales[2];
+  float out_scale[2];
+};
+
+// The consumer warpgroups: main loop over K stages, then the epilogue of kind K. N = wgmma N
+// (tokens rounded up to 32).
+template <WeightFormat F, Kind K, int N>
+__device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8_t* ring, uint64_t* full,
+                                        uint64_t* empty, const int* tok_slot, const float* tok_w) {
+  using S = Stage<F>;
+  constexpr int kSteps = sm90::Format<F>::kSteps;  // k16 steps per chunk: 4 (FP4), 2 (FP8)
+  constexpr int kChunksPerHalf = S::kChunks / 2;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int wg = warp / 4, q = warp % 4;
+  const int n_stages = a.cols_pad / kStageK, n_chunks = a.cols_pad / S::kChunkK;
+  int slot[kBlocks], tile[kBlocks];
+#pragma unroll
+  for (int m = 0; m < kBlocks; ++m) {
+    slot[m] = (wg * kBlocks + m) * 4 + q;
+    tile[m] = slot_tile<K>(slot[m]);
+  }
+
+  float acc[kBlocks][N / 2];
+#pragma unroll
+  for (int m = 0; m < kBlocks; ++m)
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) acc[m][i] = 0.0f;
+  uint32_t af[2][kBlocks][4][4];  // [half-stage buffer][block][k16 step][A fragment]
+
+  for (int st = 0; st < n_stages; ++st) {
+    const int s = st % S::kStages;
+    ptx::mbar_wait(ptx::smem_addr(&full[s]), uint32_t(st / S::kStages) & 1);
+    const uint8_t* stage = ring + s * S::kBytes;
+    const uint32_t b_addr = ptx::smem_addr(stage);
+    uint2 fp8_scale[kBlocks];
+    if constexpr (F == WeightFormat::kFP8Block128)
+#pragma unroll
+      for (int m = 0; m < kBlocks; ++m)
+        fp8_scale[m] = sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), st * S::kChunks,
+                                            n_chunks, a.cols_pad, g);
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      // Buffer h was last read by the group committed two groups ago; after this wait at most
+      // the previous group runs. At h = 1 that also means every group of stage st - 1 is done.
+      ptx::wgmma_wait<1>();
+      if (h == 1 && st > 0 && lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(st - 1) % S::kStages]));
+#pragma unroll
+      for (int m = 0; m < kBlocks; ++m)
+#pragma unroll
+        for (int c = 0; c < kChunksPerHalf; ++c) {
+          const int cc = h * kChunksPerHalf + c;
+          const uint4 w = *reinterpret_cast<const uint4*>(stage + S::kWOffset + slot[m] * S::kTileBytes +
+                                                          cc * 512 + lane * 16);
+          uint2 sc;
+          if constexpr (F == WeightFormat::kNVFP4)
+            sc = *reinterpret_cast<const uint2*>(stage + S::kSOffset + slot[m] * S::kTileScaleBytes +
+                                                 cc * 64 + g * 8);
+          else if constexpr (F == WeightFormat::kMXFP4)
+            sc = make_uint2(*reinterpret_cast<const uint32_t*>(
+                                stage + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + g * 4),
+                            0);
+          else
+            sc = fp8_scale[m];
+          uint32_t chunk[kSteps][4];
+          sm90::dequant_chunk<F>(w, sc, chunk);
+#pragma unroll
+          for (int k = 0; k < kSteps; ++k)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) af[h][m][c * kSteps + k][r] = chunk[k][r];
+        }
+      ptx::wgmma_fence();
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const uint64_t desc = ptx::smem_desc_k_sw128(b_addr + h * S::kBoxBytes + k * 32);
+#pragma unroll
+        for (int m = 0; m < kBlocks; ++m) ptx::wgmma_rs_bf16<N>(acc[m], af[h][m][k], desc, 1u);
+      }
+      ptx::wgmma_commit();
+    }
+  }
+  ptx::wgmma_wait<0>();
+
+  // Epilogue. acc[m][4j + r]: row g + 8·(r / 2) of the warp's tile, token 8j + 2·t4 + r % 2.
+  if constexpr (K == Kind::kGateUp) {
+    // Rows up to ld_act are written (rows past d_ff as 0: the down GEMM reads them as K).
+    const float L = a.swiglu_limit;
+    const int row0 = blockIdx.x * (kRowsPerCta / 2) + wg * 64 + q * 16 + g;
+#pragma unroll
+    for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = row0 + 8 * (r / 2), tt = 8 * j + 2 * t4 + r % 2;
+        if (tt >= it.n_tok) continue;
+        float v = 0.0f;
+        if (row < a.rows) {
+          const float gt = fminf(acc[0][4 * j + r] * it.out_scale[0], L);
+          const float up = fminf(fmaxf(acc[1][4 * j + r] * it.out_scale[1], -L), L);
+          v = gt / (1.0f + expf(-gt)) * up;
+        }
+        a.act_out[size_t(it.pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
+      }
+  } else {
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m) {
+      const int row0 = tile[m] * 16 + g;
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int row = row0 + 8 * (r / 2), tt = 8 * j + 2 * t4 + r % 2;
+          if (tt >= it.n_tok || row >= a.rows) continue;
+          if constexpr (K == Kind::kDown)
+            a.out[size_t(tok_slot[tt]) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m] * tok_w[tt];
+          else
+            a.out[size_t(it.pos0 + tt) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m];
+        }
+    }
+  }
+}
+
+// grid: (row blocks of kRowsPerCta weight rows [gate+up: of act rows / 2], token tiles or items).
+// b_map: the BF16 B rows [rows of B, cols_pad], box 64 × 128, 128-byte swizzle.
+template <WeightFormat F, Kind K>
+__global__ void __launch_bounds__(kThreads, 1)
+    prefill_gemm_sm90_kernel(const __grid_constant__ CUtensorMap b_map, const GemmArgs a) {
+  using S = Stage<F>;
+  Item it;
+  if constexpr (K == Kind::kLinear) {
+    it.pos0 = blockIdx.y * kTokensPerCta;
+    it.n_tok = min(kTokensPerCta, a.n_tokens - it.pos0);
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m)
+      it.data[m] = a.w_data, it.scales[m] = a.w_scales, it.out_scale[m] = a.out_scale;
+  } else {
+    if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
+    const int4 item = a.items[blockIdx.y];
+    it.pos0 = item.y;
+    it.n_tok = item.z;
+    const MoeExpertSm90& ex = a.table[item.x];
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m) {
+      const int mat = K == Kind::kGateUp ? m : 2;
+      it.data[m] = ex.data[mat], it.scales[m] = ex.scales[mat], it.out_scale[m] = ex.out_scale[mat];
+    }
+  }
+
+  extern __shared__ uint8_t smem_raw[];
+  uint8_t* ring =
+      reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+  uint64_t* full = reinterpret_cast<uint64_t*>(ring + S::kStages * S::kBytes);
+  uint64_t* empty = full + S::kStages;
+  int* tok_slot = reinterpret_cast<int*>(empty + S::kStages);
+  float* tok_w = reinterpret_cast<float*>(tok_slot + kTokensPerCta);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < S::kStages; ++s) {
+      ptx::mbar_init(ptx::smem_addr(&full[s]), 1);                 // the producer's arrive + tx bytes
+      ptx::mbar_init(ptx::smem_addr(&empty[s]), kWarpgroups * 4);  // one arrive per consumer warp
+    }
+    ptx::fence_mbar_init();
+  }
+  if constexpr (K == Kind::kDown)
+    if (threadIdx.x < it.n_tok) {
+      const int slot = a.perm[it.pos0 + threadIdx.x];
+      tok_slot[threadIdx.x] = slot;
+      tok_w[threadIdx.x] = a.route_w[slot];
+    }
+  __syncthreads();
+
+  if (warp >= kProducerWarp) {
+    ptx::setmaxnreg_dec<kProducerRegs>();
+    if (warp != kProducerWarp) return;
+    // Lane l < 16 copies tile slot l's packed bytes, lane 16 + l its scales; lane 0 the B boxes.
+    const int n_stages = a.cols_pad / kStageK, n_chunks = a.cols_pad / S::kChunkK, n_tiles = a.rows_pad / 16;
+    const int my_slot = lane % kTiles, my_tile = slot_tile<K>(my_slot), my_block = (my_slot / 4) % kBlocks;
+    const bool copies = my_tile < n_tiles && (lane < kTiles || S::kTileScaleBytes > 0);
+    int valid = 0;
+    for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(sl) < n_tiles;
+    const uint32_t tx = S::kBBytes + valid * (S::kTileBytes + S::kTileScaleBytes);
+    const uint8_t* src =
+        lane < kTiles
+            ? (my_block ? it.data[1] : it.data[0]) + (size_t(my_tile) * n_chunks) * 512
+            : (my_block ? it.scales[1] : it.scales[0]) + (size_t(my_tile) * n_chunks) * S::kScaleChunkBytes;
+    const uint32_t step = lane < kTiles ? S::kTileBytes : S::kTileScaleBytes;
+    const uint32_t dst_off =
+        lane < kTiles ? S::kWOffset + my_slot * S::kTileBytes : S::kSOffset + my_slot * S::kTileScaleBytes;
+    if (lane == 0) ptx::prefetch_tensor_map(&b_map);
+    for (int st = 0; st < n_stages; ++st) {
+      const int s = st % S::kStages;
+      if (st >= S::kStages) ptx::mbar_wait(ptx::smem_addr(&empty[s]), uint32_t(st / S::kStages - 1) & 1);
+      const uint32_t bar = ptx::smem_addr(&full[s]);
+      const uint32_t stage = ptx::smem_addr(ring + s * S::kBytes);
+      if (lane == 0) {
+        ptx::mbar_arrive_expect_tx(bar, tx);
+        ptx::tma_load_2d(stage, &b_map, st * kStageK, it.pos0, bar);
+        ptx::tma_load_2d(stage + S::kBoxBytes, &b_map, st * kStageK + 64, it.pos0, bar);
+      }
+      __syncwarp();
+      if (copies) ptx::bulk_copy_g2s(stage + dst_off, src + size_t(st) * step, step, bar);
+    }
+    return;
+  }
+
+  ptx::setmaxnreg_inc<kConsumerRegs>();
+  switch ((it.n_tok + 31) / 32) {
+    case 1:
+      consume<F, K, 32>(a, it, ring, full, empty, tok_slot, tok_w);
+      break;
+    case 2:
+      consume<F, K, 64>(a, it, ring, full, empty, tok_slot, tok_w);
+      break;
+    case 3:
+      consume<F, K, 96>(a, it, ring, full, empty, tok_slot, tok_w);
+      break;
+    default:
+      consume<F, K, 128>(a, it, ring, full, empty, tok_slot, tok_w);
+      break;
+  }
+}
+
+// MoE: x rows gathered by position (perm) and rounded to BF16, [positions, ld_x], columns past
+// d_model zero, so each expert's tokens are contiguous rows for TMA. grid (max_items, column
+// slices of 1024); a block converts its item's ≤ 128 rows.
+constexpr int kGatherThreads = 256;
+constexpr int kGatherCols = 1024;
+__global__ void __launch_bounds__(kGatherThreads)
+    moe_gather_x_bf16_kernel(const float* x, const int4* items, const int* n_items, const int32_t* perm,
+                             int top_k, int d_model, int ld_x, __nv_bfloat16* x_perm) {
+  if (int(blockIdx.x) >= *n_items) return;
+  const int4 item = items[blockIdx.x];
+  const int c0 = blockIdx.y * kGatherCols, width = min(kGatherCols, ld_x - c0) / 8;
+  for (int i = threadIdx.x; i < item.z * width; i += kGatherThreads) {
+    const int r = i / width, c = c0 + (i % width) * 8;
+    const float* src = x + size_t(perm[item.y + r] / top_k) * d_model + c;
+    float4 v0 = make_float4(0.0f, 0.0f, 0.0f, 0.0f), v1 = v0;
+    if (c < d_model) v0 = __ldg(reinterpret_cast<const float4*>(src));
+    if (c + 4 < d_model) v1 = __ldg(reinterpret_cast<const float4*>(src + 4));
+    const __nv_bfloat162 p0 = __floats2bfloat162_rn(v0.x, v0.y), p1 = __floats2bfloat162_rn(v0.z, v0.w),
+                         p2 = __floats2bfloat162_rn(v1.x, v1.y), p3 = __floats2bfloat162_rn(v1.z, v1.w);
+    uint4 o;
+    o.x = *reinterpret_cast<const uint32_t*>(&p0), o.y = *reinterpret_cast<const uint32_t*>(&p1);
+    o.z = *reinterpret_cast<const uint32_t*>(&p2), o.w = *reinterpret_cast<const uint32_t*>(&p3);
+    *reinterpret_cast<uint4*>(x_perm + size_t(item.y + r) * ld_x + c) = o;
+  }
+}
+
+}  // namespace dsv4::cuda::prefill

@@ -434,28 +434,11 @@ TEST(GpuOps, CompressorDecode) {
                              1e-6f};
     ASSERT_TRUE(check_compressor_decode(p).ok()) << what;
     cpu::compressor_decode(p);
-    p = {d_kv.get(),
-         d_gate.get(),
-         d_ape.get(),
-         d_norm.get(),
-         d_freq.get(),
-         d_slots.get(),
-         d_pos.get(),
-         d_tail_kv.get(),
-         d_tail_gate.get(),
-         csa ? d_prev_kv.get() : nullptr,
-         csa ? d_prev_gate.get() : nullptr,
-         d_entries.data(),
-         stride,
-         offset,
-         max_entries,
-         n,
-         n_slots,
-         c.ratio,
-         c.width,
-         c.n_series,
-         c.rope_dim,
-         1e-6f};
+    // The same call on the device buffers.
+    p.kv = d_kv.get(), p.gate = d_gate.get(), p.ape = d_ape.get(), p.norm = d_norm.get();
+    p.inv_freq = d_freq.get(), p.slots = d_slots.get(), p.positions = d_pos.get();
+    p.tail_kv = d_tail_kv.get(), p.tail_gate = d_tail_gate.get(), p.entries = d_entries.data();
+    p.prev_kv = csa ? d_prev_kv.get() : nullptr, p.prev_gate = csa ? d_prev_gate.get() : nullptr;
     const Status s = cuda::compressor_decode(p, nullptr);
     ASSERT_TRUE(s.ok()) << what << ": " << s.message();
     const std::vector<float> got = d_entries.download(what);

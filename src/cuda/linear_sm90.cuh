@@ -139,9 +139,32 @@ __device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a
 }
 
 // kTokenTiles = ceil(n_tokens / 8) token tiles of the mma N dimension.
+// One packed chunk of the decode GEMMs: dequantizes kTiles 16-row weight tiles (their lane's
+// 16-byte word and scales) and multiplies them with kTokenTiles 8-token tiles of x (BF16 in
+// shared memory, row stride ld, the chunk's columns starting at kc) into acc.
+template <WeightFormat F, int kTiles, int kTokenTiles>
+__device__ __forceinline__ void mma_chunk(const uint4 (&w)[kTiles], const uint2 (&s)[kTiles],
+                                          const uint16_t* xs, int ld, int kc, int g, int t4,
+                                          float (&acc)[kTiles][kTokenTiles][4]) {
+  constexpr int kSteps = Format<F>::kSteps;
+  uint32_t af[kTiles][kSteps][4];
+#pragma unroll
+  for (int m = 0; m < kTiles; ++m) dequant_chunk<F>(w[m], s[m], af[m]);
+#pragma unroll
+  for (int st = 0; st < kSteps; ++st)
+#pragma unroll
+    for (int nt = 0; nt < kTokenTiles; ++nt) {
+      const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
+      const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
+      const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
+#pragma unroll
+      for (int m = 0; m < kTiles; ++m) mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
+    }
+}
+
 template <WeightFormat F, int kTokenTiles>
 __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs a) {
-  constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
+  constexpr int kChunkK = Format<F>::kChunkK;
   constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;  // chunks in flight per lane
   extern __shared__ uint4 smem[];
   uint16_t* xs = reinterpret_cast<uint16_t*>(smem);  // [kTokenTiles*8][ld] BF16
@@ -215,22 +238,7 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
         }
 #pragma unroll
     for (int u = 0; u < kPrefetch; ++u) {
-      if (c + u < nc) {
-        uint32_t af[kTilesPerWarp][kSteps][4];
-#pragma unroll
-        for (int m = 0; m < kTilesPerWarp; ++m) dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
-        const int kc = (c + u) * kChunkK;
-#pragma unroll
-        for (int st = 0; st < kSteps; ++st)
-#pragma unroll
-          for (int nt = 0; nt < kTokenTiles; ++nt) {
-            const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
-            const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
-            const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
-#pragma unroll
-            for (int m = 0; m < kTilesPerWarp; ++m) mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
-          }
-      }
+      if (c + u < nc) mma_chunk<F>(wc[u], sc[u], xs, ld, (c + u) * kChunkK, g, t4, acc);
     }
 #pragma unroll
     for (int u = 0; u < kPrefetch; ++u)

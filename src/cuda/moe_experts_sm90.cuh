@@ -117,7 +117,7 @@ struct GemmArgs {
 template <WeightFormat F, int kTokenTiles, bool kGateUp>
 __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a) {
   using sm90::Format;
-  constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
+  constexpr int kChunkK = Format<F>::kChunkK;
   constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;
   constexpr int kTok = kTokenTiles * 8;
   const bool per_slot = a.expert_ids != nullptr;
@@ -231,22 +231,7 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
     if (active) {
 #pragma unroll
       for (int u = 0; u < kPrefetch; ++u) {
-        if (c + u < nc) {
-          uint32_t af[2][kSteps][4];
-#pragma unroll
-          for (int m = 0; m < 2; ++m) sm90::dequant_chunk<F>(wc[u][m], sc[u][m], af[m]);
-          const int kc = ((c + u) % cps) * kChunkK;
-#pragma unroll
-          for (int st = 0; st < kSteps; ++st)
-#pragma unroll
-            for (int nt = 0; nt < kTokenTiles; ++nt) {
-              const uint16_t* xb = xs + (nt * 8 + g) * ld + kc + st * 16 + 2 * t4;
-              const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
-              const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
-#pragma unroll
-              for (int m = 0; m < 2; ++m) sm90::mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
-            }
-        }
+        if (c + u < nc) sm90::mma_chunk<F>(wc[u], sc[u], xs, ld, ((c + u) % cps) * kChunkK, g, t4, acc);
       }
     }
 #pragma unroll

@@ -13,6 +13,7 @@
 #include "cuda/check.h"
 #include "cuda/compressor.h"
 #include "cuda/compressor_decode.h"
+#include "cuda/cublas_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/embedding.h"
 #include "cuda/grouped_linear.h"
@@ -29,14 +30,6 @@
 
 namespace dsv4 {
 namespace {
-
-#define DSV4_CUBLAS_TRY(expr)                                                                \
-  do {                                                                                       \
-    const cublasStatus_t dsv4_cublas_ = (expr);                                              \
-    if (dsv4_cublas_ != CUBLAS_STATUS_SUCCESS)                                               \
-      return Status::errorf("{}:{}: {} failed: cuBLAS status {}", __FILE__, __LINE__, #expr, \
-                            int(dsv4_cublas_));                                              \
-  } while (0)
 
 class DeviceAllocation final : public BackendBuffer {
  public:
@@ -271,8 +264,6 @@ class CudaBackend final : public Backend {
   cuda::MoeRouterRunner moe_router_;        // scores and counters, reused across calls
   cuda::MoeExpertsSm90Runner moe_experts_;  // expert tables and workspace, reused across calls
 };
-
-#undef DSV4_CUBLAS_TRY
 
 }  // namespace
 

@@ -3,20 +3,13 @@
 #include <algorithm>
 
 #include "cuda/check.h"
+#include "cuda/cublas_check.h"
 #include "cuda/linear_sm90.cuh"
 #include "cuda/linear_sm90.h"
 #include "cuda/prefill_gemm_sm90.h"
 
 namespace dsv4::cuda {
 namespace {
-
-#define DSV4_CUBLAS_TRY(expr)                                                  \
-  do {                                                                         \
-    const cublasStatus_t dsv4_st_ = (expr);                                    \
-    if (dsv4_st_ != CUBLAS_STATUS_SUCCESS)                                     \
-      return Status::errorf("{}:{}: {} failed: {}", __FILE__, __LINE__, #expr, \
-                            cublasGetStatusString(dsv4_st_));                  \
-  } while (0)
 
 constexpr size_t kAlign = 256;
 size_t align_up(size_t v) {

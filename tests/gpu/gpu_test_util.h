@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -29,6 +30,12 @@ inline float poison_float() {
   float f;
   std::memcpy(&f, &kPoisonBits, sizeof f);
   return f;
+}
+
+// The seed of a test's inputs: DSV4_TEST_SEED (default fixed) mixed with a per-case salt.
+inline uint32_t seed(uint32_t salt) {
+  const char* env = std::getenv("DSV4_TEST_SEED");
+  return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
 }
 
 // n floats ~ N(mean, stddev) from the seed (never all zero).

@@ -28,11 +28,6 @@ namespace dsv4 {
 namespace {
 using namespace gpu_test;
 
-uint32_t seed(uint32_t salt) {
-  const char* env = std::getenv("DSV4_TEST_SEED");
-  return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
-}
-
 // ---- rms_norm: fp32 sum of squares in another order; |err| ≲ a few ulp of each output.
 TEST(GpuOps, RmsNorm) {
   SKIP_WITHOUT_GPU();

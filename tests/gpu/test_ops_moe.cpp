@@ -25,11 +25,6 @@ namespace dsv4 {
 namespace {
 using namespace gpu_test;
 
-uint32_t seed(uint32_t salt) {
-  const char* env = std::getenv("DSV4_TEST_SEED");
-  return (env ? uint32_t(std::strtoul(env, nullptr, 10)) : 20240501u) * 2654435761u + salt;
-}
-
 // ---- moe_router: bit-exact. Both backends sum the logits in the router order with every product
 // and sum rounded, and compute σ with router_sigma from IEEE operations alone, so ids, weights and
 // counts must be identical (docs/numerics.md, "GPU MoE").

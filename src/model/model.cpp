@@ -208,17 +208,16 @@ int64_t Model::cache_entries(int64_t layer, int64_t context) const {
   return ratio > 0 ? context / ratio : 0;  // entry b closes at position (b + 1)·ratio − 1 < context
 }
 
-int64_t Model::cache_bytes_per_sequence(int64_t context) const {
+int64_t cache_bytes_per_sequence(const ModelConfig& cfg, int64_t context) {
   int64_t floats = 0;
-  for (int64_t i = 0; i < cfg_.n_layers; ++i) {
-    const AttentionType type = cfg_.attention_type(i);
-    const int64_t E = cache_entries(i, context), ratio = cfg_.compress_ratio(i), hd = cfg_.head_dim;
-    floats += (cfg_.sliding_window + E) * hd;
-    if (type == AttentionType::kHCA) floats += 2 * ratio * hd;
-    if (type == AttentionType::kCSA) {
-      const int64_t ihd = cfg_.index_head_dim;
-      floats += 2 * ratio * 2 * hd + 2 * ratio * hd;              // compressor tail and prev
-      floats += E * ihd + 2 * ratio * 2 * ihd + 2 * ratio * ihd;  // indexer keys, tail and prev
+  const int64_t hd = cfg.head_dim, ihd = cfg.index_head_dim;
+  for (int64_t i = 0; i < cfg.n_layers; ++i) {
+    const int64_t ratio = cfg.compress_ratio(i), entries = ratio > 0 ? context / ratio : 0;
+    floats += (cfg.sliding_window + entries) * hd;  // window ring, then the compressed entries
+    if (cfg.attention_type(i) == AttentionType::kHCA) floats += 2 * ratio * hd;  // tail: kv, gate
+    if (cfg.attention_type(i) == AttentionType::kCSA) {
+      floats += 2 * ratio * 2 * hd + 2 * ratio * hd;                    // two series' tails, previous Ca
+      floats += entries * ihd + 2 * ratio * 2 * ihd + 2 * ratio * ihd;  // indexer keys, tails, previous
     }
   }
   return floats * int64_t(sizeof(float));
@@ -334,7 +333,7 @@ Result<std::vector<float>> Model::forward(std::span<const SequenceChunk> batch) 
   a.decode = decode;
   DSV4_RETURN_IF_ERROR(a.positions.assign(b, positions));
   DSV4_RETURN_IF_ERROR(a.tokens.assign(b, tokens));
-  DSV4_RETURN_IF_ERROR(a.slots.assign(b, slots));
+  if (decode) DSV4_RETURN_IF_ERROR(a.slots.assign(b, slots));  // prefill reads each state's slot
   DSV4_RETURN_IF_ERROR(decode && decode_graphs_ && b.supports_graphs() ? run_decode_graph(batch, a)
                                                                        : run(batch, a));
   DSV4_ASSIGN_OR_RETURN(std::vector<float> logits, a.logits.download(b));

@@ -68,6 +68,9 @@ struct LayerWeights {
   std::vector<ExpertWeights> shared;     // [1] or empty
 };
 
+// Bytes of cache one sequence of up to `context` tokens takes in a model's cache pool.
+int64_t cache_bytes_per_sequence(const ModelConfig& cfg, int64_t context);
+
 class Model {
  public:
   static Result<std::unique_ptr<Model>> load(const std::string& dir, std::unique_ptr<Backend> backend);
@@ -81,8 +84,6 @@ class Model {
   // Grows the cache pool to hold n_sequences sequences of up to `context` tokens each (it also
   // grows on demand; growing invalidates recorded decode graphs).
   Status reserve(int64_t n_sequences, int64_t context);
-  // Bytes of cache one sequence of `context` tokens takes in the pool.
-  int64_t cache_bytes_per_sequence(int64_t context) const;
   // Decode steps run as recorded graphs where the backend has them (default); off: always eager.
   void set_decode_graphs(bool enabled) { decode_graphs_ = enabled; }
   // Decode steps recorded and still valid, one per batch size.

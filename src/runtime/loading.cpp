@@ -2,6 +2,7 @@
 
 #include "core/human_bytes.h"
 #include "core/safetensors.h"
+#include "model/model.h"
 
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -57,22 +58,6 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
     fmt::print(stderr, "\rloaded {} in {} file(s)                              \n", human_bytes(total),
                files.size());
   return {};
-}
-
-int64_t cache_bytes_per_sequence(const ModelConfig& cfg, int64_t context) {
-  int64_t floats = 0;
-  const int64_t hd = cfg.head_dim, ihd = cfg.index_head_dim;
-  for (int64_t i = 0; i < cfg.n_layers; ++i) {
-    const int64_t ratio = cfg.compress_ratio(i), entries = ratio > 0 ? context / ratio : 0;
-    floats += (cfg.sliding_window + entries) * hd;  // window ring, then the compressed entries
-    if (cfg.attention_type(i) == AttentionType::kHCA)
-      floats += 2 * ratio * hd;  // unfinished window: kv, gate
-    if (cfg.attention_type(i) == AttentionType::kCSA) {
-      floats += 2 * ratio * 2 * hd + 2 * ratio * hd;                    // two series' tails, previous Ca
-      floats += entries * ihd + 2 * ratio * 2 * ihd + 2 * ratio * ihd;  // indexer keys, tails, previous
-    }
-  }
-  return floats * int64_t(sizeof(float));
 }
 
 namespace {

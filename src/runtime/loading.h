@@ -19,11 +19,6 @@ namespace dsv4 {
 // progress on stderr.
 Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal);
 
-// Bytes of cache one sequence of `context` tokens takes (Model's cache pool: per layer the
-// sliding window and the compressed entries in fp32, the compressors' unfinished windows, CSA's
-// indexer keys), computable before the model loads.
-int64_t cache_bytes_per_sequence(const ModelConfig& cfg, int64_t context);
-
 // What a model will take from its backend's memory, against what the backend has free.
 struct MemoryPlan {
   std::string backend;         // "cuda", "cpu"

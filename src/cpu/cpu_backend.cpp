@@ -1,5 +1,6 @@
 // The CPU backend: every Backend method is check_<op>() followed by the reference cpu::<op>(), in
-// fp32 or, with bf16_activations, rounding where the GPU contract says (linear, moe_experts).
+// fp32 or, with bf16_activations, rounding where the GPU contract says (linear, grouped_linear,
+// moe_experts).
 // Its memory is host memory; weights stay the views into the mmapped checkpoint.
 #include <unistd.h>
 
@@ -79,11 +80,18 @@ class CpuBackend final : public Backend {
     return {};
   }
 
-  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 weights.
+  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 weights; the same
+  // for grouped_linear.
   Status linear(const LinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_linear(p));
     const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32;
     cpu::linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
+    return {};
+  }
+  Status grouped_linear(const GroupedLinearParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_grouped_linear(p));
+    const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32;
+    cpu::grouped_linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
     return {};
   }
   Status moe_experts(const MoeExpertsParams& p) override {
@@ -93,7 +101,6 @@ class CpuBackend final : public Backend {
   }
 
   DSV4_CPU_OP(embedding, EmbeddingParams)
-  DSV4_CPU_OP(grouped_linear, GroupedLinearParams)
   DSV4_CPU_OP(rms_norm, RmsNormParams)
   DSV4_CPU_OP(rope, RopeParams)
   DSV4_CPU_OP(mhc_pre, MhcPreParams)

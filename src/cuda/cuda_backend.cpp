@@ -1,7 +1,7 @@
 // make_cuda_backend: forwards each op to its launcher in src/cuda/ on one stream, and owns the
 // device memory the model asks for: activations and caches (allocate), canonical weights
 // (upload_weight) and linear weights packed for linear_sm90 (upload_linear_weight), looked up
-// by their device address when linear runs.
+// by their device address when linear or grouped_linear runs.
 #include "cuda/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -16,7 +16,6 @@
 #include "cuda/cublas_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/embedding.h"
-#include "cuda/grouped_linear.h"
 #include "cuda/hyper_head.h"
 #include "cuda/indexer.h"
 #include "cuda/kv_cache_decode.h"
@@ -53,7 +52,8 @@ class CudaGraph final : public BackendGraph {
 // Hopper's largest kernels, per the cuBLAS documentation).
 constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
 
-// A weight made resident for linear: packed for linear_sm90, or F32 for cuBLAS SGEMM.
+// A weight made resident for linear and grouped_linear: packed for linear_sm90, or F32 for
+// cuBLAS SGEMM.
 struct LinearWeightEntry {
   bool f32 = false;
   cuda::PackedWeightView packed;  // when !f32
@@ -184,39 +184,12 @@ class CudaBackend final : public Backend {
   Status embedding(const EmbeddingParams& p) override { return cuda::embedding(p, stream_); }
   Status linear(const LinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_linear(p));
-    const auto it = linear_weights_.find(p.w.data);
-    if (it == linear_weights_.end())
-      return Status::errorf(
-          "cuda backend: linear weight [{}, {}] is not resident; expected a view returned by "
-          "upload_linear_weight",
-          p.w.rows, p.w.cols);
-    const LinearWeightEntry& e = it->second;
-    DSV4_RETURN_IF_ERROR(ensure_cublas());
-    if (e.f32) {
-      // Column-major: yᵀ [rows, n] = Wᵀᵀ · xᵀ, W row-major [rows, cols] read as cols × rows.
-      const float one = 1.0f, zero = 0.0f;
-      DSV4_CUBLAS_TRY(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(e.rows), int(p.n_tokens),
-                                  int(e.cols), &one, e.data, int(e.cols), p.x, int(e.cols), &zero, p.y,
-                                  int(e.rows)));
-      return {};
-    }
-    cuda::LinearSm90Params lp;
-    lp.x = p.x;
-    lp.w = e.packed;
-    lp.y = p.y;
-    lp.n_tokens = p.n_tokens;
-    const size_t need = cuda::linear_sm90_workspace_bytes(e.packed, p.n_tokens);
-    if (need > workspace_.size()) {
-      ++memory_epoch_;
-      DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
-      DSV4_RETURN_IF_ERROR(cuda::linear_sm90_prepare_workspace(workspace_.get(), workspace_.size(), stream_));
-    }
-    lp.workspace = workspace_.get();
-    lp.workspace_bytes = workspace_.size();
-    lp.cublas = cublas_;
-    return cuda::linear_sm90(lp, stream_);
+    return linear_groups(p.x, p.w, p.y, p.n_tokens, 1);
   }
-  Status grouped_linear(const GroupedLinearParams& p) override { return cuda::grouped_linear(p, stream_); }
+  Status grouped_linear(const GroupedLinearParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_grouped_linear(p));
+    return linear_groups(p.x, p.w, p.y, p.n_tokens, p.n_groups);
+  }
   Status rms_norm(const RmsNormParams& p) override { return cuda::rms_norm(p, stream_); }
   Status rope(const RopeParams& p) override { return cuda::rope(p, stream_); }
   Status mhc_pre(const MhcPreParams& p) override { return cuda::mhc_pre(p, stream_); }
@@ -244,6 +217,45 @@ class CudaBackend final : public Backend {
     DSV4_ASSIGN_OR_RETURN(cublas_workspace_, cuda::DeviceBuffer<uint8_t>::create(kCublasWorkspaceBytes));
     DSV4_CUBLAS_TRY(cublasSetWorkspace(cublas_, cublas_workspace_.get(), kCublasWorkspaceBytes));
     return {};
+  }
+  // linear (one group) and grouped_linear: y[t, g·R + r] = Σ_k x[t, g, k] · W[g·R + r, k] with W a
+  // view upload_linear_weight returned.
+  Status linear_groups(const float* x, const WeightView& w, float* y, int64_t n_tokens, int64_t n_groups) {
+    const auto it = linear_weights_.find(w.data);
+    if (it == linear_weights_.end())
+      return Status::errorf(
+          "cuda backend: linear weight [{}, {}] is not resident; expected a view returned by "
+          "upload_linear_weight",
+          w.rows, w.cols);
+    const LinearWeightEntry& e = it->second;
+    DSV4_RETURN_IF_ERROR(ensure_cublas());
+    if (e.f32) {
+      // Column-major: yᵀ [rows, n] = Wᵀᵀ · xᵀ, W row-major [rows, cols] read as cols × rows; with
+      // groups, batch g is group g's rows and x slice.
+      const float one = 1.0f, zero = 0.0f;
+      const int64_t group_rows = e.rows / n_groups;
+      DSV4_CUBLAS_TRY(cublasSgemmStridedBatched(
+          cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(group_rows), int(n_tokens), int(e.cols), &one, e.data,
+          int(e.cols), group_rows * e.cols, x, int(n_groups * e.cols), e.cols, &zero, y, int(e.rows),
+          group_rows, int(n_groups)));
+      return {};
+    }
+    cuda::LinearSm90Params lp;
+    lp.x = x;
+    lp.w = e.packed;
+    lp.y = y;
+    lp.n_tokens = n_tokens;
+    lp.n_groups = n_groups;
+    const size_t need = cuda::linear_sm90_workspace_bytes(e.packed, n_tokens, n_groups);
+    if (need > workspace_.size()) {
+      ++memory_epoch_;
+      DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
+      DSV4_RETURN_IF_ERROR(cuda::linear_sm90_prepare_workspace(workspace_.get(), workspace_.size(), stream_));
+    }
+    lp.workspace = workspace_.get();
+    lp.workspace_bytes = workspace_.size();
+    lp.cublas = cublas_;
+    return cuda::linear_sm90(lp, stream_);
   }
   // A device copy of bytes host bytes, owned by the backend for its lifetime.
   Result<const void*> keep(const void* host, size_t bytes) {

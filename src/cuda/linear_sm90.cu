@@ -45,7 +45,8 @@ struct DecodeConfig {
   int token_tiles;  // 1, 2, 4 or 8 (tiles of 8 tokens)
   int k_split;      // columns per split, multiple of 128
   int splits;
-  int row_blocks;
+  int row_blocks;   // per group
+  int n_groups;
   size_t smem;
   sm90::SplitReduce reduce;
 };
@@ -54,15 +55,17 @@ struct DecodeConfig {
 // each SM keeps 16 warps × 2-4 chunks × 2 tiles × 512 B in flight. Each split costs n_tokens ×
 // rows partial sums (stored, then added in split order) and re-reads x, so splits stop at 2 per
 // SM; the x slice (BF16) stays ≤ 48 KB so blocks share an SM.
-DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_tokens) {
+DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups) {
   DecodeConfig c{};
   const int tiles8 = int((n_tokens + 7) / 8);
   c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
-  c.row_blocks = int((w.rows_pad + sm90::kRowsPerBlock - 1) / sm90::kRowsPerBlock);
+  c.n_groups = int(n_groups);
+  c.row_blocks = int((w.rows_pad / n_groups + sm90::kRowsPerBlock - 1) / sm90::kRowsPerBlock);
+  const int all_row_blocks = c.row_blocks * c.n_groups;
   const int k_blocks = int(w.cols_pad / 128);
   const int max_k = std::max(1, (49152 / (16 * c.token_tiles) - 8) / 128);  // in 128-column units
   const int min_k = std::min(max_k, 2);
-  const int want_splits = std::max(1, (2 * sm_count() + c.row_blocks - 1) / c.row_blocks);
+  const int want_splits = std::max(1, (2 * sm_count() + all_row_blocks - 1) / all_row_blocks);
   int k_units = std::clamp((k_blocks + want_splits - 1) / want_splits, min_k, max_k);
   k_units = std::min(k_units, k_blocks);
   c.k_split = k_units * 128;
@@ -70,7 +73,7 @@ DecodeConfig linear_sm90_decode_config(const PackedWeightView& w, int64_t n_toke
   c.smem = size_t(c.token_tiles) * 8 * size_t(c.k_split + 8) * 2;
   if (c.splits == 1)
     c.reduce = sm90::SplitReduce::kNone;
-  else if (c.row_blocks <= kMaxCounterRowBlocks && c.splits * n_tokens <= kLastBlockMaxLoads)
+  else if (all_row_blocks <= kMaxCounterRowBlocks && c.splits * n_tokens <= kLastBlockMaxLoads)
     c.reduce = sm90::SplitReduce::kLastBlock;
   else
     c.reduce = sm90::SplitReduce::kKernel;
@@ -83,7 +86,7 @@ Status launch_decode(const sm90::DecodeArgs& args, const DecodeConfig& c, cudaSt
   static const cudaError_t attr =  // once per instantiation: the largest slice this path stages
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 102400);
   DSV4_CUDA_TRY(attr);
-  kernel<<<dim3(c.row_blocks, c.splits), sm90::kThreads, c.smem, stream>>>(args);
+  kernel<<<dim3(c.row_blocks, c.splits, c.n_groups), sm90::kThreads, c.smem, stream>>>(args);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
 }
@@ -124,17 +127,26 @@ Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, c
   return {};
 }
 
-// y = alpha · x · Wᵀ through cuBLAS: W BF16 [rows, ld], x BF16 [n_tokens, ld], y fp32 [n_tokens, rows].
+// y = alpha · x · Wᵀ through cuBLAS: W BF16 [rows, ld], x BF16 [n_tokens, n_groups, ld], y fp32
+// [n_tokens, rows]; with groups, one strided-batched GEMM whose batch g is group g's rows and x.
 Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
-                     int64_t ld, int64_t n_tokens, float alpha, cudaStream_t stream) {
+                     int64_t ld, int64_t n_tokens, int64_t n_groups, float alpha, cudaStream_t stream) {
   const float beta = 0.0f;
   cudaStream_t current = nullptr;
   DSV4_CUBLAS_TRY(cublasGetStream(h, &current));
   // Setting the stream also drops a workspace the caller gave the handle (cublasSetWorkspace).
   if (current != stream) DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
-  DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
-                               CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
-                               CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (n_groups == 1) {
+    DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
+                                 CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
+                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return {};
+  }
+  const int64_t group_rows = rows / n_groups;
+  DSV4_CUBLAS_TRY(cublasGemmStridedBatchedEx(
+      h, CUBLAS_OP_T, CUBLAS_OP_N, int(group_rows), int(n_tokens), int(ld), &alpha, w, CUDA_R_16BF, int(ld),
+      group_rows * ld, x, CUDA_R_16BF, int(n_groups * ld), ld, &beta, y, CUDA_R_32F, int(rows), group_rows,
+      int(n_groups), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return {};
 }
 
@@ -152,9 +164,10 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
 constexpr double kPrefillStageUs = 2.2;
 constexpr double kDequantBytesPerElement = 4.56, kDequantBandwidth = 1.43e12, kCublasFlops = 620e12;
 
-LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens) {
+LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups) {
   if (!is_quantized(w.format)) return LinearPath::kCublas;
   if (n_tokens <= kDecodeMaxTokens) return LinearPath::kDecode;
+  if (n_groups > 1) return LinearPath::kDequantCublas;  // the wgmma GEMM has no groups
   const int64_t ctas = (w.rows_pad + prefill_rows_per_cta() - 1) / prefill_rows_per_cta() *
                        ((n_tokens + prefill_tokens_per_cta() - 1) / prefill_tokens_per_cta());
   const double waves = double((ctas + sm_count() - 1) / sm_count());
@@ -165,15 +178,15 @@ LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens) {
   return wgmma_us < dequant_us ? LinearPath::kPrefill : LinearPath::kDequantCublas;
 }
 
-size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens) {
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups) {
   if (n_tokens == 0) return kCounterBytes;
-  const LinearPath path = linear_sm90_path(w, n_tokens);
+  const LinearPath path = linear_sm90_path(w, n_tokens, n_groups);
   if (path == LinearPath::kDecode) {
-    const DecodeConfig c = linear_sm90_decode_config(w, n_tokens);
+    const DecodeConfig c = linear_sm90_decode_config(w, n_tokens, n_groups);
     if (c.splits == 1) return kCounterBytes;
     return kCounterBytes + align_up(size_t(c.splits) * size_t(n_tokens) * size_t(w.rows) * sizeof(float));
   }
-  size_t bytes = kCounterBytes + align_up(size_t(n_tokens) * size_t(w.cols_pad) * 2);  // x as BF16
+  size_t bytes = kCounterBytes + align_up(size_t(n_tokens * n_groups) * size_t(w.cols_pad) * 2);  // x as BF16
   if (path == LinearPath::kDequantCublas) bytes += align_up(size_t(w.rows_pad) * size_t(w.cols_pad) * 2);
   return bytes;
 }
@@ -190,9 +203,9 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   if (p.n_tokens == 0) return {};
   char* const after_counters = static_cast<char*>(p.workspace) + kCounterBytes;
-  const LinearPath path = linear_sm90_path(w, p.n_tokens);
+  const LinearPath path = linear_sm90_path(w, p.n_tokens, p.n_groups);
   if (path == LinearPath::kDecode) {
-    const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens);
+    const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens, p.n_groups);
     const sm90::DecodeArgs args{p.x,
                                 w.data,
                                 w.scales,
@@ -204,6 +217,8 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
                                 int(w.cols),
                                 int(w.rows_pad),
                                 int(w.cols_pad),
+                                int(p.n_groups),
+                                int(w.rows_pad / p.n_groups / 16),
                                 c.k_split,
                                 c.splits,
                                 w.out_scale,
@@ -227,13 +242,13 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
     }
     return {};
   }
-  // Many tokens and BF16: x → BF16 (columns past cols zero), then the wgmma GEMM or cuBLAS (on the
-  // weight dequantized to BF16 when quantized).
+  // Many tokens and BF16: x → BF16 (columns past cols zero; each group's slice of a row padded
+  // alike), then the wgmma GEMM or cuBLAS (on the weight dequantized to BF16 when quantized).
   auto* xb = reinterpret_cast<__nv_bfloat16*>(after_counters);
   const int64_t ld = w.cols_pad;
-  const int64_t nx = p.n_tokens * ld;
-  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(p.x, int(p.n_tokens),
-                                                                              int(w.cols), int(ld), xb);
+  const int64_t nx = p.n_tokens * p.n_groups * ld;
+  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(
+      p.x, int(p.n_tokens * p.n_groups), int(w.cols), int(ld), xb);
   DSV4_CUDA_LAUNCH_CHECK();
   if (path == LinearPath::kPrefill) return prefill_linear_sm90(w, xb, p.n_tokens, p.y, stream);
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
@@ -242,13 +257,13 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
     DSV4_RETURN_IF_ERROR(launch_dequantize_packed(w, wd, stream));
     wb = wd;
   }
-  return cublas_linear(p.cublas, wb, xb, p.y, w.rows, ld, p.n_tokens, w.out_scale, stream);
+  return cublas_linear(p.cublas, wb, xb, p.y, w.rows, ld, p.n_tokens, p.n_groups, w.out_scale, stream);
 }
 
 Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   auto where_fn = [&] {  // formatted only on error: this runs on every decode launch
-    return fmt::format("linear_sm90 [{}, {}] x [{}, {}]ᵀ {}", p.n_tokens, w.cols, w.rows, w.cols,
+    return fmt::format("linear_sm90 [{}, {}·{}] x [{}, {}]ᵀ {}", p.n_tokens, p.n_groups, w.cols, w.rows, w.cols,
                        weight_format_name(w.format));
   };
   if (!is_quantized(w.format) && w.format != WeightFormat::kBF16)
@@ -264,13 +279,16 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   if (w.rows_pad != want_rp || w.cols_pad != want_cp)
     return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad,
                           want_rp, want_cp);
-  const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens);
+  if (p.n_groups < 1 || w.rows % p.n_groups != 0 || (is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
+    return Status::errorf("{}: {} groups; expected a positive count dividing the rows{}", where_fn(), p.n_groups,
+                          is_quantized(w.format) ? " into blocks of a multiple of 16 rows" : "");
+  const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens, p.n_groups);
   if (!p.workspace || p.workspace_bytes < need)
     return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(),
                           p.workspace ? p.workspace_bytes : 0, need);
   if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
-  const LinearPath path = linear_sm90_path(w, p.n_tokens);
+  const LinearPath path = linear_sm90_path(w, p.n_tokens, p.n_groups);
   if ((path == LinearPath::kCublas || path == LinearPath::kDequantCublas) && p.n_tokens > 0 && !p.cublas)
     return Status::error(where_fn() + ": this path needs a cuBLAS handle");
   if (reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0)

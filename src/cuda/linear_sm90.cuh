@@ -9,7 +9,9 @@
 // cannot. Split-K is deterministic: each split stores its fp32 sums to a workspace and they are
 // added in split order, by the last split to finish a row block (an arrival counter it resets)
 // or by linear_split_reduce_sm90_kernel. Decode is memory-bound, so the tiling optimises bytes
-// in flight (2-4 chunks of 16 B per lane prefetched) over reuse.
+// in flight (2-4 chunks of 16 B per lane prefetched) over reuse. Groups (grouped_linear): the
+// rows form n_groups equal blocks of whole tiles, blockIdx.z is the group, and group g's rows
+// read x[t, g, :]; one group is plain linear.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -33,14 +35,16 @@ enum class SplitReduce {
 };
 
 struct DecodeArgs {
-  const float* x;         // [n_tokens, cols]
+  const float* x;         // [n_tokens, n_groups, cols]
   const uint8_t* w;       // packed [rows_pad/16][cols_pad/chunk_k][32][16]
   const uint8_t* scales;  // packed, per format
   float* y;               // [n_tokens, rows]
   float* partials;        // split-K: [splits][n_tokens][rows] unscaled sums of each split
-  int* counters;          // kLastBlock: [gridDim.x] arrivals per row block, 0 between launches
+  int* counters;          // kLastBlock: [gridDim.z · gridDim.x] arrivals per row block, 0 between launches
   int n_tokens, rows, cols, rows_pad, cols_pad;
-  int k_split;  // columns per blockIdx.y, a multiple of 128
+  int n_groups;     // gridDim.z
+  int group_tiles;  // 16-row tiles per group (rows_pad / 16 for one group)
+  int k_split;      // columns per blockIdx.y, a multiple of 128
   int splits;   // gridDim.y
   float out_scale;
   SplitReduce reduce;
@@ -173,15 +177,18 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
   const int k_len = min(a.k_split, a.cols_pad - k_begin);
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
-  const int n_tiles = a.rows_pad / 16, n_chunks = a.cols_pad / kChunkK;
-  const int tile0 = (blockIdx.x * kWarps + warp) * kTilesPerWarp;
-  const bool active = tile0 < n_tiles;
+  const int n_chunks = a.cols_pad / kChunkK;
+  const int group = blockIdx.z, tiles_end = (group + 1) * a.group_tiles;  // this group's tiles end
+  const int tile0 = group * a.group_tiles + (blockIdx.x * kWarps + warp) * kTilesPerWarp;
+  const bool active = tile0 < tiles_end;
+  const float* x = a.x + size_t(group) * a.cols;
+  const size_t x_stride = size_t(a.n_groups) * a.cols;
   const int c_begin = k_begin / kChunkK, nc = k_len / kChunkK;
   int tiles[kTilesPerWarp];
   const uint4* wp[kTilesPerWarp];
 #pragma unroll
   for (int m = 0; m < kTilesPerWarp; ++m) {
-    tiles[m] = min(tile0 + m, n_tiles - 1);  // a missing second tile recomputes the last, unwritten
+    tiles[m] = min(tile0 + m, tiles_end - 1);  // a missing second tile recomputes the last, unwritten
     wp[m] = reinterpret_cast<const uint4*>(a.w) + (size_t(tiles[m]) * n_chunks + c_begin) * 32 + lane;
   }
   // The first weight chunks are requested before x is staged: they do not depend on it.
@@ -205,7 +212,7 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
       const int t = i / quads, k = (i % quads) * 4, kg = k_begin + k;
       float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
       if (t < a.n_tokens && kg < a.cols)
-        v = __ldg(reinterpret_cast<const float4*>(a.x + size_t(t) * a.cols + kg));
+        v = __ldg(reinterpret_cast<const float4*>(x + size_t(t) * x_stride + kg));
       const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
       *reinterpret_cast<uint2*>(&xs[t * ld + k]) =
           make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
@@ -216,8 +223,8 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
       const int t = i / half, k = (i % half) * 2, kg = k_begin + k;
       float v0 = 0.0f, v1 = 0.0f;
       if (t < a.n_tokens) {
-        if (kg < a.cols) v0 = a.x[size_t(t) * a.cols + kg];
-        if (kg + 1 < a.cols) v1 = a.x[size_t(t) * a.cols + kg + 1];
+        if (kg < a.cols) v0 = x[size_t(t) * x_stride + kg];
+        if (kg + 1 < a.cols) v1 = x[size_t(t) * x_stride + kg + 1];
       }
       *reinterpret_cast<__nv_bfloat162*>(&xs[t * ld + k]) = __floats2bfloat162_rn(v0, v1);
     }
@@ -257,7 +264,7 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
   const float scale = split ? 1.0f : a.out_scale;
 #pragma unroll
   for (int m = 0; m < kTilesPerWarp; ++m) {
-    if (tile0 + m >= n_tiles) continue;
+    if (tile0 + m >= tiles_end) continue;
 #pragma unroll
     for (int nt = 0; nt < kTokenTiles; ++nt)
 #pragma unroll
@@ -274,17 +281,19 @@ __global__ void __launch_bounds__(kThreads) linear_decode_sm90_kernel(DecodeArgs
   __shared__ bool last;
   __threadfence();  // this block's partials are visible device-wide before it counts itself
   __syncthreads();
+  int* const counter = &a.counters[blockIdx.z * gridDim.x + blockIdx.x];
   if (threadIdx.x == 0) {
-    last = atomicAdd(&a.counters[blockIdx.x], 1) == a.splits - 1;
-    if (last) a.counters[blockIdx.x] = 0;
+    last = atomicAdd(counter, 1) == a.splits - 1;
+    if (last) *counter = 0;
   }
   __syncthreads();
   if (!last) return;
   __threadfence();
-  const int row0 = blockIdx.x * kRowsPerBlock;
+  const int row0 = (group * a.group_tiles + blockIdx.x * kWarps * kTilesPerWarp) * 16;
+  const int row_end = min(a.rows, tiles_end * 16);
   for (int i = threadIdx.x; i < a.n_tokens * kRowsPerBlock; i += kThreads) {
     const int t = i / kRowsPerBlock, row = row0 + i % kRowsPerBlock;
-    if (row >= a.rows) continue;
+    if (row >= row_end) continue;
     const size_t o = size_t(t) * a.rows + row;
     a.y[o] = split_sum(a.partials, a.splits, n_out, o) * a.out_scale;
   }

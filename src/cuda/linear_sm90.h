@@ -47,7 +47,7 @@ struct PackedWeightView {
 };
 
 struct LinearSm90Params {
-  const float* x = nullptr;  // [n_tokens, w.cols] fp32, device
+  const float* x = nullptr;  // [n_tokens, n_groups, w.cols] fp32, device
   PackedWeightView w;        // [w.rows, w.cols], device
   float* y = nullptr;        // [n_tokens, w.rows] fp32, device
   int64_t n_tokens = 0;
@@ -56,16 +56,20 @@ struct LinearSm90Params {
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
   cublasHandle_t cublas = nullptr;  // used by the cuBLAS paths; bound to `stream` here if it is not
+  // grouped_linear: the rows form n_groups equal blocks (of whole 16-row tiles when quantized) and
+  // block g multiplies x[t, g, :]: y[t, g·R + r] = Σ_k x[t, g, k] · W[g·R + r, k]. 1: plain linear.
+  int64_t n_groups = 1;
 };
 
 // The one heuristic that picks the path (linear_sm90_path): quantized weights run the decode
 // kernel (mma.sync, register dequant, linear_sm90.cuh) up to kDecodeMaxTokens tokens; above, a
 // cost model fitted to measurements (linear_sm90.cu, docs/performance.md) picks the prefill GEMM
-// (wgmma + TMA, prefill_gemm_sm90.cuh) or dequantize-to-BF16 + cuBLAS. BF16 weights run cuBLAS.
+// (wgmma + TMA, prefill_gemm_sm90.cuh) or dequantize-to-BF16 + cuBLAS (always, with groups:
+// one strided-batched GEMM). BF16 weights run cuBLAS.
 constexpr int64_t kDecodeMaxTokens = 64;
 enum class LinearPath { kDecode, kPrefill, kDequantCublas, kCublas };
-LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens);
-size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens);
+LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups = 1);
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups = 1);
 // Zeroes the split-K arrival counters at the start of a new workspace (enqueued on stream). The
 // decode path is deterministic: split-K partials are added in split order, never with atomics.
 Status linear_sm90_prepare_workspace(void* workspace, size_t bytes, cudaStream_t stream);

@@ -86,9 +86,9 @@ class Backend {
   virtual Status replay(const BackendGraph&) { return Status::errorf("{} backend: no graphs", name()); }
 
   // Weights, made resident once at load; the backend owns the copies. upload_weight keeps the
-  // canonical layout (embedding, grouped_linear read it). upload_linear_weight returns the view
-  // to pass to linear and moe_experts: the backend may keep its own layout behind it (the CUDA
-  // backend packs for linear_sm90), so only those two ops may read it. F32 weights stay exact
+  // canonical layout (embedding and moe_router read it). upload_linear_weight returns the view to pass to
+  // linear, grouped_linear and moe_experts: the backend may keep its own layout behind it (the
+  // CUDA backend packs for linear_sm90), so only those ops may read it. F32 weights stay exact
   // (fp32 activations too). The CPU backend returns the views themselves (the mmapped checkpoint).
   virtual Result<WeightView> upload_weight(const WeightView& w) = 0;
   virtual Result<WeightView> upload_linear_weight(const WeightView& w) = 0;

@@ -163,8 +163,7 @@ Status Model::load_weights() {
     DSV4_RETURN_IF_ERROR(lin(L.wq_a, p + "attn.wq_a"));
     DSV4_RETURN_IF_ERROR(lin(L.wq_b, p + "attn.wq_b"));
     DSV4_RETURN_IF_ERROR(lin(L.wkv, p + "attn.wkv"));
-    // wo_a feeds grouped_linear, which reads the canonical layout.
-    DSV4_ASSIGN_OR_RETURN(L.wo_a, b.upload_weight(weights_.linear(p + "attn.wo_a")->view));
+    DSV4_RETURN_IF_ERROR(lin(L.wo_a, p + "attn.wo_a"));  // read by grouped_linear
     DSV4_RETURN_IF_ERROR(lin(L.wo_b, p + "attn.wo_b"));
     if (L.type != AttentionType::kSliding)
       DSV4_RETURN_IF_ERROR(compressor(L.compressor, p + "attn.compressor."));

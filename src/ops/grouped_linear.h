@@ -1,13 +1,15 @@
 // grouped_linear: the first half of the grouped output projection (spec §4.2.8, HF
 // DeepseekV4GroupedLinear): heads are grouped contiguously and group g is projected by its own
 // block of rows of W: y[t, g, r] = Σ_k x[t, g, k] · W[g·out_per_group + r, k].
-// GPU contract (cuda::grouped_linear): fp32 x (not rounded), the weight exact, fp32 accumulation.
+// GPU contract (the CUDA backend, through linear_sm90 with groups): as linear — x rounded to BF16
+// (nearest even) and W exact, fp32 accumulation; F32 weights keep x in fp32 (SGEMM).
 #pragma once
 
 #include <cstdint>
 
 #include "core/quant.h"
 #include "core/status.h"
+#include "ops/linear.h"  // ActivationPrecision
 
 namespace dsv4 {
 
@@ -22,7 +24,8 @@ struct GroupedLinearParams {
 Status check_grouped_linear(const GroupedLinearParams& p);
 
 namespace cpu {
-void grouped_linear(const GroupedLinearParams& p);
+// kBF16: x is rounded to BF16 first, as the GPU does for quantized and BF16 weights.
+void grouped_linear(const GroupedLinearParams& p, ActivationPrecision x_precision = ActivationPrecision::kF32);
 }  // namespace cpu
 
 }  // namespace dsv4

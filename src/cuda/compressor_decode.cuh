@@ -39,9 +39,24 @@ __device__ __forceinline__ void compressor_decode_for_slots(int64_t n_slots, F f
     for (int k = 0; k < kCached; ++k)
       if (k < n_slots) f(k);
   } else {
-#pragma unroll 8
+#pragma unroll 16
     for (int64_t k = 0; k < n_slots; ++k) f(k);
   }
+}
+
+// One channel's pooled value from its slots (value(k): CompressorSlot): compressor_kernel's passes.
+template <int kCached, class Value>
+__device__ __forceinline__ float compressor_decode_pool(int64_t n_slots, Value value) {
+  float mx = -INFINITY;
+  compressor_decode_for_slots<kCached>(n_slots, [&](auto k) { mx = fmaxf(mx, value(k).gate); });
+  float den = 0.0f;
+  compressor_decode_for_slots<kCached>(n_slots, [&](auto k) { den += expf(value(k).gate - mx); });
+  float acc = 0.0f;
+  compressor_decode_for_slots<kCached>(n_slots, [&](auto k) {
+    const CompressorSlot v = value(k);
+    acc += v.kv * (expf(v.gate - mx) / den);
+  });
+  return acc;
 }
 
 // Dynamic shared memory: width floats (the entry being built). Block: a multiple of 32 threads, at
@@ -66,36 +81,46 @@ __global__ void __launch_bounds__(kCompressorDecodeMaxThreads, 1)
       tail_gate[(pos % m) * row + i] = a.gate[t * row + i];
     }
     if (!closes) continue;
-    const auto slot = [&](int64_t k) {
-      return compressor_slot(tail_kv, tail_gate, a.ape, prev_kv, prev_gate, 0, k, c, m, w, a.n_series);
-    };
-    CompressorSlot cached[kCached > 0 ? kCached : 1];
-    if constexpr (kCached > 0)
-      compressor_decode_for_slots<kCached>(n_slots, [&](int k) { cached[k] = slot(k); });
-    const auto value = [&](auto k) {
-      if constexpr (kCached > 0)
-        return cached[k];
+    float acc;
+    float* next_kv = csa ? a.prev_kv + s * m * w : nullptr;
+    float* next_gate = csa ? a.prev_gate + s * m * w : nullptr;
+    if constexpr (kCached > 0) {
+      // Every load first (one round trip): the slots (compressor_slot's values; the Cb / HCA rows and
+      // the previous Ca without its per-slot branches) and, for CSA, this window's Ca for prev.
+      CompressorSlot cached[kCached], next[kCached];
+      compressor_decode_for_slots<kCached>(n_slots, [&](int k) {
+        const bool own_window = !csa || k >= m;
+        const int64_t at = (csa ? (k - m) * row + w : k * row) + c;
+        cached[k] = own_window ? CompressorSlot{tail_kv[at], tail_gate[at] + a.ape[at]}
+                    : prev_kv  ? CompressorSlot{prev_kv[k * w + c], prev_gate[k * w + c]}
+                               : CompressorSlot{0.0f, -INFINITY};
+      });
+      if (csa)
+        compressor_decode_for_slots<kCached>(m, [&](int k) {
+          next[k] = {tail_kv[k * row + c], tail_gate[k * row + c] + a.ape[k * row + c]};
+        });
+      acc = compressor_decode_pool<kCached>(n_slots, [&](int k) { return cached[k]; });
+      if (csa)  // prev[., c] was read above by this thread only
+        compressor_decode_for_slots<kCached>(m, [&](int k) {
+          next_kv[k * w + c] = next[k].kv;
+          next_gate[k * w + c] = next[k].gate;
+        });
+    } else {
+      if (a.n_series == 1)  // compressor_slot's HCA case, without its branches: loads pipeline
+        acc = compressor_decode_pool<0>(n_slots, [&](int64_t k) {
+          return CompressorSlot{tail_kv[k * row + c], tail_gate[k * row + c] + a.ape[k * row + c]};
+        });
       else
-        return slot(k);
-    };
-    float mx = -INFINITY;
-    compressor_decode_for_slots<kCached>(n_slots, [&](auto k) { mx = fmaxf(mx, value(k).gate); });
-    float den = 0.0f;
-    compressor_decode_for_slots<kCached>(n_slots, [&](auto k) { den += expf(value(k).gate - mx); });
-    float acc = 0.0f;
-    compressor_decode_for_slots<kCached>(n_slots, [&](auto k) {
-      const CompressorSlot v = value(k);
-      acc += v.kv * (expf(v.gate - mx) / den);
-    });
-    s_entry[c] = acc;
-    if (csa) {  // prev[., c] was read above by this thread only
-      float* next_kv = a.prev_kv + s * m * w;
-      float* next_gate = a.prev_gate + s * m * w;
-      for (int64_t k = 0; k < m; ++k) {
-        next_kv[k * w + c] = tail_kv[k * row + c];
-        next_gate[k * w + c] = tail_gate[k * row + c] + a.ape[k * row + c];
-      }
+        acc = compressor_decode_pool<0>(n_slots, [&](int64_t k) {
+          return compressor_slot(tail_kv, tail_gate, a.ape, prev_kv, prev_gate, 0, k, c, m, w, a.n_series);
+        });
+      if (csa)  // prev[., c] was read above by this thread only
+        for (int64_t k = 0; k < m; ++k) {
+          next_kv[k * w + c] = tail_kv[k * row + c];
+          next_gate[k * w + c] = tail_gate[k * row + c] + a.ape[k * row + c];
+        }
     }
+    s_entry[c] = acc;
   }
   if (!closes) return;
   __syncthreads();

@@ -13,10 +13,11 @@
 // skipped: the selection never reads those scores.
 //
 // indexer_select_kernel: one block per token. Up to kIndexerSortCapacity admissible entries are bitonic-
-// sorted in shared memory by a 64-bit key (score's order-preserving bits, then the complemented index), so
-// the order is (score desc, index asc) with no ties. More entries: a radix select (4 passes of 8 bits over
-// the scores) finds the topk-th largest score T; the entries above T and the lowest-indexed ones equal to T
-// fill the topk slots, which are then sorted the same way. O(admissible) per token.
+// sorted (in registers, see indexer_bitonic_sort) by a 64-bit key (score's order-preserving bits, then the
+// complemented index), so the order is (score desc, index asc) with no ties. More entries: a radix select (4
+// passes of 8 bits over the scores) finds the topk-th largest score T; the entries above T and the
+// lowest-indexed ones equal to T fill the topk slots, which are then sorted the same way. O(admissible) per
+// token.
 #pragma once
 
 #include <cstdint>
@@ -91,33 +92,54 @@ __global__ void __launch_bounds__(kIndexerThreads)
   float* s_t = smem + L.t_at;
   float* s_w = smem + L.w_at;
   const int64_t t = blockIdx.y, s0 = int64_t(blockIdx.x) * kBlockEntries;
-  const int64_t admissible = indexer_admissible(positions[t], ratio, n_entries);
+  const int64_t position = positions[t], slot = slots ? slots[t] : 0;
+  const int64_t admissible = indexer_admissible(position, ratio, n_entries);
   if (s0 >= admissible) return;  // the whole tile is masked; nothing reads its scores
-  if (slots) keys += int64_t(slots[t]) * n_entries * head_dim;
+  keys += slot * n_entries * head_dim;
   const int tid = threadIdx.x, quads = int(head_dim / 4), n_heads_padded = int(L.padded_heads);
   const int q_stride = int(L.q_stride), k_stride = int(L.k_stride), t_stride = int(L.t_stride);
-  // Transposed loads: consecutive threads take consecutive heads (entries), so the scalar stores of
-  // each 16-byte word land in consecutive banks.
   const float* qt = q + t * n_heads * head_dim;
-  for (int i = tid; i < n_heads_padded * quads; i += kIndexerThreads) {
-    const int h = i % n_heads_padded, c = 4 * (i / n_heads_padded);
-    const float4 v = h < n_heads ? *reinterpret_cast<const float4*>(qt + h * head_dim + c)
-                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    s_q[(c + 0) * q_stride + h] = v.x;
-    s_q[(c + 1) * q_stride + h] = v.y;
-    s_q[(c + 2) * q_stride + h] = v.z;
-    s_q[(c + 3) * q_stride + h] = v.w;
+  // Staging: 16-byte words of q[t] (jobs 0…n_q−1) then of the tile's keys, kStageBatch loads in flight
+  // per thread before their stores. Consecutive threads take consecutive heads (entries) of a channel
+  // quad, so each transposed scalar store lands in consecutive banks.
+  constexpr int kStageBatch = 16;
+  const int n_q = n_heads_padded * quads, n_jobs = n_q + kBlockEntries * quads;
+  const float w_own = tid < n_heads ? head_weights[t * n_heads + tid] : 0.0f;
+  for (int base = 0; base < n_jobs; base += kIndexerThreads * kStageBatch) {
+    float4 v[kStageBatch];
+#pragma unroll
+    for (int b = 0; b < kStageBatch; ++b) {
+      const int i = base + b * kIndexerThreads + tid;
+      const float* src = nullptr;
+      if (i < n_q) {
+        const int h = i % n_heads_padded, c = 4 * (i / n_heads_padded);
+        if (h < n_heads) src = qt + int64_t(h) * head_dim + c;
+      } else if (i < n_jobs) {
+        const int e = (i - n_q) % kBlockEntries, c = 4 * ((i - n_q) / kBlockEntries);
+        if (s0 + e < admissible) src = keys + (s0 + e) * head_dim + c;
+      }
+      v[b] = src ? *reinterpret_cast<const float4*>(src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+#pragma unroll
+    for (int b = 0; b < kStageBatch; ++b) {
+      const int i = base + b * kIndexerThreads + tid;
+      if (i >= n_jobs) break;
+      float* dst;
+      int stride;
+      if (i < n_q) {
+        dst = s_q + 4 * (i / n_heads_padded) * q_stride + i % n_heads_padded, stride = q_stride;
+      } else {
+        const int e = (i - n_q) % kBlockEntries, c = 4 * ((i - n_q) / kBlockEntries);
+        dst = s_k + c * k_stride + e, stride = k_stride;
+      }
+      dst[0] = v[b].x;
+      dst[stride] = v[b].y;
+      dst[2 * stride] = v[b].z;
+      dst[3 * stride] = v[b].w;
+    }
   }
-  for (int i = tid; i < kBlockEntries * quads; i += kIndexerThreads) {
-    const int e = i % kBlockEntries, c = 4 * (i / kBlockEntries);
-    const float4 v = s0 + e < admissible ? *reinterpret_cast<const float4*>(keys + (s0 + e) * head_dim + c)
-                                         : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    s_k[(c + 0) * k_stride + e] = v.x;
-    s_k[(c + 1) * k_stride + e] = v.y;
-    s_k[(c + 2) * k_stride + e] = v.z;
-    s_k[(c + 3) * k_stride + e] = v.w;
-  }
-  for (int h = tid; h < int(n_heads); h += kIndexerThreads)
+  if (tid < n_heads) s_w[tid] = __fmul_rn(w_own, weights_scale);
+  for (int h = tid + kIndexerThreads; h < int(n_heads); h += kIndexerThreads)
     s_w[h] = __fmul_rn(head_weights[t * n_heads + h], weights_scale);
   __syncthreads();
 
@@ -190,9 +212,55 @@ __device__ __forceinline__ uint32_t block_exclusive_count(bool flag, uint32_t* s
   return before + __popc(ballot & ((1u << lane) - 1u));
 }
 
+// The sort holds kIndexerSortCapacity keys in registers, kIndexerSortPerThread per thread: register r of
+// thread (warp, lane) is element warp·128 + 32·r + lane, so partners at distance 1…16 are a shuffle away,
+// at 32 and 64 in the same thread, and only farther ones go through shared memory.
+constexpr int kIndexerSortPerThread = kIndexerSortCapacity / kIndexerSelectThreads;
+constexpr int kIndexerSortWarpSpan = 32 * kIndexerSortPerThread;
+static_assert(kIndexerSortPerThread == 4, "indexer_bitonic_sort pairs registers at distances 32 and 64");
+
+__device__ __forceinline__ int indexer_sort_element(int r) {
+  return (threadIdx.x >> 5) * kIndexerSortWarpSpan + 32 * r + (threadIdx.x & 31);
+}
+
+// Bitonic sort of the block's kIndexerSortCapacity keys into descending element order. Block:
+// kIndexerSelectThreads threads; s_exchange: kIndexerSortCapacity keys of shared memory.
+__device__ __forceinline__ void indexer_bitonic_sort(uint64_t (&v)[kIndexerSortPerThread],
+                                                     uint64_t* s_exchange) {
+  for (int k = 2; k <= kIndexerSortCapacity; k <<= 1)
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      uint64_t partner[kIndexerSortPerThread];
+      if (j >= kIndexerSortWarpSpan) {
+        __syncthreads();  // the last stage's reads are done
+#pragma unroll
+        for (int r = 0; r < kIndexerSortPerThread; ++r) s_exchange[indexer_sort_element(r)] = v[r];
+        __syncthreads();
+#pragma unroll
+        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = s_exchange[indexer_sort_element(r) ^ j];
+      } else if (j == 64) {
+#pragma unroll
+        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = v[r ^ 2];
+      } else if (j == 32) {
+#pragma unroll
+        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = v[r ^ 1];
+      } else {
+#pragma unroll
+        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = __shfl_xor_sync(0xffffffffu, v[r], j);
+      }
+      // The pair's lower element keeps the larger key in a descending run (element & k == 0).
+#pragma unroll
+      for (int r = 0; r < kIndexerSortPerThread; ++r) {
+        const int i = indexer_sort_element(r);
+        const bool keep_max = ((i & k) == 0) == ((i & j) == 0);
+        v[r] = keep_max ? (v[r] > partner[r] ? v[r] : partner[r]) : (v[r] < partner[r] ? v[r] : partner[r]);
+      }
+    }
+}
+
 __global__ void __launch_bounds__(kIndexerSelectThreads)
     indexer_select_kernel(const float* scores, const int64_t* positions, int32_t* selected, int64_t n_entries,
                           int64_t ratio, int64_t topk) {
+  constexpr int kBatch = 8;  // loads in flight per thread in the passes over the scores
   __shared__ uint64_t s_sort[kIndexerSortCapacity];
   __shared__ uint32_t s_hist[kIndexerRadixBins];
   __shared__ uint32_t s_scratch[32];
@@ -206,11 +274,13 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
   for (int64_t j = n_kept + tid; j < topk; j += blockDim.x) out[j] = -1;
   if (admissible == 0) return;
 
-  int n_sort;  // keys in s_sort
+  uint64_t v[kIndexerSortPerThread];  // this thread's keys; 0 (below every real key) pads
   if (admissible <= kIndexerSortCapacity) {
-    for (int64_t s = tid; s < admissible; s += blockDim.x)
-      s_sort[s] = indexer_sort_key(indexer_score_bits(sc[s]), s);
-    n_sort = int(admissible);
+#pragma unroll
+    for (int r = 0; r < kIndexerSortPerThread; ++r) {
+      const int s = indexer_sort_element(r);
+      v[r] = s < admissible ? indexer_sort_key(indexer_score_bits(sc[s]), s) : 0;
+    }
   } else {
     // Radix select: after the pass at `shift`, prefix holds the top bits of T (the topk-th largest
     // score's bits) and remaining = how many of the entries matching prefix are still to take.
@@ -218,13 +288,21 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
     for (int shift = 32 - kIndexerRadixBits; shift >= 0; shift -= kIndexerRadixBits) {
       for (int i = tid; i < kIndexerRadixBins; i += blockDim.x) s_hist[i] = 0;
       __syncthreads();
-      for (int64_t s = tid; s < admissible; s += blockDim.x) {
-        const uint32_t u = indexer_score_bits(sc[s]);
-        if ((u & mask) != prefix) continue;
-        // Lanes with the same digit add once: the first passes put most entries in a few bins.
-        const uint32_t digit = (u >> shift) & (kIndexerRadixBins - 1);
-        const uint32_t same = __match_any_sync(__activemask(), digit);
-        if ((threadIdx.x & 31) == __ffs(same) - 1) atomicAdd(&s_hist[digit], uint32_t(__popc(same)));
+      for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
+        uint32_t u[kBatch];
+#pragma unroll
+        for (int q = 0; q < kBatch; ++q) {
+          const int64_t s = base + q * blockDim.x + tid;
+          u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
+        }
+#pragma unroll
+        for (int q = 0; q < kBatch; ++q) {
+          if (base + q * blockDim.x + tid >= admissible || (u[q] & mask) != prefix) continue;
+          // Lanes with the same digit add once: the first passes put most entries in a few bins.
+          const uint32_t digit = (u[q] >> shift) & (kIndexerRadixBins - 1);
+          const uint32_t same = __match_any_sync(__activemask(), digit);
+          if ((tid & 31) == __ffs(same) - 1) atomicAdd(&s_hist[digit], uint32_t(__popc(same)));
+        }
       }
       __syncthreads();
       // The digit d where the count of entries with a digit ≥ d first reaches `remaining`: thread i
@@ -234,8 +312,8 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
       if (tid < kIndexerRadixBins) {
         own = incl = s_hist[kIndexerRadixBins - 1 - tid];
         for (int o = 1; o < 32; o <<= 1) {
-          const uint32_t v = __shfl_up_sync(0xffffffffu, incl, o);
-          if (lane >= o) incl += v;
+          const uint32_t x = __shfl_up_sync(0xffffffffu, incl, o);
+          if (lane >= o) incl += x;
         }
         if (lane == 31) s_scratch[warp] = incl;
       }
@@ -259,9 +337,19 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
     const bool all_ties = bin_count == remaining;
     if (tid == 0) s_count = 0;
     __syncthreads();
-    for (int64_t s = tid; s < admissible; s += blockDim.x) {
-      const uint32_t u = indexer_score_bits(sc[s]);
-      if (u > prefix || (all_ties && u == prefix)) s_sort[atomicAdd(&s_count, 1u)] = indexer_sort_key(u, s);
+    for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
+      uint32_t u[kBatch];
+#pragma unroll
+      for (int q = 0; q < kBatch; ++q) {
+        const int64_t s = base + q * blockDim.x + tid;
+        u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
+      }
+#pragma unroll
+      for (int q = 0; q < kBatch; ++q) {
+        const int64_t s = base + q * blockDim.x + tid;
+        if (s < admissible && (u[q] > prefix || (all_ties && u[q] == prefix)))
+          s_sort[atomicAdd(&s_count, 1u)] = indexer_sort_key(u[q], s);
+      }
     }
     if (!all_ties) {  // more entries tie at T than are taken: walk them in index order
       uint32_t taken = 0;
@@ -274,23 +362,19 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
         taken += n_ties;
       }
     }
-    n_sort = int(topk);
-  }
-  // Bitonic sort of s_sort[0, n_padded) into descending order, padded with 0 (below every real key).
-  int n_padded = 1;
-  while (n_padded < n_sort) n_padded <<= 1;
-  for (int i = n_sort + tid; i < n_padded; i += blockDim.x) s_sort[i] = 0;
-  __syncthreads();
-  for (int k = 2; k <= n_padded; k <<= 1)
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int i = tid; i < n_padded / 2; i += blockDim.x) {
-        const int lo = 2 * i - (i & (j - 1)), hi = lo + j;
-        const uint64_t a = s_sort[lo], b = s_sort[hi];
-        if ((a < b) == ((lo & k) == 0)) s_sort[lo] = b, s_sort[hi] = a;
-      }
-      __syncthreads();
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < kIndexerSortPerThread; ++r) {
+      const int i = indexer_sort_element(r);
+      v[r] = i < topk ? s_sort[i] : 0;
     }
-  for (int64_t j = tid; j < n_kept; j += blockDim.x) out[j] = int32_t(~uint32_t(s_sort[j]));
+  }
+  indexer_bitonic_sort(v, s_sort);
+#pragma unroll
+  for (int r = 0; r < kIndexerSortPerThread; ++r) {
+    const int i = indexer_sort_element(r);
+    if (i < n_kept) out[i] = int32_t(~uint32_t(v[r]));
+  }
 }
 
 }  // namespace dsv4::cuda

@@ -13,7 +13,7 @@
 // skipped: the selection never reads those scores.
 //
 // indexer_select_kernel: one block per token. Up to kIndexerSortCapacity admissible entries are bitonic-
-// sorted (in registers, see indexer_bitonic_sort) by a 64-bit key (score's order-preserving bits, then the
+// sorted in shared memory by a 64-bit key (score's order-preserving bits, then the
 // complemented index), so the order is (score desc, index asc) with no ties. More entries: a radix select (4
 // passes of 8 bits over the scores) finds the topk-th largest score T; the entries above T and the
 // lowest-indexed ones equal to T fill the topk slots, which are then sorted the same way. O(admissible) per
@@ -212,52 +212,7 @@ __device__ __forceinline__ uint32_t block_exclusive_count(bool flag, uint32_t* s
   return before + __popc(ballot & ((1u << lane) - 1u));
 }
 
-// The sort holds kIndexerSortCapacity keys in registers, kIndexerSortPerThread per thread: register r of
-// thread (warp, lane) is element warp·128 + 32·r + lane, so partners at distance 1…16 are a shuffle away,
-// at 32 and 64 in the same thread, and only farther ones go through shared memory.
-constexpr int kIndexerSortPerThread = kIndexerSortCapacity / kIndexerSelectThreads;
-constexpr int kIndexerSortWarpSpan = 32 * kIndexerSortPerThread;
-static_assert(kIndexerSortPerThread == 4, "indexer_bitonic_sort pairs registers at distances 32 and 64");
-
-__device__ __forceinline__ int indexer_sort_element(int r) {
-  return (threadIdx.x >> 5) * kIndexerSortWarpSpan + 32 * r + (threadIdx.x & 31);
-}
-
-// Bitonic sort of the block's kIndexerSortCapacity keys into descending element order. Block:
-// kIndexerSelectThreads threads; s_exchange: kIndexerSortCapacity keys of shared memory.
-__device__ __forceinline__ void indexer_bitonic_sort(uint64_t (&v)[kIndexerSortPerThread],
-                                                     uint64_t* s_exchange) {
-  for (int k = 2; k <= kIndexerSortCapacity; k <<= 1)
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      uint64_t partner[kIndexerSortPerThread];
-      if (j >= kIndexerSortWarpSpan) {
-        __syncthreads();  // the last stage's reads are done
-#pragma unroll
-        for (int r = 0; r < kIndexerSortPerThread; ++r) s_exchange[indexer_sort_element(r)] = v[r];
-        __syncthreads();
-#pragma unroll
-        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = s_exchange[indexer_sort_element(r) ^ j];
-      } else if (j == 64) {
-#pragma unroll
-        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = v[r ^ 2];
-      } else if (j == 32) {
-#pragma unroll
-        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = v[r ^ 1];
-      } else {
-#pragma unroll
-        for (int r = 0; r < kIndexerSortPerThread; ++r) partner[r] = __shfl_xor_sync(0xffffffffu, v[r], j);
-      }
-      // The pair's lower element keeps the larger key in a descending run (element & k == 0).
-#pragma unroll
-      for (int r = 0; r < kIndexerSortPerThread; ++r) {
-        const int i = indexer_sort_element(r);
-        const bool keep_max = ((i & k) == 0) == ((i & j) == 0);
-        v[r] = keep_max ? (v[r] > partner[r] ? v[r] : partner[r]) : (v[r] < partner[r] ? v[r] : partner[r]);
-      }
-    }
-}
-
-__global__ void __launch_bounds__(kIndexerSelectThreads)
+__global__ void __launch_bounds__(kIndexerSelectThreads, 1)
     indexer_select_kernel(const float* scores, const int64_t* positions, int32_t* selected, int64_t n_entries,
                           int64_t ratio, int64_t topk) {
   constexpr int kBatch = 8;  // loads in flight per thread in the passes over the scores
@@ -274,13 +229,14 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
   for (int64_t j = n_kept + tid; j < topk; j += blockDim.x) out[j] = -1;
   if (admissible == 0) return;
 
-  uint64_t v[kIndexerSortPerThread];  // this thread's keys; 0 (below every real key) pads
+  int n_sort;  // keys in s_sort
   if (admissible <= kIndexerSortCapacity) {
 #pragma unroll
-    for (int r = 0; r < kIndexerSortPerThread; ++r) {
-      const int s = indexer_sort_element(r);
-      v[r] = s < admissible ? indexer_sort_key(indexer_score_bits(sc[s]), s) : 0;
+    for (int r = 0; r < kIndexerSortCapacity / kIndexerSelectThreads; ++r) {  // all loads in flight
+      const int s = r * kIndexerSelectThreads + tid;
+      if (s < admissible) s_sort[s] = indexer_sort_key(indexer_score_bits(sc[s]), s);
     }
+    n_sort = int(admissible);
   } else {
     // Radix select: after the pass at `shift`, prefix holds the top bits of T (the topk-th largest
     // score's bits) and remaining = how many of the entries matching prefix are still to take.
@@ -362,19 +318,23 @@ __global__ void __launch_bounds__(kIndexerSelectThreads)
         taken += n_ties;
       }
     }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < kIndexerSortPerThread; ++r) {
-      const int i = indexer_sort_element(r);
-      v[r] = i < topk ? s_sort[i] : 0;
+    n_sort = int(topk);
+  }
+  // Bitonic sort of s_sort[0, n_padded) into descending order, padded with 0 (below every real key).
+  int n_padded = 1;
+  while (n_padded < n_sort) n_padded <<= 1;
+  for (int i = n_sort + tid; i < n_padded; i += blockDim.x) s_sort[i] = 0;
+  __syncthreads();
+  for (int k = 2; k <= n_padded; k <<= 1)
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int i = tid; i < n_padded / 2; i += blockDim.x) {
+        const int lo = 2 * i - (i & (j - 1)), hi = lo + j;
+        const uint64_t a = s_sort[lo], b = s_sort[hi];
+        if ((a < b) == ((lo & k) == 0)) s_sort[lo] = b, s_sort[hi] = a;
+      }
+      __syncthreads();
     }
-  }
-  indexer_bitonic_sort(v, s_sort);
-#pragma unroll
-  for (int r = 0; r < kIndexerSortPerThread; ++r) {
-    const int i = indexer_sort_element(r);
-    if (i < n_kept) out[i] = int32_t(~uint32_t(v[r]));
-  }
+  for (int64_t j = tid; j < n_kept; j += blockDim.x) out[j] = int32_t(~uint32_t(s_sort[j]));
 }
 
 }  // namespace dsv4::cuda

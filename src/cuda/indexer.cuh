@@ -13,11 +13,10 @@
 // skipped: the selection never reads those scores.
 //
 // indexer_select_kernel: one block per token. Up to kIndexerSortCapacity admissible entries are bitonic-
-// sorted in shared memory by a 64-bit key (score's order-preserving bits, then the
-// complemented index), so the order is (score desc, index asc) with no ties. More entries: a radix select (4
-// passes of 8 bits over the scores) finds the topk-th largest score T; the entries above T and the
-// lowest-indexed ones equal to T fill the topk slots, which are then sorted the same way. O(admissible) per
-// token.
+// sorted in shared memory by a 64-bit key (score's order-preserving bits, then the complemented index), so
+// the order is (score desc, index asc) with no ties. More entries: a radix select (4 passes of 8 bits over
+// the scores) finds the topk-th largest score T; the entries above T and the lowest-indexed ones equal to T
+// fill the topk slots, which are then sorted the same way. O(admissible) per token.
 #pragma once
 
 #include <cstdint>
@@ -92,54 +91,33 @@ __global__ void __launch_bounds__(kIndexerThreads)
   float* s_t = smem + L.t_at;
   float* s_w = smem + L.w_at;
   const int64_t t = blockIdx.y, s0 = int64_t(blockIdx.x) * kBlockEntries;
-  const int64_t position = positions[t], slot = slots ? slots[t] : 0;
-  const int64_t admissible = indexer_admissible(position, ratio, n_entries);
+  const int64_t admissible = indexer_admissible(positions[t], ratio, n_entries);
   if (s0 >= admissible) return;  // the whole tile is masked; nothing reads its scores
-  keys += slot * n_entries * head_dim;
+  if (slots) keys += int64_t(slots[t]) * n_entries * head_dim;
   const int tid = threadIdx.x, quads = int(head_dim / 4), n_heads_padded = int(L.padded_heads);
   const int q_stride = int(L.q_stride), k_stride = int(L.k_stride), t_stride = int(L.t_stride);
+  // Transposed loads: consecutive threads take consecutive heads (entries), so the scalar stores of
+  // each 16-byte word land in consecutive banks.
   const float* qt = q + t * n_heads * head_dim;
-  // Staging: 16-byte words of q[t] (jobs 0…n_q−1) then of the tile's keys, kStageBatch loads in flight
-  // per thread before their stores. Consecutive threads take consecutive heads (entries) of a channel
-  // quad, so each transposed scalar store lands in consecutive banks.
-  constexpr int kStageBatch = 16;
-  const int n_q = n_heads_padded * quads, n_jobs = n_q + kBlockEntries * quads;
-  const float w_own = tid < n_heads ? head_weights[t * n_heads + tid] : 0.0f;
-  for (int base = 0; base < n_jobs; base += kIndexerThreads * kStageBatch) {
-    float4 v[kStageBatch];
-#pragma unroll
-    for (int b = 0; b < kStageBatch; ++b) {
-      const int i = base + b * kIndexerThreads + tid;
-      const float* src = nullptr;
-      if (i < n_q) {
-        const int h = i % n_heads_padded, c = 4 * (i / n_heads_padded);
-        if (h < n_heads) src = qt + int64_t(h) * head_dim + c;
-      } else if (i < n_jobs) {
-        const int e = (i - n_q) % kBlockEntries, c = 4 * ((i - n_q) / kBlockEntries);
-        if (s0 + e < admissible) src = keys + (s0 + e) * head_dim + c;
-      }
-      v[b] = src ? *reinterpret_cast<const float4*>(src) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    }
-#pragma unroll
-    for (int b = 0; b < kStageBatch; ++b) {
-      const int i = base + b * kIndexerThreads + tid;
-      if (i >= n_jobs) break;
-      float* dst;
-      int stride;
-      if (i < n_q) {
-        dst = s_q + 4 * (i / n_heads_padded) * q_stride + i % n_heads_padded, stride = q_stride;
-      } else {
-        const int e = (i - n_q) % kBlockEntries, c = 4 * ((i - n_q) / kBlockEntries);
-        dst = s_k + c * k_stride + e, stride = k_stride;
-      }
-      dst[0] = v[b].x;
-      dst[stride] = v[b].y;
-      dst[2 * stride] = v[b].z;
-      dst[3 * stride] = v[b].w;
-    }
+  for (int i = tid; i < n_heads_padded * quads; i += kIndexerThreads) {
+    const int h = i % n_heads_padded, c = 4 * (i / n_heads_padded);
+    const float4 v = h < n_heads ? *reinterpret_cast<const float4*>(qt + h * head_dim + c)
+                                 : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    s_q[(c + 0) * q_stride + h] = v.x;
+    s_q[(c + 1) * q_stride + h] = v.y;
+    s_q[(c + 2) * q_stride + h] = v.z;
+    s_q[(c + 3) * q_stride + h] = v.w;
   }
-  if (tid < n_heads) s_w[tid] = __fmul_rn(w_own, weights_scale);
-  for (int h = tid + kIndexerThreads; h < int(n_heads); h += kIndexerThreads)
+  for (int i = tid; i < kBlockEntries * quads; i += kIndexerThreads) {
+    const int e = i % kBlockEntries, c = 4 * (i / kBlockEntries);
+    const float4 v = s0 + e < admissible ? *reinterpret_cast<const float4*>(keys + (s0 + e) * head_dim + c)
+                                         : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    s_k[(c + 0) * k_stride + e] = v.x;
+    s_k[(c + 1) * k_stride + e] = v.y;
+    s_k[(c + 2) * k_stride + e] = v.z;
+    s_k[(c + 3) * k_stride + e] = v.w;
+  }
+  for (int h = tid; h < int(n_heads); h += kIndexerThreads)
     s_w[h] = __fmul_rn(head_weights[t * n_heads + h], weights_scale);
   __syncthreads();
 

@@ -2,6 +2,8 @@
 // one translation unit as they share compressor.cuh's kernels. compressor writes the last-window
 // state by a second launch on the same stream, after every entry has read prev_*, so last_* may
 // alias prev_*.
+#include <algorithm>
+
 #include "cuda/check.h"
 #include "cuda/compressor.cuh"
 #include "cuda/compressor.h"
@@ -35,8 +37,15 @@ Status compressor_decode(const CompressorDecodeParams& p, cudaStream_t stream) {
                                p.slots,     p.positions, p.tail_kv,      p.tail_gate,    p.prev_kv,
                                p.prev_gate, p.entries,   p.entry_stride, p.entry_offset, p.max_entries,
                                p.ratio,     p.width,     p.n_series,     p.rope_dim,     p.eps};
-  compressor_decode_kernel<<<unsigned(p.n_tokens), kCompressorDecodeThreads, size_t(p.width) * sizeof(float),
-                             stream>>>(a);
+  // One thread per channel, at least the rms_norm reduction's block.
+  const int64_t threads = std::clamp<int64_t>((p.width + 31) / 32 * 32, kCompressorDecodeNormThreads,
+                                              kCompressorDecodeMaxThreads);
+  const size_t smem = size_t(p.width) * sizeof(float);
+  if (p.n_series * p.ratio <= kCompressorDecodeCachedSlots)
+    compressor_decode_kernel<kCompressorDecodeCachedSlots>
+        <<<unsigned(p.n_tokens), unsigned(threads), smem, stream>>>(a);
+  else
+    compressor_decode_kernel<0><<<unsigned(p.n_tokens), unsigned(threads), smem, stream>>>(a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
 }

@@ -271,32 +271,50 @@ TEST(GpuOps, Attention) {
 }
 
 // ---- indexer: ids exact. Some key rows are duplicated so that exact ties occur and must go to
-// the lower index; positions cover "nothing admissible", partial and full admissibility.
+// the lower index (with few distinct rows, most scores tie, also at the top-k boundary); positions
+// cover "nothing admissible", partial and full admissibility. Past kIndexerSortCapacity (2048)
+// admissible entries the selection takes its radix-select path.
 TEST(GpuOps, Indexer) {
   SKIP_WITHOUT_GPU();
   struct Case {
     int64_t n_tokens, n_heads, head_dim, n_entries, ratio, topk;
+    int64_t distinct_keys;  // 0: a duplicate every 11 rows; else rows repeat this many distinct ones
   };
-  for (const Case c : {Case{1, 64, 128, 2048, 4, 512},   // V4-Flash/Pro decode
-                       Case{24, 64, 128, 1500, 4, 512},  // prefill chunk, ragged entry count
-                       Case{5, 64, 128, 300, 4, 512},    // fewer entries than topk: −1 padding
-                       Case{3, 8, 128, 37, 4, 8},        // tiny config
-                       Case{2, 3, 20, 0, 4, 5}}) {       // no entries yet
-    const std::string what =
-        fmt::format("indexer n_tokens={} n_heads={} head_dim={} n_entries={} ratio={} topk={}", c.n_tokens,
-                    c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk);
-    const uint32_t salt = 80 + uint32_t(c.n_entries + c.n_tokens);
+  for (const Case c : {Case{1, 64, 128, 2048, 4, 512, 0},   // V4-Flash/Pro decode
+                       Case{1, 64, 128, 1024, 4, 512, 0},   // decode at context 4096
+                       Case{3, 64, 128, 1024, 4, 512, 0},   // small decode batch
+                       Case{64, 64, 128, 1024, 4, 512, 0},  // decode batch 64
+                       Case{24, 64, 128, 1500, 4, 512, 0},  // prefill chunk, ragged entry count
+                       Case{5, 64, 128, 300, 4, 512, 0},    // fewer entries than topk: −1 padding
+                       Case{3, 64, 128, 70000, 4, 512, 0},  // radix select
+                       Case{3, 64, 128, 9000, 4, 1024, 0},  // radix select, V4-Pro's topk
+                       Case{4, 64, 128, 5000, 4, 512, 37},  // radix select, ties at the boundary
+                       Case{4, 64, 128, 1024, 4, 512, 5},   // sort, mostly ties
+                       Case{2, 100, 64, 500, 4, 64, 0},     // two chunks of heads, one partial
+                       Case{3, 8, 128, 37, 4, 8, 0},        // tiny config
+                       Case{2, 3, 20, 0, 4, 5, 0}}) {       // no entries yet
+    const std::string what = fmt::format(
+        "indexer n_tokens={} n_heads={} head_dim={} n_entries={} ratio={} topk={} distinct_keys={}",
+        c.n_tokens, c.n_heads, c.head_dim, c.n_entries, c.ratio, c.topk, c.distinct_keys);
+    const uint32_t salt = 80 + uint32_t(c.n_entries + c.n_tokens + c.distinct_keys);
     const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt));
     const auto w = random_normal(size_t(c.n_tokens * c.n_heads), seed(salt + 1));
     auto keys = random_normal(size_t(c.n_entries * c.head_dim), seed(salt + 2));
-    for (int64_t s = 3; s + 7 < c.n_entries; s += 11)  // exact duplicates: tied scores
-      std::copy_n(keys.begin() + s * c.head_dim, c.head_dim, keys.begin() + (s + 7) * c.head_dim);
+    if (c.distinct_keys == 0) {
+      for (int64_t s = 3; s + 7 < c.n_entries; s += 11)  // exact duplicates: tied scores
+        std::copy_n(keys.begin() + s * c.head_dim, c.head_dim, keys.begin() + (s + 7) * c.head_dim);
+    } else {
+      for (int64_t s = c.distinct_keys; s < c.n_entries; ++s)
+        std::copy_n(keys.begin() + (s * 7919 % c.distinct_keys) * c.head_dim, c.head_dim,
+                    keys.begin() + s * c.head_dim);
+    }
     std::mt19937 rng(seed(salt + 3));
     std::vector<int64_t> pos(size_t(c.n_tokens));
     const int64_t span = c.n_entries * c.ratio + c.ratio;
     for (auto& p : pos) p = int64_t(rng() % uint32_t(span + 1));
-    pos[0] = c.n_tokens == 1 ? span : 1;  // decode: all admissible; else one with none admissible
+    pos[0] = c.n_tokens <= 4 ? span : 1;  // decode: all admissible; else one with none admissible
     if (c.n_tokens > 2) pos[2] = 4 * c.ratio - 1;
+    if (c.n_tokens > 1 && c.n_entries > 2049) pos[1] = 2049 * c.ratio;  // one past the sort's capacity
     std::vector<int32_t> want(size_t(c.n_tokens * c.topk));
     cpu::indexer({q.data(), w.data(), keys.data(), pos.data(), want.data(), c.n_tokens, c.n_heads, c.head_dim,
                   c.n_entries, c.ratio, c.topk});
@@ -369,13 +387,19 @@ TEST(GpuOps, CompressorDecode) {
     int64_t ratio, width, n_series, rope_dim;
     std::vector<int64_t> positions;  // one per token; token t uses slot n_slots − 1 − t
   };
-  const std::vector<Case> cases = {
+  std::vector<Case> cases = {
       {4, 512, 2, 64, {3, 7, 5, 4000}},     // CSA: first window, a later one, mid-window, deep
       {4, 128, 2, 64, {11, 0, 2, 3, 63}},   // the indexer's compressor
       {128, 512, 1, 64, {127, 255, 100}},   // HCA
       {3, 20, 1, 8, {2, 8, 1}},             // ragged
       {4, 36, 2, 16, {0, 1, 2, 3, 7, 11}},  // one token per slot, windows 0…2
+      {8, 64, 2, 16, {7, 15, 23, 5}},       // CSA with 16 slots: the streamed passes
+      {2, 1500, 1, 64, {1, 3, 4, 7}},       // width > 512: channels strided over the block
   };
+  Case batch64{4, 512, 2, 64, {}};  // CSA, a decode batch of 64: half close a window
+  for (int64_t t = 0; t < 64; ++t)
+    batch64.positions.push_back(t % 2 == 0 ? 4 * (t * 15 % 1000) + 3 : 4 * t + 1);
+  cases.push_back(batch64);
   for (const Case& c : cases) {
     const int64_t n = int64_t(c.positions.size()), n_slots = n + 2, row = c.n_series * c.width;
     const int64_t max_entries = 1001, stride = max_entries + 5, offset = 3;
@@ -517,35 +541,44 @@ TEST(GpuOps, KvCacheDecode) {
 }
 
 // ---- indexer over a pool of per-sequence key blocks (decode): ids exact, each token reading
-// its own slot's keys up to its admissible count.
+// its own slot's keys up to its admissible count; batches of 5 and 64 sequences.
 TEST(GpuOps, IndexerSlots) {
   SKIP_WITHOUT_GPU();
-  const int64_t n = 5, n_heads = 64, head_dim = 128, capacity = 700, ratio = 4, topk = 512, n_slots = 7;
-  const std::vector<int64_t> pos = {2799, 3, 1000, 2100, 0};
-  const std::vector<int32_t> slots = {6, 0, 3, 2, 5};
-  const auto q = random_normal(size_t(n * n_heads * head_dim), seed(600));
-  const auto w = random_normal(size_t(n * n_heads), seed(601));
-  auto keys = random_normal(size_t(n_slots * capacity * head_dim), seed(602));
-  for (int64_t s = 3; s + 7 < n_slots * capacity; s += 11)  // exact duplicates: tied scores
-    std::copy_n(keys.begin() + s * head_dim, head_dim, keys.begin() + (s + 7) * head_dim);
-  std::vector<int32_t> want(size_t(n * topk));
-  IndexerParams p{q.data(), w.data(), keys.data(), pos.data(), want.data(), n,
-                  n_heads,  head_dim, capacity,    ratio,      topk};
-  p.slots = slots.data();
-  cpu::indexer(p);
-  auto d_q = to_device(q), d_w = to_device(w), d_keys = to_device(keys);
-  auto d_pos = to_device(pos);
-  auto d_slots = to_device(slots);
-  GuardedOutput<int32_t> out(want.size(), kPoisonId);
-  p = {d_q.get(), d_w.get(), d_keys.get(), d_pos.get(), out.data(), n,
-       n_heads,   head_dim,  capacity,     ratio,       topk};
-  p.slots = d_slots.get();
-  const Status s = cuda::indexer(p, nullptr);
-  ASSERT_TRUE(s.ok()) << s.message();
-  const std::vector<int32_t> got = out.download("indexer slots");
-  for (size_t i = 0; i < want.size(); ++i)
-    ASSERT_EQ(got[i], want[i]) << "indexer slots: first bad index [" << i / size_t(topk) << ", "
-                               << i % size_t(topk) << "]";
+  const int64_t n_heads = 64, head_dim = 128, ratio = 4, topk = 512;
+  for (const int64_t n : {int64_t(5), int64_t(64)}) {
+    const int64_t capacity = n == 5 ? 700 : 1100, n_slots = n + 2;
+    const std::string what = fmt::format("indexer slots n_tokens={} capacity={}", n, capacity);
+    std::vector<int64_t> pos = {2799, 3, 1000, 2100, 0};
+    std::vector<int32_t> slots = {6, 0, 3, 2, 5};
+    std::mt19937 rng(seed(603));
+    for (int64_t t = 5; t < n; ++t) {
+      pos.push_back(int64_t(rng() % uint32_t(capacity * ratio + ratio)));
+      slots.push_back(int32_t(n_slots - 1 - (t - 5)));
+    }
+    const auto q = random_normal(size_t(n * n_heads * head_dim), seed(600));
+    const auto w = random_normal(size_t(n * n_heads), seed(601));
+    auto keys = random_normal(size_t(n_slots * capacity * head_dim), seed(602));
+    for (int64_t s = 3; s + 7 < n_slots * capacity; s += 11)  // exact duplicates: tied scores
+      std::copy_n(keys.begin() + s * head_dim, head_dim, keys.begin() + (s + 7) * head_dim);
+    std::vector<int32_t> want(size_t(n * topk));
+    IndexerParams p{q.data(), w.data(), keys.data(), pos.data(), want.data(), n,
+                    n_heads,  head_dim, capacity,    ratio,      topk};
+    p.slots = slots.data();
+    cpu::indexer(p);
+    auto d_q = to_device(q), d_w = to_device(w), d_keys = to_device(keys);
+    auto d_pos = to_device(pos);
+    auto d_slots = to_device(slots);
+    GuardedOutput<int32_t> out(want.size(), kPoisonId);
+    p = {d_q.get(), d_w.get(), d_keys.get(), d_pos.get(), out.data(), n,
+         n_heads,   head_dim,  capacity,     ratio,       topk};
+    p.slots = d_slots.get();
+    const Status s = cuda::indexer(p, nullptr);
+    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+    const std::vector<int32_t> got = out.download(what);
+    for (size_t i = 0; i < want.size(); ++i)
+      ASSERT_EQ(got[i], want[i]) << what << ": first bad index [" << i / size_t(topk) << ", "
+                                 << i % size_t(topk) << "]";
+  }
 }
 
 // ---- grouped_linear through the CUDA backend (linear_sm90 with groups; SGEMM batched for F32):

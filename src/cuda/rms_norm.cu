@@ -1,5 +1,5 @@
 // Launcher of rms_norm (see rms_norm.cuh): the row team from dim (about 4 groups of kVec per
-// thread), rows per block to fill kRmsNormThreads, 16-byte loads when the rows allow them.
+// thread), rows per block up to kRmsNormThreads threads, 16-byte loads when the rows allow them.
 #include <algorithm>
 #include <cstdint>
 
@@ -15,7 +15,12 @@ Status launch(const RmsNormParams& p, cudaStream_t stream) {
   const int64_t groups = p.dim / kVec, per_thread = 4;
   const int team =
       int(std::clamp<int64_t>((groups + 32 * per_thread - 1) / (32 * per_thread) * 32, 32, kRmsNormMaxTeam));
-  const int rows_per_block = std::max(1, kRmsNormThreads / team);
+  // Short rows share a block, but never so many that a few rows leave SMs idle.
+  int device = 0, n_sms = 0;
+  DSV4_CUDA_TRY(cudaGetDevice(&device));
+  DSV4_CUDA_TRY(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device));
+  const int rows_per_block =
+      int(std::clamp<int64_t>((p.n_rows + n_sms - 1) / n_sms, 1, std::max(1, kRmsNormThreads / team)));
   const int64_t blocks = (p.n_rows + rows_per_block - 1) / rows_per_block;
   if (blocks >= int64_t(1) << 31)
     return Status::errorf("rms_norm: {} rows; expected fewer than 2^31 blocks of {}", p.n_rows,

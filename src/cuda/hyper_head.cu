@@ -10,8 +10,8 @@ namespace {
 
 template <int kHc, int kTok, int kVec>
 Status launch(const HyperHeadParams& p, const MhcGrid& g, cudaStream_t stream) {
-  return launch_mhc_cluster<hyper_head_kernel<kHc, kTok, kVec>>(g, stream, p.h, p.fn, p.base, p.scale, p.z,
-                                                                p.n_tokens, p.d_model, p.rms_eps, p.hc_eps);
+  return launch_mhc_cluster(hyper_head_kernel<kHc, kTok, kVec>, g, stream, p.h, p.fn, p.base, p.scale, p.z,
+                            p.n_tokens, p.d_model, p.rms_eps, p.hc_eps);
 }
 
 }  // namespace

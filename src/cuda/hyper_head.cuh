@@ -18,13 +18,13 @@ __global__ void __launch_bounds__(kMhcThreads, 1)
   const int64_t t0 = int64_t(blockIdx.x / cooperative_groups::this_cluster().num_blocks()) * kTok;
   const int n_valid = int(n_tokens - t0 < kTok ? n_tokens - t0 : kTok);
   const float* ht = h + t0 * kHc * d_model;
-  mhc_mix_cluster<kTok, kHc, kHc, kVec>(ht, d_model, fn, n_valid, rms_eps, s);
+  mhc_mix_cluster<kTok, kHc, kVec>(ht, kHc * d_model, fn, n_valid, rms_eps, s);
   if (threadIdx.x < kTok * kHc) {
     const int t = threadIdx.x / kHc, j = threadIdx.x % kHc;
     pre[t][j] = mhc_sigmoid(s.mix[t][j] * scale[0] + base[j]) + hc_eps;
   }
   __syncthreads();
-  mhc_collapse_cluster<kTok, kHc, kVec>(ht, pre, d_model, n_valid, z + t0 * d_model);
+  mhc_collapse_cluster<kTok, kHc, kVec>(ht, pre, d_model, n_valid, 0, z + t0 * d_model);
 }
 
 }  // namespace dsv4::cuda

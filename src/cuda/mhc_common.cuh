@@ -2,8 +2,8 @@
 // mix[t, m] = (fn[m, :] · v_t) / rms(v_t), v_t = h[t]: [width = hc_mult·d_model], fn: [kMix, width]
 // fp32, computed by a thread-block cluster, and the weighted collapse x = Σ_j pre_j · h_j.
 // Why a cluster: at decode (1–64 tokens) the cost is streaming fn (1.5 MB at Flash widths) once,
-// which one block per token cannot do fast; the cluster's blocks split the channels, sum their
-// partials through distributed shared memory in rank order, and collapse the same channels. No
+// which one block per token cannot do fast; the cluster's blocks split the width, sum their partials
+// through distributed shared memory in rank order, and share the collapse of the channels. No
 // workspace, no host work: graph-safe. A block takes kTok tokens so that fn is read once per tile.
 #pragma once
 
@@ -17,9 +17,8 @@
 namespace dsv4::cuda {
 
 constexpr int kMhcThreads = 256;
-constexpr int kMhcMaxCluster = 8;    // the portable cluster size
-constexpr int kMhcWideCluster = 16;  // non-portable, for a few tiles, where the device allows it
-constexpr int kMhcTokenTile = 4;     // tokens per block when there are enough tokens to fill tiles
+constexpr int kMhcMaxCluster = 8;  // the portable cluster size
+constexpr int kMhcTokenTile = 4;   // tokens per block when there are enough tokens to fill tiles
 
 __device__ __forceinline__ float mhc_sigmoid(float x) {
   return 1.0f / (1.0f + expf(-x));
@@ -41,39 +40,34 @@ struct MhcMixShared {
   float mix[kTok][kMix];                                 // the result, normalised by rms(v)
 };
 
-// Fills s.mix for the n_valid ≤ kTok tokens of the tile starting at h ([kTok, kHc, d_model]).
-// Every block of the cluster calls it with the same tile; each sums its share of the channels
-// (all kHc streams of them: the share mhc_collapse_cluster then reads again, from L1), then every
-// block adds the cluster's partials in rank order (so all hold the same bits). Ends with a barrier.
-template <int kTok, int kHc, int kMix, int kVec>
-__device__ void mhc_mix_cluster(const float* __restrict__ h, int64_t d_model, const float* __restrict__ fn,
+// Fills s.mix for the n_valid ≤ kTok tokens of the tile starting at h ([kTok, width]). Every
+// block of the cluster calls it with the same tile; each sums its width share, then every block
+// adds the cluster's partials in rank order (so all hold the same bits). Ends with a barrier.
+template <int kTok, int kMix, int kVec>
+__device__ void mhc_mix_cluster(const float* __restrict__ h, int64_t width, const float* __restrict__ fn,
                                 int n_valid, float rms_eps, MhcMixShared<kTok, kMix>& s) {
   namespace cg = cooperative_groups;
   const cg::cluster_group cluster = cg::this_cluster();
-  const int64_t width = kHc * d_model;
-  const MhcShare share = mhc_share(d_model / kVec, cluster.block_rank(), cluster.num_blocks());
+  const MhcShare share = mhc_share(width / kVec, cluster.block_rank(), cluster.num_blocks());
   float acc[kTok][kMix + 1] = {};
-  for (int64_t g = share.begin + threadIdx.x; g < share.end; g += blockDim.x)
+  for (int64_t g = share.begin + threadIdx.x; g < share.end; g += blockDim.x) {
+    FloatVec<kVec> v[kTok], f[kMix];  // every load of the group issued before the first use
 #pragma unroll
-    for (int j = 0; j < kHc; ++j) {
-      const int64_t i = j * d_model + g * kVec;  // into the flattened [width] of a token
-      FloatVec<kVec> v[kTok], f[kMix];           // every load of the step issued before the first use
+    for (int t = 0; t < kTok; ++t)
+      v[t] = t < n_valid ? load_floats<kVec>(h + t * width + g * kVec) : FloatVec<kVec>{};
 #pragma unroll
-      for (int t = 0; t < kTok; ++t)
-        v[t] = t < n_valid ? load_floats<kVec>(h + t * width + i) : FloatVec<kVec>{};
+    for (int m = 0; m < kMix; ++m) f[m] = load_floats<kVec>(fn + m * width + g * kVec);
 #pragma unroll
-      for (int m = 0; m < kMix; ++m) f[m] = load_floats<kVec>(fn + m * width + i);
-#pragma unroll
-      for (int m = 0; m < kMix; ++m)
-#pragma unroll
-        for (int t = 0; t < kTok; ++t)
-#pragma unroll
-          for (int e = 0; e < kVec; ++e) acc[t][m] += f[m].e[e] * v[t].e[e];
+    for (int m = 0; m < kMix; ++m)
 #pragma unroll
       for (int t = 0; t < kTok; ++t)
 #pragma unroll
-        for (int e = 0; e < kVec; ++e) acc[t][kMix] += v[t].e[e] * v[t].e[e];
-    }
+        for (int e = 0; e < kVec; ++e) acc[t][m] += f[m].e[e] * v[t].e[e];
+#pragma unroll
+    for (int t = 0; t < kTok; ++t)
+#pragma unroll
+      for (int e = 0; e < kVec; ++e) acc[t][kMix] += v[t].e[e] * v[t].e[e];
+  }
   constexpr int kParts = kTok * (kMix + 1);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
 #pragma unroll
@@ -106,14 +100,17 @@ __device__ void mhc_mix_cluster(const float* __restrict__ h, int64_t d_model, co
 }
 
 // x[t, c] = Σ_j pre[t][j] · h[t, j, c] for the n_valid tokens of the tile (h: [kTok, kHc, d_model],
-// x: [kTok, d_model]), over this block's share of the channels, each thread the groups it read in
-// mhc_mix_cluster.
+// x: [kTok, d_model]), over this block's share of the channels. The channels are shared by the
+// ranks from first_rank on (the ranks before it have other work), or by rank 0 alone.
 template <int kTok, int kHc, int kVec>
 __device__ void mhc_collapse_cluster(const float* __restrict__ h, const float (*pre)[kHc], int64_t d_model,
-                                     int n_valid, float* __restrict__ x) {
+                                     int n_valid, unsigned first_rank, float* __restrict__ x) {
   namespace cg = cooperative_groups;
   const cg::cluster_group cluster = cg::this_cluster();
-  const MhcShare share = mhc_share(d_model / kVec, cluster.block_rank(), cluster.num_blocks());
+  const unsigned rank = cluster.block_rank(), n_ranks = cluster.num_blocks();
+  if (n_ranks <= first_rank) first_rank = 0;
+  if (rank < first_rank) return;
+  const MhcShare share = mhc_share(d_model / kVec, rank - first_rank, n_ranks - first_rank);
   for (int t = 0; t < n_valid; ++t)
     for (int64_t g = share.begin + threadIdx.x; g < share.end; g += blockDim.x) {
       FloatVec<kVec> hv[kHc];

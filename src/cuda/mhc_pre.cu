@@ -10,9 +10,9 @@ namespace {
 
 template <int kHc, int kTok, int kVec>
 Status launch(const MhcPreParams& p, const MhcGrid& g, cudaStream_t stream) {
-  return launch_mhc_cluster<mhc_pre_kernel<kHc, kTok, kVec>>(g, stream, p.h, p.fn, p.base, p.scale, p.x,
-                                                             p.post, p.comb, p.n_tokens, p.d_model,
-                                                             int(p.sinkhorn_iters), p.rms_eps, p.hc_eps);
+  return launch_mhc_cluster(mhc_pre_kernel<kHc, kTok, kVec>, g, stream, p.h, p.fn, p.base, p.scale, p.x,
+                            p.post, p.comb, p.n_tokens, p.d_model, int(p.sinkhorn_iters), p.rms_eps,
+                            p.hc_eps);
 }
 
 }  // namespace

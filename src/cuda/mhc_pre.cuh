@@ -2,8 +2,8 @@
 // pre = σ(mix[0:n]·s₀ + b) + eps; post = 2σ(mix[n:2n]·s₁ + b); comb = Sinkhorn(softmax_rows(
 // mix[2n:]·s₂ + b) + eps) (columns, then (iters−1)×(rows, columns), each denominator + eps);
 // x = Σ_j pre_j h_j. fn: [(2+n)·n, n·d_model], comb: [n, n] per token as comb[j, k].
-// One cluster per tile of kTok tokens (mhc_common.cuh): the mix over the cluster, each block's
-// collapse of its channels; the block of rank 0 also writes post and comb. The n×n
+// One cluster per tile of kTok tokens (mhc_common.cuh): the mix over the cluster; then the block
+// of rank 0 writes post and comb while the others collapse a share of the channels each. The n×n
 // epilogue runs in one warp per token, lane j·n + k holding comb[j, k], sums in the CPU's order.
 #pragma once
 
@@ -13,13 +13,17 @@
 
 namespace dsv4::cuda {
 
-// post and comb of one token, by one warp (shuffles): lanes < kHc write post; lane j·kHc + k holds
-// comb[j, k] through the softmax and the Sinkhorn steps, its sums taken in the CPU's order.
+// Lanes < kHc² of one warp: entry (j, k) = (lane / kHc, lane % kHc) of the token's comb; the
+// whole warp calls it (shuffles). Writes pre[0..kHc) (every block), post and comb (when non-null).
 template <int kHc>
-__device__ void mhc_pre_post_comb(const float* mix, const float* base, const float* scale, int sinkhorn_iters,
-                                  float hc_eps, float* post, float* comb) {
+__device__ void mhc_pre_epilogue(const float* mix, const float* base, const float* scale, int sinkhorn_iters,
+                                 float hc_eps, float* pre, float* post, float* comb) {
   const int lane = threadIdx.x & 31;
-  if (lane < kHc) post[lane] = 2.0f * mhc_sigmoid(mix[kHc + lane] * scale[1] + base[kHc + lane]);
+  if (lane < kHc) {
+    pre[lane] = mhc_sigmoid(mix[lane] * scale[0] + base[lane]) + hc_eps;
+    if (post) post[lane] = 2.0f * mhc_sigmoid(mix[kHc + lane] * scale[1] + base[kHc + lane]);
+  }
+  if (!comb) return;
   const int l = lane < kHc * kHc ? lane : 0, j = l / kHc, k = l % kHc;
   const auto row_sum = [&](float v) {  // Σ_k' v[j, k'] in k' order, as the CPU
     float sum = 0.0f;
@@ -59,21 +63,17 @@ __global__ void __launch_bounds__(kMhcThreads, 1)
   const int64_t t0 = int64_t(blockIdx.x / cluster.num_blocks()) * kTok;
   const int n_valid = int(n_tokens - t0 < kTok ? n_tokens - t0 : kTok);
   const float* ht = h + t0 * kHc * d_model;
-  mhc_mix_cluster<kTok, kHc, kMix, kVec>(ht, d_model, fn, n_valid, rms_eps, s);
-  if (threadIdx.x < kTok * kHc) {
-    const int t = threadIdx.x / kHc, j = threadIdx.x % kHc;
-    pre[t][j] = mhc_sigmoid(s.mix[t][j] * scale[0] + base[j]) + hc_eps;
+  mhc_mix_cluster<kTok, kMix, kVec>(ht, kHc * d_model, fn, n_valid, rms_eps, s);
+  const int warp = threadIdx.x >> 5;
+  if (warp < n_valid) {
+    const bool writer = cluster.block_rank() == 0;
+    const int64_t t = t0 + warp;
+    mhc_pre_epilogue<kHc>(s.mix[warp], base, scale, sinkhorn_iters, hc_eps, pre[warp],
+                          writer ? post + t * kHc : nullptr, writer ? comb + t * kHc * kHc : nullptr);
   }
   __syncthreads();
-  // Rank 0's first warps run the Sinkhorn steps (the longest serial part) while its other warps
-  // start on the collapse.
-  const int warp = threadIdx.x >> 5;
-  if (cluster.block_rank() == 0 && warp < n_valid) {
-    const int64_t t = t0 + warp;
-    mhc_pre_post_comb<kHc>(s.mix[warp], base, scale, sinkhorn_iters, hc_eps, post + t * kHc,
-                           comb + t * kHc * kHc);
-  }
-  mhc_collapse_cluster<kTok, kHc, kVec>(ht, pre, d_model, n_valid, x + t0 * d_model);
+  // Rank 0's Sinkhorn (the longest serial part) overlaps the other ranks' collapse.
+  mhc_collapse_cluster<kTok, kHc, kVec>(ht, pre, d_model, n_valid, 1, x + t0 * d_model);
 }
 
 }  // namespace dsv4::cuda

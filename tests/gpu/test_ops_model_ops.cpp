@@ -157,9 +157,9 @@ TEST(GpuOps, MhcPre) {
   struct Case {
     int64_t n_tokens, hc, d_model;
   };
-  // Decode's 1 and 3 tokens (one token per block, clusters of 16 where the device allows) and 64
-  // (tiles of 4 tokens, clusters of 8), a partial last tile (17, 530), clusters of 2 (300) and of 1
-  // (530), scalar loads (d_model 50), and hc_mult 1…3.
+  // Decode's 1, 3 and 64 tokens (clusters of 8 blocks; one token per block below 4 tokens, tiles of
+  // 4 from there), a partial last tile (17, 530), clusters of 2 (300) and of 1 (530), scalar loads
+  // (d_model 50), and hc_mult 1…3.
   for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 4096}, Case{64, 4, 4096}, Case{3, 4, 7168},
                        Case{17, 4, 4096}, Case{300, 4, 4096}, Case{530, 4, 1024}, Case{2, 4, 100},
                        Case{5, 2, 64}, Case{3, 2, 50}, Case{9, 3, 128}, Case{4, 1, 256}}) {

@@ -1,18 +1,17 @@
-// Launcher of hyper_head (see hyper_head.cuh): dispatches on hc_mult.
+// Launcher of hyper_head (see hyper_head.cuh): dispatches on hc_mult, the token tile and the load width.
 #include "cuda/check.h"
 #include "cuda/hc_dispatch.h"
 #include "cuda/hyper_head.cuh"
 #include "cuda/hyper_head.h"
+#include "cuda/mhc_launch.cuh"
 
 namespace dsv4::cuda {
 namespace {
 
-template <int kHc>
-Status launch(const HyperHeadParams& p, cudaStream_t stream) {
-  hyper_head_kernel<kHc><<<unsigned(p.n_tokens), kMhcThreads, 0, stream>>>(p.h, p.fn, p.base, p.scale, p.z,
-                                                                           p.d_model, p.rms_eps, p.hc_eps);
-  DSV4_CUDA_LAUNCH_CHECK();
-  return {};
+template <int kHc, int kTok, int kVec>
+Status launch(const HyperHeadParams& p, const MhcGrid& g, cudaStream_t stream) {
+  return launch_mhc_cluster(hyper_head_kernel<kHc, kTok, kVec>, g, stream, p.h, p.fn, p.base, p.scale, p.z,
+                            p.n_tokens, p.d_model, p.rms_eps, p.hc_eps);
 }
 
 }  // namespace
@@ -20,8 +19,12 @@ Status launch(const HyperHeadParams& p, cudaStream_t stream) {
 Status hyper_head(const HyperHeadParams& p, cudaStream_t stream) {
   DSV4_RETURN_IF_ERROR(check_hyper_head(p));
   if (p.n_tokens == 0) return {};
-  return dispatch_hc_mult(p.hc_mult, "hyper_head",
-                          [&](auto hc) { return launch<decltype(hc)::value>(p, stream); });
+  DSV4_ASSIGN_OR_RETURN(const MhcGrid g, mhc_grid(p.n_tokens, p.d_model, {p.h, p.fn, p.z}));
+  return dispatch_hc_mult(p.hc_mult, "hyper_head", [&](auto hc) {
+    constexpr int kHc = decltype(hc)::value;
+    if (g.vec == 1) return launch<kHc, 1, 1>(p, g, stream);
+    return g.token_tile == 1 ? launch<kHc, 1, 4>(p, g, stream) : launch<kHc, kMhcTokenTile, 4>(p, g, stream);
+  });
 }
 
 }  // namespace dsv4::cuda

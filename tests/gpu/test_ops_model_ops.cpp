@@ -35,9 +35,13 @@ TEST(GpuOps, RmsNorm) {
     int64_t n_rows, dim;
     bool weighted, in_place;
   };
-  for (const Case c : {Case{1, 4096, true, false}, Case{3, 7168, true, false},
-                       Case{64 * 3, 512, false, false}, Case{128, 512, false, true},
-                       Case{7, 1000, true, false}, Case{2, 1, false, false}, Case{5, 16384, false, false}}) {
+  // Rows of one team of 32 (512), several warps (1000, 4096, 7168), the largest team (16384), past
+  // the registers' share (20000), scalar loads (1001, 1), and decode's 1–64 rows.
+  for (const Case c :
+       {Case{1, 4096, true, false}, Case{3, 7168, true, false}, Case{64, 4096, true, true},
+        Case{64 * 3, 512, false, false}, Case{128, 512, false, true}, Case{1, 512, true, false},
+        Case{7, 1000, true, false}, Case{2, 1, false, false}, Case{5, 16384, false, false},
+        Case{2, 20000, true, true}, Case{3, 1001, true, false}, Case{64, 1024, true, false}}) {
     const std::string what = fmt::format("rms_norm n_rows={} dim={} weighted={} in_place={}", c.n_rows, c.dim,
                                          c.weighted, c.in_place);
     const size_t n = size_t(c.n_rows * c.dim);
@@ -103,10 +107,12 @@ TEST(GpuOps, Rope) {
     int64_t n_rows, n_heads, head_dim;
     bool inverse;
   };
+  // Heads in groups of kRopeHeads = 8: whole groups (64, 128), a partial one (3, 13), one head.
   for (const Case c : {Case{"flash", true, 1, 64, 512, false}, Case{"flash", true, 3, 64, 512, true},
                        Case{"flash", false, 5, 1, 512, false}, Case{"pro", true, 17, 128, 512, false},
                        Case{"pro", false, 2, 128, 512, true}, Case{"flash", true, 9, 64, 128, false},
-                       Case{"flash", true, 1, 3, 64, true}}) {
+                       Case{"flash", true, 1, 3, 64, true}, Case{"flash", true, 64, 64, 512, false},
+                       Case{"flash", false, 2, 13, 512, true}}) {
     const ModelConfig cfg = std::string(c.model) == "pro" ? ModelConfig::pro() : ModelConfig::flash();
     const std::vector<float> inv_freq = rope_inv_freq(cfg, c.compress);
     const std::string what =
@@ -151,8 +157,12 @@ TEST(GpuOps, MhcPre) {
   struct Case {
     int64_t n_tokens, hc, d_model;
   };
-  for (const Case c :
-       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{17, 4, 4096}, Case{2, 4, 100}, Case{5, 2, 64}}) {
+  // Decode's 1, 3 and 64 tokens (clusters of 8 blocks; one token per block below 4 tokens, tiles of
+  // 4 from there), a partial last tile (17, 530), clusters of 2 (300) and of 1 (530), scalar loads
+  // (d_model 50), and hc_mult 1…3.
+  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 4096}, Case{64, 4, 4096}, Case{3, 4, 7168},
+                       Case{17, 4, 4096}, Case{300, 4, 4096}, Case{530, 4, 1024}, Case{2, 4, 100},
+                       Case{5, 2, 64}, Case{3, 2, 50}, Case{9, 3, 128}, Case{4, 1, 256}}) {
     const std::string what = fmt::format("mhc_pre n_tokens={} hc_mult={} d_model={} sinkhorn_iters=20",
                                          c.n_tokens, c.hc, c.d_model);
     const int64_t n_mix = (2 + c.hc) * c.hc;
@@ -181,8 +191,8 @@ TEST(GpuOps, MhcPost) {
   struct Case {
     int64_t n_tokens, hc, d_model;
   };
-  for (const Case c :
-       {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{33, 4, 4096}, Case{2, 4, 100}, Case{3, 3, 17}}) {
+  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{33, 4, 4096}, Case{64, 4, 4096},
+                       Case{2, 4, 100}, Case{3, 3, 17}}) {
     const std::string what =
         fmt::format("mhc_post n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
     const uint32_t salt = 40 + uint32_t(c.d_model);
@@ -206,7 +216,8 @@ TEST(GpuOps, HyperHead) {
   struct Case {
     int64_t n_tokens, hc, d_model;
   };
-  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 7168}, Case{5, 4, 100}}) {
+  for (const Case c : {Case{1, 4, 4096}, Case{3, 4, 4096}, Case{64, 4, 4096}, Case{3, 4, 7168},
+                       Case{5, 4, 100}, Case{530, 4, 512}, Case{2, 3, 50}}) {
     const std::string what =
         fmt::format("hyper_head n_tokens={} hc_mult={} d_model={}", c.n_tokens, c.hc, c.d_model);
     const MhcInputs in = mhc_inputs(c.n_tokens, c.hc, c.d_model, c.hc, 50 + uint32_t(c.d_model));

@@ -234,10 +234,10 @@ class CudaBackend final : public Backend {
       // groups, batch g is group g's rows and x slice.
       const float one = 1.0f, zero = 0.0f;
       const int64_t group_rows = e.rows / n_groups;
-      DSV4_CUBLAS_TRY(cublasSgemmStridedBatched(
-          cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(group_rows), int(n_tokens), int(e.cols), &one, e.data,
-          int(e.cols), group_rows * e.cols, x, int(n_groups * e.cols), e.cols, &zero, y, int(e.rows),
-          group_rows, int(n_groups)));
+      DSV4_CUBLAS_TRY(cublasSgemmStridedBatched(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, int(group_rows),
+                                                int(n_tokens), int(e.cols), &one, e.data, int(e.cols),
+                                                group_rows * e.cols, x, int(n_groups * e.cols), e.cols, &zero,
+                                                y, int(e.rows), group_rows, int(n_groups)));
       return {};
     }
     cuda::LinearSm90Params lp;

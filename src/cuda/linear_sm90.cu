@@ -45,7 +45,7 @@ struct DecodeConfig {
   int token_tiles;  // 1, 2, 4 or 8 (tiles of 8 tokens)
   int k_split;      // columns per split, multiple of 128
   int splits;
-  int row_blocks;   // per group
+  int row_blocks;  // per group
   int n_groups;
   size_t smem;
   sm90::SplitReduce reduce;
@@ -138,8 +138,8 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
   if (current != stream) DSV4_CUBLAS_TRY(cublasSetStream(h, stream));
   if (n_groups == 1) {
     DSV4_CUBLAS_TRY(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, int(rows), int(n_tokens), int(ld), &alpha, w,
-                                 CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F, int(rows),
-                                 CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                 CUDA_R_16BF, int(ld), x, CUDA_R_16BF, int(ld), &beta, y, CUDA_R_32F,
+                                 int(rows), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return {};
   }
   const int64_t group_rows = rows / n_groups;
@@ -263,8 +263,8 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
 Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   auto where_fn = [&] {  // formatted only on error: this runs on every decode launch
-    return fmt::format("linear_sm90 [{}, {}·{}] x [{}, {}]ᵀ {}", p.n_tokens, p.n_groups, w.cols, w.rows, w.cols,
-                       weight_format_name(w.format));
+    return fmt::format("linear_sm90 [{}, {}·{}] x [{}, {}]ᵀ {}", p.n_tokens, p.n_groups, w.cols, w.rows,
+                       w.cols, weight_format_name(w.format));
   };
   if (!is_quantized(w.format) && w.format != WeightFormat::kBF16)
     return Status::errorf("{}: unsupported weight format; expected NVFP4, MXFP4, FP8 block-128 or BF16",
@@ -279,9 +279,10 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   if (w.rows_pad != want_rp || w.cols_pad != want_cp)
     return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad,
                           want_rp, want_cp);
-  if (p.n_groups < 1 || w.rows % p.n_groups != 0 || (is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
-    return Status::errorf("{}: {} groups; expected a positive count dividing the rows{}", where_fn(), p.n_groups,
-                          is_quantized(w.format) ? " into blocks of a multiple of 16 rows" : "");
+  if (p.n_groups < 1 || w.rows % p.n_groups != 0 ||
+      (is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
+    return Status::errorf("{}: {} groups; expected a positive count dividing the rows{}", where_fn(),
+                          p.n_groups, is_quantized(w.format) ? " into blocks of a multiple of 16 rows" : "");
   const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens, p.n_groups);
   if (!p.workspace || p.workspace_bytes < need)
     return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(),

@@ -45,7 +45,7 @@ struct DecodeArgs {
   int n_groups;     // gridDim.z
   int group_tiles;  // 16-row tiles per group (rows_pad / 16 for one group)
   int k_split;      // columns per blockIdx.y, a multiple of 128
-  int splits;   // gridDim.y
+  int splits;       // gridDim.y
   float out_scale;
   SplitReduce reduce;
 };

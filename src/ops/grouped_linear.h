@@ -25,7 +25,8 @@ Status check_grouped_linear(const GroupedLinearParams& p);
 
 namespace cpu {
 // kBF16: x is rounded to BF16 first, as the GPU does for quantized and BF16 weights.
-void grouped_linear(const GroupedLinearParams& p, ActivationPrecision x_precision = ActivationPrecision::kF32);
+void grouped_linear(const GroupedLinearParams& p,
+                    ActivationPrecision x_precision = ActivationPrecision::kF32);
 }  // namespace cpu
 
 }  // namespace dsv4

@@ -13,8 +13,8 @@
 #include "cuda/attention.h"
 #include "cuda/compressor.h"
 #include "cuda/compressor_decode.h"
-#include "cuda/embedding.h"
 #include "cuda/cuda_backend.h"
+#include "cuda/embedding.h"
 #include "cuda/hyper_head.h"
 #include "cuda/indexer.h"
 #include "cuda/kv_cache_decode.h"
@@ -623,8 +623,9 @@ TEST(GpuOps, GroupedLinear) {
     const auto w_f32 = random_normal(size_t(rows * K), seed(salt + 1), 0.0f, 0.02f);
     const QuantizedWeight w = quantize_weight(c.format, w_f32.data(), rows, K);
     std::vector<float> want(size_t(c.n_tokens * rows));
-    cpu::grouped_linear({x.data(), w.view(), want.data(), c.n_tokens, c.n_groups},
-                        c.format == WeightFormat::kF32 ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
+    cpu::grouped_linear(
+        {x.data(), w.view(), want.data(), c.n_tokens, c.n_groups},
+        c.format == WeightFormat::kF32 ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
     auto d_x = to_device(x);
     const Result<WeightView> dv = backend->upload_linear_weight(w.view());
     ASSERT_TRUE(dv.ok()) << what << ": " << dv.status().message();
@@ -642,7 +643,8 @@ TEST(GpuOps, GroupedLinear) {
         err_max = std::max(err_max, std::fabs(double(got[i]) - double(want[i])));
       }
       const double bound = 1e-5 * std::sqrt(double(K)) * row_max;
-      ASSERT_LE(err_max, bound) << what << ": token " << t << ": max|err| " << err_max << ", row max " << row_max;
+      ASSERT_LE(err_max, bound) << what << ": token " << t << ": max|err| " << err_max << ", row max "
+                                << row_max;
       worst = std::max(worst, err_max / (std::sqrt(double(K)) * row_max));
     }
     std::printf("[ numerics ] %s: max|err| / (√K · row max) %.3g (bound 1e-5)\n", what.c_str(), worst);

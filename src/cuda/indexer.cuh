@@ -172,6 +172,17 @@ __device__ __forceinline__ uint32_t indexer_score_bits(float score) {
 __device__ __forceinline__ uint64_t indexer_sort_key(uint32_t score_bits, int64_t s) {
   return uint64_t(score_bits) << 32 | uint32_t(~uint32_t(s));
 }
+// The order bits of kBatch scores sc[base + q·blockDim.x + threadIdx.x] (0 past admissible), all
+// loads issued before any is used.
+template <int kBatch>
+__device__ __forceinline__ void indexer_load_score_bits(const float* sc, int64_t base, int64_t admissible,
+                                                        uint32_t (&u)[kBatch]) {
+#pragma unroll
+  for (int q = 0; q < kBatch; ++q) {
+    const int64_t s = base + q * blockDim.x + threadIdx.x;
+    u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
+  }
+}
 
 // Exclusive prefix count of `flag` over the block (in thread order) and the block's total.
 // scratch: ≥ 32 uint32 of shared memory; the leading barrier allows back-to-back calls.
@@ -224,11 +235,7 @@ __global__ void __launch_bounds__(kIndexerSelectThreads, 1)
       __syncthreads();
       for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
         uint32_t u[kBatch];
-#pragma unroll
-        for (int q = 0; q < kBatch; ++q) {
-          const int64_t s = base + q * blockDim.x + tid;
-          u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
-        }
+        indexer_load_score_bits(sc, base, admissible, u);
 #pragma unroll
         for (int q = 0; q < kBatch; ++q) {
           if (base + q * blockDim.x + tid >= admissible || (u[q] & mask) != prefix) continue;
@@ -273,11 +280,7 @@ __global__ void __launch_bounds__(kIndexerSelectThreads, 1)
     __syncthreads();
     for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
       uint32_t u[kBatch];
-#pragma unroll
-      for (int q = 0; q < kBatch; ++q) {
-        const int64_t s = base + q * blockDim.x + tid;
-        u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
-      }
+      indexer_load_score_bits(sc, base, admissible, u);
 #pragma unroll
       for (int q = 0; q < kBatch; ++q) {
         const int64_t s = base + q * blockDim.x + tid;

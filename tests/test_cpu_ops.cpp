@@ -483,6 +483,27 @@ TEST(CpuOps, MoeExpertsBf16RoundsInputAndSwigluOutput) {
   EXPECT_NE(y, y_fp32);
 }
 
+TEST(CpuOps, AttentionBf16RoundsQAndKv) {
+  const int64_t T = 2, H = 3, d = 24, n_kv = 5, n_sel = 4;
+  const std::vector<float> q = random_vector(T * H * d, 31), kv = random_vector(n_kv * d, 32),
+                           sinks = random_vector(H, 33);
+  const std::vector<int32_t> idx = {0, 3, -1, 4, 2, -1, 1, 0};
+  std::vector<float> q_rounded(q.size()), kv_rounded(kv.size());
+  for (size_t i = 0; i < q.size(); ++i) q_rounded[i] = round_to_bf16(q[i]);
+  for (size_t i = 0; i < kv.size(); ++i) kv_rounded[i] = round_to_bf16(kv[i]);
+  std::vector<float> out_bf16(q.size()), out_rounded(q.size()), out_fp32(q.size());
+  const float scale = 0.3f;
+  cpu::attention(
+      {q.data(), kv.data(), idx.data(), sinks.data(), out_bf16.data(), T, H, d, n_kv, n_sel, scale},
+      ActivationPrecision::kBF16);
+  cpu::attention({q_rounded.data(), kv_rounded.data(), idx.data(), sinks.data(), out_rounded.data(), T, H, d,
+                  n_kv, n_sel, scale});
+  cpu::attention(
+      {q.data(), kv.data(), idx.data(), sinks.data(), out_fp32.data(), T, H, d, n_kv, n_sel, scale});
+  EXPECT_EQ(out_bf16, out_rounded);
+  EXPECT_NE(out_bf16, out_fp32);
+}
+
 TEST(CpuOps, GroupedLinearUsesEachGroupsRows) {
   // 2 groups, 1 input and 1 output per group: y_g = W[g]·x_g.
   const std::vector<float> w = {2.0f, 3.0f}, x = {5.0f, 7.0f};

@@ -4,13 +4,16 @@
 //   out[t,h] = Σ_j exp(s_j − M) · kv[j] / (Σ_j exp(s_j − M) + exp(sink_h − M))
 // The model gathers window keys and compressed entries into one kv pool and lists, per query,
 // the rows it may see (sliding window ∪ HCA entries / indexer-selected CSA entries).
-// GPU contract (cuda::attention): fp32 throughout, as the reference; only the summation order
-// (per-warp online softmax, then a merge) and expf's last ulp differ.
+// GPU contract (cuda::attention): q and kv rounded to BF16 (nearest even) for the tensor cores, q·k
+// summed in fp32; the softmax in fp32 online over tiles of rows, its weights e^{s_j − m} (m the
+// running max) rounded to BF16 for P·V and summed as rounded into the denominator; P·V in fp32.
+// The CPU reference with ActivationPrecision::kBF16 rounds q and kv alone (docs/numerics.md).
 #pragma once
 
 #include <cstdint>
 
 #include "core/status.h"
+#include "ops/linear.h"
 
 namespace dsv4 {
 
@@ -31,7 +34,8 @@ struct AttentionParams {
 Status check_attention(const AttentionParams& p);
 
 namespace cpu {
-void attention(const AttentionParams& p);
+// kBF16: q and kv are rounded to BF16 first, as the GPU does.
+void attention(const AttentionParams& p, ActivationPrecision precision = ActivationPrecision::kF32);
 }  // namespace cpu
 
 }  // namespace dsv4

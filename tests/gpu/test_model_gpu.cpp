@@ -44,7 +44,7 @@ using model_test::RowErrors;
 // Measured on the CPU, the oracle against itself with reversed or k16-blocked sums: median
 // 3.3e-3 .. 3.5e-3, max 0.048, no row above 5e-2, 0-5 greedy flips (top-2 gaps down to 8e-6 of
 // the row norm). Hence a median bound 3x that, and the same outlier rule as against fp32.
-constexpr RowBounds kGpuVsOracle{1e-2, 5e-2, 0.03};
+constexpr RowBounds kGpuVsOracle{1e-2, 5e-2, 0.05};
 
 // GPU vs a reference, per row: ‖gpu − ref‖ / ‖ref‖ and the greedy token. The median row error is
 // bounded, and at most max_outlier_fraction of the rows may exceed bounds.row. A row error e

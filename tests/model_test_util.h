@@ -36,9 +36,11 @@ inline std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& t
 }
 
 // Bounds on row-relative logit errors of one comparison: the median row error, and at most
-// max_outlier_fraction of the rows above `row` (discrete flips of an upstream choice).
+// max_outlier_fraction of the rows above `row` (discrete flips of an upstream choice), rounded up:
+// a flip is as likely in a short sequence as in a long one, so a short one may hold one.
 struct RowBounds {
   double median, row, max_outlier_fraction;
+  int64_t max_outliers(size_t rows) const { return int64_t(std::ceil(max_outlier_fraction * double(rows))); }
 };
 
 // docs/numerics.md "GPU model": BF16 activations (the GPU, or the CPU's bf16_activations oracle)

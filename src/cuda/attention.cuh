@@ -1,19 +1,18 @@
-// Sparse MQA with sinks on the tensor cores. One CTA per (token t, group of 64 heads, split): the
-// heads are the MMA M dimension, so each listed kv row is read once for all of them. The token's
-// list kv_idx[t, :] is compacted (−1 and rows outside [0, n_kv) dropped, list order kept) into
-// shared memory; split z of n_splits takes a contiguous range of the compacted rows. Tiles of 64
-// rows are gathered into shared memory as BF16 (from fp32 rows through registers, or from a BF16
-// copy of the pool by cp.async, double-buffered), then per tile: S = Q·Kᵀ [64 heads × 64 rows]
-// (warp w: heads 16·(w%4).., rows 32·(w/4)..), an online softmax in fp32 (log2 domain) whose weights
-// are rounded to BF16 into P, and O += P·V [64 × head_dim] (warp w: columns w·head_dim/8..), all with
-// mma.sync m16n8k16 BF16 → fp32. q: [n_tokens, n_heads, head_dim] fp32, kv: [n_kv, kv_ld] fp32 or
-// BF16, out: [n_tokens, n_heads, head_dim]; one split writes out with the sink, several write
-// partials (m, l, O) that attention_combine_kernel merges with the sink in split order.
+// Sparse MQA with sinks on the tensor cores (contract: ops/attention.h). One CTA per (token, 64 heads,
+// split): the heads are the MMA M dimension, so each listed kv row is read once for all of them. The
+// token's list is compacted in list order (−1 and rows outside [0, n_kv) dropped); split z takes a
+// contiguous share. Tiles of 64 rows are gathered into shared memory as BF16 (fp32 rows through
+// registers, or a BF16 copy of the pool by cp.async, double-buffered); per tile S = Q·Kᵀ (warp w: heads
+// 16·(w%4).., rows 32·(w/4)..), an online softmax in the log2 domain with an integer running max, the
+// weights rounded to BF16 into P, and O += P·V (warp w: columns w·head_dim/8..), by mma.sync m16n8k16.
+// q, out: [n_tokens, n_heads, head_dim] fp32; kv: [n_kv, kv_ld]. One split writes out with the sink;
+// several write partials (m, l, O) that attention_combine_kernel merges with the sink in split order.
 #pragma once
 
 #include <cuda_bf16.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/sm90_ptx.cuh"
 
@@ -23,7 +22,12 @@ constexpr int kAttentionHeads = 64;      // heads per CTA (MMA M)
 constexpr int kAttentionRows = 64;       // kv rows per tile
 constexpr int kAttentionThreads = 256;   // 8 warps
 constexpr int kAttentionListCap = 1024;  // compacted rows held in shared memory at a time
-constexpr int kAttentionLoadBatch = 8;   // 16-byte loads in flight per thread while gathering fp32
+// 16-byte loads in flight per thread while gathering 64 fp32 rows (at most kMax): all of q's at once
+// (no accumulators live yet), then 16 for a round's first kv tile and 8 for the later ones beside
+// the 128 accumulator registers (more spills: ptxas -v).
+template <int kHeadDim, int kMax>
+constexpr int kAttentionBatch =
+    kHeadDim * 64 / 4 / kAttentionThreads < kMax ? kHeadDim * 64 / 4 / kAttentionThreads : kMax;
 constexpr float kLog2e = 1.4426950408889634f;
 
 struct AttentionKernelParams {
@@ -65,22 +69,22 @@ __device__ __forceinline__ uint2 load4_bf16(const float* row, int c, int head_di
 }
 
 // 64 rows × kHeadDim columns of fp32 (row r from row_of(r), null = zeros) into BF16 shared memory
-// with row stride ld, kAttentionLoadBatch loads in flight per thread.
-template <int kHeadDim, typename RowOf>
+// with row stride ld, kBatch loads in flight per thread.
+template <int kHeadDim, int kBatch, typename RowOf>
 __device__ __forceinline__ void gather_fp32_rows(__nv_bfloat16* dst, int ld, RowOf row_of, int head_dim,
                                                  bool vec4) {
   constexpr int kChunksPerRow = kHeadDim / 4, kChunks = 64 * kChunksPerRow;
-  static_assert(kChunks % (kAttentionThreads * kAttentionLoadBatch) == 0);
+  static_assert(kChunks % (kAttentionThreads * kBatch) == 0);
 #pragma unroll 1
-  for (int base = 0; base < kChunks; base += kAttentionThreads * kAttentionLoadBatch) {
-    uint2 v[kAttentionLoadBatch];
+  for (int base = 0; base < kChunks; base += kAttentionThreads * kBatch) {
+    uint2 v[kBatch];
 #pragma unroll
-    for (int b = 0; b < kAttentionLoadBatch; ++b) {
+    for (int b = 0; b < kBatch; ++b) {
       const int i = base + b * kAttentionThreads + int(threadIdx.x);
       v[b] = load4_bf16(row_of(i / kChunksPerRow), (i % kChunksPerRow) * 4, head_dim, vec4);
     }
 #pragma unroll
-    for (int b = 0; b < kAttentionLoadBatch; ++b) {
+    for (int b = 0; b < kBatch; ++b) {
       const int i = base + b * kAttentionThreads + int(threadIdx.x);
       *reinterpret_cast<uint2*>(dst + (i / kChunksPerRow) * ld + (i % kChunksPerRow) * 4) = v[b];
     }
@@ -153,7 +157,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 1) attention_kernel(const A
   }
 
   const float* q_t = p.q + t * p.n_heads * p.head_dim;
-  gather_fp32_rows<kHeadDim>(
+  gather_fp32_rows<kHeadDim, kAttentionBatch<kHeadDim, 32>>(
       q_s, kLdq, [&](int r) { return h0 + r < p.n_heads ? q_t + int64_t(h0 + r) * p.head_dim : nullptr; },
       p.head_dim, p.vec4);
 
@@ -184,7 +188,7 @@ __global__ void __launch_bounds__(kAttentionThreads, 1) attention_kernel(const A
     }
     __syncthreads();
     const int n_tiles = (n_round + kAttentionRows - 1) / kAttentionRows;
-    const auto load_tile = [&](int tile) {
+    const auto load_tile = [&](int tile, auto batch) {  // batch: std::integral_constant (fp32 rows)
       __nv_bfloat16* dst = k_s + (tile & 1) * kAttentionRows * kLdq;
       const int row0 = tile * kAttentionRows;
       if constexpr (kKvBf16) {
@@ -201,17 +205,17 @@ __global__ void __launch_bounds__(kAttentionThreads, 1) attention_kernel(const A
         ptx::cp_async_commit();
       } else {
         const float* kv = static_cast<const float*>(p.kv);
-        gather_fp32_rows<kHeadDim>(
+        gather_fp32_rows<kHeadDim, decltype(batch)::value>(
             dst, kLdq,
             [&](int r) { return row0 + r < n_round ? kv + int64_t(rows_s[row0 + r]) * p.kv_ld : nullptr; },
             p.head_dim, p.vec4);
       }
     };
-    load_tile(0);
+    load_tile(0, std::integral_constant<int, kAttentionBatch<kHeadDim, 16>>());
 #pragma unroll 1
     for (int tile = 0; tile < n_tiles; ++tile) {
       if (tile + 1 < n_tiles) {
-        load_tile(tile + 1);
+        load_tile(tile + 1, std::integral_constant<int, kAttentionBatch<kHeadDim, 8>>());
         if constexpr (kKvBf16) ptx::cp_async_wait<1>();
       } else if constexpr (kKvBf16) {
         ptx::cp_async_wait<0>();
@@ -261,9 +265,12 @@ __global__ void __launch_bounds__(kAttentionThreads, 1) attention_kernel(const A
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
         const int head = 16 * mi + g + 8 * r;
-        const float m_new = fmaxf(m_run[r], fmaxf(max_s[head], max_s[kAttentionHeads + head]));
+        // An integer running max: the weights bf16(2^{x − m}) are bf16(2^x)·2^{−m} exactly, the same
+        // whatever the tiling and splitting, and the rescalings are exact powers of two.
+        const float m_new = ceilf(fmaxf(m_run[r], fmaxf(max_s[head], max_s[kAttentionHeads + head])));
         base[r] = m_new == -INFINITY ? 0.0f : m_new;
-        const float corr = exp2f(m_run[r] - base[r]);
+        const float corr =
+            m_run[r] == -INFINITY ? 0.0f : ldexpf(1.0f, int(fmaxf(m_run[r] - base[r], -256.0f)));
         m_run[r] = m_new;
         l_run[r] *= corr;
         if (row_half == 0 && t4 == 0) corr_s[head] = corr;

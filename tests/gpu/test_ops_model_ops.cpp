@@ -296,9 +296,10 @@ TEST(GpuOps, Attention) {
       ASSERT_TRUE(s.ok()) << what << ": " << s.message();
       std::vector<float> got = out.download(what);
       if (run == 0) {
-        // Elementwise: a weight whose BF16 rounding tips the other way (fp32 order, exp2 ulps) moves
-        // its row's share by 2^-8; in rms the difference is fp32-sized (docs/numerics.md).
-        expect_close(what, got, want, 1e-2, 2e-2);
+        // Both sides round the same weights; fp32 order and exp2 ulps tip one now and then, which
+        // moves its row's output by up to 2^-8·max|kv| elementwise (≈ 0.13·rms here); in rms the
+        // difference stays fp32-sized (docs/numerics.md, "GPU ops").
+        expect_close(what, got, want, 0.0, 0.2);
         double err_sq = 0.0, want_sq = 0.0;
         for (size_t i = 0; i < got.size(); ++i) {
           err_sq += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);

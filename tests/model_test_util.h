@@ -36,16 +36,19 @@ inline std::vector<float> run_chunks(Model& model, const std::vector<int32_t>& t
 }
 
 // Bounds on row-relative logit errors of one comparison: the median row error, and at most
-// max_outlier_fraction of the rows above `row` (discrete flips of an upstream choice).
+// max_outlier_fraction of the rows above `row` (discrete flips of an upstream choice), rounded up:
+// a flip is as likely in a short sequence as in a long one, so a short one may hold one.
 struct RowBounds {
   double median, row, max_outlier_fraction;
+  int64_t max_outliers(size_t rows) const { return int64_t(std::ceil(max_outlier_fraction * double(rows))); }
 };
 
 // docs/numerics.md "GPU model": BF16 activations (the GPU, or the CPU's bf16_activations oracle)
-// against the fp32 reference move a row's logits by ~7e-3 relative (median); on ~2% of rows
+// against the fp32 reference move a row's logits by ~7e-3 relative (median); on 1–3% of rows
 // they flip a discrete choice upstream (an expert or an indexer entry at a near-tie) and the row
-// moves by up to ~0.6.
-constexpr RowBounds kBf16VsFp32{1.5e-2, 5e-2, 0.03};
+// moves by up to ~0.6. How many rows flip is a near-tie count (2–8 of 300 measured as the
+// rounding points changed), hence at most 5%.
+constexpr RowBounds kBf16VsFp32{1.5e-2, 5e-2, 0.05};
 
 // Per row r of V logits: ‖got − ref‖₂ / ‖ref‖₂.
 struct RowErrors {

@@ -483,6 +483,49 @@ TEST(CpuOps, MoeExpertsBf16RoundsInputAndSwigluOutput) {
   EXPECT_NE(y, y_fp32);
 }
 
+TEST(CpuOps, AttentionBf16RoundsQKvAndWeights) {
+  const int64_t T = 2, H = 3, d = 24, n_kv = 5, n_sel = 4;
+  const std::vector<float> q = random_vector(T * H * d, 31, 2.0f), kv = random_vector(n_kv * d, 32),
+                           sinks = random_vector(H, 33);
+  const std::vector<int32_t> idx = {0, 3, -1, 4, 2, -1, 1, 0};
+  const float scale = 0.3f;
+  std::vector<float> out(q.size()), out_fp32_rounded(q.size());
+  cpu::attention({q.data(), kv.data(), idx.data(), sinks.data(), out.data(), T, H, d, n_kv, n_sel, scale},
+                 ActivationPrecision::kBF16);
+  // The contract of ops/attention.h written out: x_j from BF16 q and kv, w_j = bf16(2^{x_j − M}).
+  const float scale_log2 = scale * 1.4426950408889634f;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      std::vector<float> x, w;
+      for (int64_t j = 0; j < n_sel; ++j) {
+        const int32_t r = idx[size_t(t * n_sel + j)];
+        if (r < 0) continue;
+        float dot = 0.0f;
+        for (int64_t c = 0; c < d; ++c)
+          dot += round_to_bf16(q[size_t((t * H + h) * d + c)]) * round_to_bf16(kv[size_t(r * d + c)]);
+        x.push_back(dot * scale_log2);
+      }
+      const float m = std::ceil(*std::max_element(x.begin(), x.end()));
+      float den = std::exp2(sinks[size_t(h)] * 1.4426950408889634f - m);
+      for (float xj : x) den += w.emplace_back(round_to_bf16(std::exp2(xj - m)));
+      for (int64_t c = 0; c < d; ++c) {
+        float o = 0.0f;
+        for (int64_t j = 0, k = 0; j < n_sel; ++j) {
+          const int32_t r = idx[size_t(t * n_sel + j)];
+          if (r >= 0) o += w[size_t(k++)] / den * round_to_bf16(kv[size_t(r * d + c)]);
+        }
+        EXPECT_EQ(out[size_t((t * H + h) * d + c)], o) << "token " << t << " head " << h << " channel " << c;
+      }
+    }
+  // Rounding the weights is not a no-op: the fp32 op on BF16-rounded q and kv differs.
+  std::vector<float> q_rounded(q.size()), kv_rounded(kv.size());
+  for (size_t i = 0; i < q.size(); ++i) q_rounded[i] = round_to_bf16(q[i]);
+  for (size_t i = 0; i < kv.size(); ++i) kv_rounded[i] = round_to_bf16(kv[i]);
+  cpu::attention({q_rounded.data(), kv_rounded.data(), idx.data(), sinks.data(), out_fp32_rounded.data(), T,
+                  H, d, n_kv, n_sel, scale});
+  EXPECT_NE(out, out_fp32_rounded);
+}
+
 TEST(CpuOps, GroupedLinearUsesEachGroupsRows) {
   // 2 groups, 1 input and 1 output per group: y_g = W[g]·x_g.
   const std::vector<float> w = {2.0f, 3.0f}, x = {5.0f, 7.0f};

@@ -3,6 +3,8 @@
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
 // layer (router + routed experts) likewise (src/cuda/moe_bench.h).
+// dsv4 bench attention [--shape flash,pro] [--type sliding,hca,csa] [--batch 1,3,64] [--prefill 4096]
+// [--context 4096]: the attention op on the model's key lists (src/cuda/attention_bench.h).
 // dsv4 bench model [--shape flash|pro] [--layers 4] [--batch 1,8,32,64] [--context 4096]: the whole
 // model, random weights at real widths cut to its first layers: decode and prefill against their
 // floors (src/cuda/model_bench.h).
@@ -15,6 +17,7 @@
 #include "commands.h"
 #include "core/quant.h"
 #ifdef DSV4_HAVE_CUDA
+#include "cuda/attention_bench.h"
 #include "cuda/linear_bench.h"
 #include "cuda/model_bench.h"
 #include "cuda/moe_bench.h"
@@ -23,6 +26,17 @@
 #include "runtime/model_bench.h"
 
 namespace dsv4::cli {
+
+namespace {
+// dsv4 bench attention's flags (0 in --batch or --prefill: none of that mode).
+struct AttentionBenchOptionsCli {
+  std::vector<std::string> shapes{"flash", "pro"};
+  std::vector<std::string> types{"sliding", "hca", "csa"};
+  std::vector<int64_t> batches{1, 3, 64};
+  std::vector<int64_t> prefills{4096};
+  int64_t context = 4096;
+};
+}  // namespace
 
 void register_bench(CLI::App& app, Action& run) {
   auto* bench =
@@ -89,6 +103,42 @@ void register_bench(CLI::App& app, Action& run) {
       return s.ok() ? 0 : fail(s.message());
 #else
       return fail("bench moe: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
+#endif
+    };
+  });
+
+  auto* attention =
+      bench->add_subcommand("attention", "the attention op on the model's key lists, decode and prefill");
+  auto aopts = std::make_shared<AttentionBenchOptionsCli>();
+  attention->add_option("--shape", aopts->shapes, "model shapes")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"flash", "pro"}));
+  attention->add_option("--type", aopts->types, "layer types")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"sliding", "hca", "csa"}));
+  attention->add_option("--batch", aopts->batches, "decode batch sizes (sequences)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(0), int64_t(4096)));
+  attention->add_option("--prefill", aopts->prefills, "prefill token counts (one sequence)")
+      ->delimiter(',')
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 16));
+  attention->add_option("--context", aopts->context, "decode: tokens of history per sequence")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  attention->callback([&run, aopts] {
+    run = [aopts]() -> int {
+#ifdef DSV4_HAVE_CUDA
+      cuda::AttentionBenchOptions o;
+      o.shapes = aopts->shapes;
+      o.types = aopts->types;
+      for (int64_t b : aopts->batches)
+        if (b > 0) o.batches.push_back(b);
+      for (int64_t n : aopts->prefills)
+        if (n > 0) o.prefills.push_back(n);
+      o.context = aopts->context;
+      const Status s = cuda::bench_attention(o);
+      return s.ok() ? 0 : fail(s.message());
+#else
+      return fail("bench attention: this dsv4 was built without CUDA; expected a build with nvcc and a GPU");
 #endif
     };
   });

@@ -1,6 +1,6 @@
 // The CPU backend: every Backend method is check_<op>() followed by the reference cpu::<op>(), in
 // fp32 or, with bf16_activations, rounding where the GPU contract says (linear, grouped_linear,
-// moe_experts).
+// moe_experts, attention).
 // Its memory is host memory; weights stay the views into the mmapped checkpoint.
 #include <unistd.h>
 
@@ -99,6 +99,11 @@ class CpuBackend final : public Backend {
     cpu::moe_experts(p, options_.bf16_activations ? ActivationPrecision::kBF16 : ActivationPrecision::kF32);
     return {};
   }
+  Status attention(const AttentionParams& p) override {
+    DSV4_RETURN_IF_ERROR(check_attention(p));
+    cpu::attention(p, options_.bf16_activations ? ActivationPrecision::kBF16 : ActivationPrecision::kF32);
+    return {};
+  }
 
   DSV4_CPU_OP(embedding, EmbeddingParams)
   DSV4_CPU_OP(rms_norm, RmsNormParams)
@@ -110,7 +115,6 @@ class CpuBackend final : public Backend {
   DSV4_CPU_OP(compressor_decode, CompressorDecodeParams)
   DSV4_CPU_OP(kv_cache_decode, KvCacheDecodeParams)
   DSV4_CPU_OP(indexer, IndexerParams)
-  DSV4_CPU_OP(attention, AttentionParams)
   DSV4_CPU_OP(moe_router, MoeRouterParams)
 
  private:

@@ -201,7 +201,14 @@ class CudaBackend final : public Backend {
   }
   Status kv_cache_decode(const KvCacheDecodeParams& p) override { return cuda::kv_cache_decode(p, stream_); }
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
-  Status attention(const AttentionParams& p) override { return cuda::attention(p, stream_); }
+  Status attention(const AttentionParams& p) override {
+    DSV4_ASSIGN_OR_RETURN(const cuda::AttentionPlan plan, cuda::attention_plan(p));
+    if (plan.workspace_bytes > attention_workspace_.size()) {
+      ++memory_epoch_;
+      DSV4_ASSIGN_OR_RETURN(attention_workspace_, cuda::DeviceBuffer<uint8_t>::create(plan.workspace_bytes));
+    }
+    return cuda::attention(p, attention_workspace_.get(), attention_workspace_.size(), stream_);
+  }
   Status moe_router(const MoeRouterParams& p) override { return moe_router_.run(p, stream_); }
   // Expert views must be packed device views (upload_linear_weight makes them).
   Status moe_experts(const MoeExpertsParams& p) override { return moe_experts_.run(p, stream_); }
@@ -270,7 +277,8 @@ class CudaBackend final : public Backend {
   uint64_t memory_epoch_ = 0;
   cublasHandle_t cublas_ = nullptr;
   cuda::DeviceBuffer<uint8_t> cublas_workspace_;
-  cuda::DeviceBuffer<uint8_t> workspace_;  // linear_sm90's, grown to the largest call
+  cuda::DeviceBuffer<uint8_t> workspace_;            // linear_sm90's, grown to the largest call
+  cuda::DeviceBuffer<uint8_t> attention_workspace_;  // attention's, grown to the largest call
   std::vector<cuda::DeviceBuffer<uint8_t>> weights_;
   std::unordered_map<const void*, LinearWeightEntry> linear_weights_;  // by device data address
   cuda::MoeRouterRunner moe_router_;        // scores and counters, reused across calls

@@ -1,7 +1,8 @@
 // Thin PTX wrappers for Hopper (sm_90a): wgmma (register-A form), TMA (cp.async.bulk and
-// cp.async.bulk.tensor), mbarrier and the wgmma shared-memory descriptor. Each wrapper is one or
-// two instructions; the ordering rules they rely on are in the comments of the kernels using them
-// (prefill_gemm_sm90.cuh). Shared-memory addresses are 32-bit shared-window addresses.
+// cp.async.bulk.tensor), mbarrier and the wgmma shared-memory descriptor, and the warp-level
+// mma.sync, ldmatrix and cp.async (attention). Each wrapper is one or two instructions; the ordering
+// rules they rely on are in the comments of the kernels using them (prefill_gemm_sm90.cuh,
+// attention.cuh). Shared-memory addresses are 32-bit shared-window addresses.
 #pragma once
 
 #include <cuda.h>
@@ -169,6 +170,46 @@ __device__ __forceinline__ void wgmma_rs_bf16<128>(float (&d)[64], const uint32_
         "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]),
         "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b_desc), "r"(accumulate));
+}
+
+// ---- warp-level tensor cores (mma.sync), ldmatrix and cp.async (16-byte copies global → shared)
+// D[16, 8] += A[16, 16] · B[16, 8], BF16 inputs, fp32 accumulators. Fragments (g = lane / 4,
+// t = lane % 4): a = {A[g][2t..], A[g+8][2t..], A[g][2t+8..], A[g+8][2t+8..]}, b = {B[2t..][g],
+// B[2t+8..][g]}, d = {D[g][2t], D[g][2t+1], D[g+8][2t], D[g+8][2t+1]}.
+__device__ __forceinline__ void mma_bf16_m16n8k16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                  uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// Four 8×8 BF16 matrices; lanes 8i..8i+7 give the row addresses of matrix i, r[i] receives its
+// (row lane/4, columns 2(lane%4), +1); .trans delivers the transpose (rows 2(lane%4), +1, column lane/4).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr)
+               : "memory");
+}
+// Copies src_bytes (0 or 16) and zero-fills the rest of the 16 bytes at dst.
+__device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, uint32_t src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(dst), "l"(src), "r"(src_bytes)
+               : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Waits until at most kPending committed groups of this thread are still in flight.
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(kPending) : "memory");
 }
 
 }  // namespace dsv4::cuda::ptx

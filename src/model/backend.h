@@ -115,8 +115,8 @@ class Backend {
 
 struct CpuBackendOptions {
   // Round activations to BF16 exactly where the CUDA backend's kernels do (the "GPU contract" of
-  // each op header: the inputs of linear, unless its weight is F32, and the
-  // inputs and SwiGLU outputs of moe_experts). The CPU then computes the function the GPU
+  // each op header: the inputs of linear, unless its weight is F32, the inputs and SwiGLU outputs
+  // of moe_experts, and attention's q and kv). The CPU then computes the function the GPU
   // promises, independently: the oracle of the whole-model GPU tests (docs/numerics.md).
   // Off: fp32 everywhere, the reference that matches HF transformers.
   bool bf16_activations = false;

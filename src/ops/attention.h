@@ -4,13 +4,17 @@
 //   out[t,h] = Σ_j exp(s_j − M) · kv[j] / (Σ_j exp(s_j − M) + exp(sink_h − M))
 // The model gathers window keys and compressed entries into one kv pool and lists, per query,
 // the rows it may see (sliding window ∪ HCA entries / indexer-selected CSA entries).
-// GPU contract (cuda::attention): fp32 throughout, as the reference; only the summation order
-// (per-warp online softmax, then a merge) and expf's last ulp differ.
+// GPU contract (cuda::attention): q and kv rounded to BF16 (nearest even); x_j = (q·kv[j]) ·
+// fp32(scale·log2 e) summed in fp32; weights w_j = bf16(2^{x_j − M}) for an integer M ≥ max x_j (BF16
+// rounds 2^{x_j} the same whatever the integer M, so w_j does not depend on how the kernel tiles or
+// splits the rows); out = Σ w_j kv[j] / (Σ w_j + 2^{sink·log2 e − M}) in fp32.
+// The CPU reference with ActivationPrecision::kBF16 computes exactly that (docs/numerics.md).
 #pragma once
 
 #include <cstdint>
 
 #include "core/status.h"
+#include "ops/linear.h"
 
 namespace dsv4 {
 
@@ -31,7 +35,8 @@ struct AttentionParams {
 Status check_attention(const AttentionParams& p);
 
 namespace cpu {
-void attention(const AttentionParams& p);
+// kBF16: the GPU contract above (q, kv and the weights rounded to BF16).
+void attention(const AttentionParams& p, ActivationPrecision precision = ActivationPrecision::kF32);
 }  // namespace cpu
 
 }  // namespace dsv4

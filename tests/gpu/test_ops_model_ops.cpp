@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include "core/config.h"
@@ -236,21 +237,44 @@ TEST(GpuOps, HyperHead) {
 }
 
 // ---- attention: rows = a sliding window (the last `window` kv rows before the compressed pool)
-// plus distinct random picks among the compressed entries, −1 for unused slots.
+// plus distinct random picks among the compressed entries (those past n_valid_picks −1, as an HCA
+// decode list past the admissible entries; 1 in 8 −1 at random), −1 for unused slots; `other`
+// pool rows belong to no list (a decode pool's other sequences). Against the CPU reference with
+// the GPU contract (kBF16: q, kv and the weights rounded to BF16); the cases cover both kv paths (fp32 rows,
+// BF16 pool), split-KV with empty splits, lists longer than the kernel's shared list, head_dim tiles 128 and
+// 512 with padding, and head groups past 64 heads. Each case runs twice (bitwise equal) over a
+// NaN-poisoned workspace.
 TEST(GpuOps, Attention) {
   SKIP_WITHOUT_GPU();
   struct Case {
-    int64_t n_tokens, n_heads, head_dim, window, n_compressed, n_pick;
+    int64_t n_tokens, n_heads, head_dim, window, n_compressed, n_pick, n_valid_picks, other;
   };
-  for (const Case c : {Case{1, 64, 512, 128, 700, 512},   // V4-Flash decode, CSA
-                       Case{4, 128, 512, 128, 300, 300},  // V4-Pro decode batch, HCA (all entries)
-                       Case{48, 64, 512, 128, 600, 512},  // V4-Flash prefill chunk
-                       Case{3, 3, 100, 5, 7, 4},          // ragged
-                       Case{2, 2, 16, 8, 0, 0}}) {        // tiny config, window only
-    const int64_t n_kv = c.window + c.n_compressed, n_sel = c.window + c.n_pick;
-    const std::string what = fmt::format("attention n_tokens={} n_heads={} head_dim={} n_kv={} n_sel={}",
-                                         c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel);
-    const uint32_t salt = 60 + uint32_t(c.n_tokens * 7 + c.n_heads);
+  bool saw_split = false, saw_bf16 = false, saw_rounds = false;
+  for (const Case c : {Case{1, 64, 512, 128, 1000, 512, 512, 0},      // V4-Flash decode, CSA
+                       Case{3, 128, 512, 128, 2000, 1024, 1024, 0},   // V4-Pro decode batch 3, CSA (top-1024)
+                       Case{64, 64, 512, 128, 64, 64, 64, 64 * 192},  // V4-Flash decode batch 64
+                       Case{1, 64, 512, 128, 2048, 2048, 40, 0},      // HCA decode, long list, few valid
+                       Case{512, 64, 512, 128, 640, 512, 512, 0},     // V4-Flash prefill chunk, CSA
+                       Case{48, 128, 512, 128, 300, 300, 300, 0},     // V4-Pro prefill chunk, HCA
+                       Case{160, 8, 128, 24, 1500, 1500, 1500, 0},    // > kAttentionListCap valid rows
+                       Case{200, 4, 128, 24, 50, 8, 8, 0},            // the fixtures' shape
+                       Case{200, 4, 100, 24, 30, 10, 10, 0},          // BF16 pool, row padding
+                       Case{3, 3, 100, 5, 7, 4, 4, 0},                // ragged
+                       Case{5, 7, 17, 6, 20, 10, 10, 0},              // odd head_dim: scalar loads
+                       Case{2, 2, 16, 8, 0, 0, 0, 0}}) {              // tiny config, window only
+    const int64_t n_kv = c.window + c.n_compressed + c.other, n_sel = c.window + c.n_pick;
+    const float scale = 1.0f / std::sqrt(float(c.head_dim));
+    const AttentionParams shape{nullptr,   nullptr,    nullptr, nullptr, nullptr, c.n_tokens,
+                                c.n_heads, c.head_dim, n_kv,    n_sel,   scale};
+    const Result<cuda::AttentionPlan> plan = cuda::attention_plan(shape);
+    ASSERT_TRUE(plan.ok()) << plan.status().message();
+    const std::string what = fmt::format(
+        "attention n_tokens={} n_heads={} head_dim={} n_kv={} n_sel={} (kv {}, {} splits)", c.n_tokens,
+        c.n_heads, c.head_dim, n_kv, n_sel, plan->kv_bf16 ? "bf16" : "fp32", plan->n_splits);
+    saw_split |= plan->n_splits > 1;
+    saw_bf16 |= plan->kv_bf16;
+    saw_rounds |= c.window + c.n_valid_picks > 1024 * 9 / 8 && plan->n_splits == 1;
+    const uint32_t salt = 60 + uint32_t(c.n_tokens * 7 + c.n_heads + c.head_dim);
     const auto q = random_normal(size_t(c.n_tokens * c.n_heads * c.head_dim), seed(salt), 0.0f, 1.5f);
     const auto kv = random_normal(size_t(n_kv * c.head_dim), seed(salt + 1));
     const auto sinks = random_normal(size_t(c.n_heads), seed(salt + 2), 0.0f, 2.0f);
@@ -264,21 +288,62 @@ TEST(GpuOps, Attention) {
       const int64_t seen = t + 1 == c.n_tokens && c.n_tokens > 1 ? 0 : c.window - (t % c.window);
       for (int64_t j = 0; j < c.window; ++j) row[j] = j < seen ? int32_t(c.window - 1 - j) : -1;
       std::shuffle(pool.begin(), pool.end(), rng);
-      for (int64_t j = 0; j < c.n_pick; ++j) row[c.window + j] = rng() % 8 == 0 ? -1 : pool[size_t(j)];
+      for (int64_t j = 0; j < c.n_pick; ++j)
+        row[c.window + j] = j >= c.n_valid_picks || rng() % 8 == 0 ? -1 : pool[size_t(j)];
     }
     std::vector<float> want(q.size());
-    const float scale = 1.0f / std::sqrt(float(c.head_dim));
     cpu::attention({q.data(), kv.data(), idx.data(), sinks.data(), want.data(), c.n_tokens, c.n_heads,
-                    c.head_dim, n_kv, n_sel, scale});
+                    c.head_dim, n_kv, n_sel, scale},
+                   ActivationPrecision::kBF16);
     auto d_q = to_device(q), d_kv = to_device(kv), d_sinks = to_device(sinks);
     auto d_idx = to_device(idx);
-    GuardedOutput<float> out(want.size(), poison_float());
-    const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(),
-                                      c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel, scale},
-                                     nullptr);
-    ASSERT_TRUE(s.ok()) << what << ": " << s.message();
-    expect_close(what, out.download(what), want, 1e-4, 1e-4);
+    auto workspace = to_device(std::vector<uint8_t>(std::max<size_t>(plan->workspace_bytes, 1), 0xFF));
+    std::vector<float> first;
+    for (int run = 0; run < 2; ++run) {
+      GuardedOutput<float> out(want.size(), poison_float());
+      const Status s = cuda::attention({d_q.get(), d_kv.get(), d_idx.get(), d_sinks.get(), out.data(),
+                                        c.n_tokens, c.n_heads, c.head_dim, n_kv, n_sel, scale},
+                                       workspace.get(), workspace.size(), nullptr);
+      ASSERT_TRUE(s.ok()) << what << ": " << s.message();
+      std::vector<float> got = out.download(what);
+      if (run == 0) {
+        // Both sides round the same weights; fp32 order and exp2 ulps tip one now and then, which
+        // moves its row's output by up to 2^-8·max|kv| elementwise (≈ 0.13·rms here); in rms the
+        // difference stays fp32-sized (docs/numerics.md, "GPU ops").
+        expect_close(what, got, want, 0.0, 0.2);
+        double err_sq = 0.0, want_sq = 0.0;
+        for (size_t i = 0; i < got.size(); ++i) {
+          err_sq += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
+          want_sq += double(want[i]) * want[i];
+        }
+        const double rms_rel = std::sqrt(err_sq / std::max(want_sq, 1e-300));
+        std::printf("[ numerics ] %s: rms(err) = %.3g × rms(cpu)\n", what.c_str(), rms_rel);
+        EXPECT_LE(rms_rel, 1e-3) << what;
+        first = std::move(got);
+      } else {
+        EXPECT_EQ(std::memcmp(got.data(), first.data(), got.size() * sizeof(float)), 0)
+            << what << ": second run differs";
+      }
+    }
   }
+  EXPECT_TRUE(saw_split && saw_bf16 && saw_rounds) << "a kernel path went untested";
+}
+
+TEST(GpuOps, AttentionRejectsBadSizes) {
+  SKIP_WITHOUT_GPU();
+  auto d_q = to_device(std::vector<float>(600, 1.0f));
+  auto d_idx = to_device(std::vector<int32_t>{0});
+  float* f = d_q.get();
+  const Status too_wide =
+      cuda::attention({f, f, d_idx.get(), f, f, 1, 1, 513, 1, 1, 1.0f}, nullptr, 0, nullptr);
+  EXPECT_EQ(too_wide.message(), "attention: head_dim 513; expected at most 512");
+  const AttentionParams decode{f, f, d_idx.get(), f, f, 1, 64, 8, 700, 640, 1.0f};  // split: partials
+  const Result<cuda::AttentionPlan> plan = cuda::attention_plan(decode);
+  ASSERT_TRUE(plan.ok());
+  ASSERT_GT(plan->workspace_bytes, 0u);
+  EXPECT_EQ(cuda::attention(decode, nullptr, 0, nullptr).message(),
+            fmt::format("attention: workspace of 0 bytes; expected at least {} (attention_plan)",
+                        plan->workspace_bytes));
 }
 
 // ---- indexer: ids exact. Some key rows are duplicated so that exact ties occur and must go to

@@ -1,12 +1,15 @@
-// bench_moe (moe_bench.h). Three lines per case: moe_router (BF16 gate, dense mode, zero bias) on
-// x; moe_experts_sm90 on the router's ids, weights and counts; and moe, the two back to back as the
-// model runs them (the MoE layer without its shared expert). Each rotation has its own x, so its
-// own routing: enough rotations that consecutive calls do not find their experts in L2. Every
-// expert has its own copy of the weights (one random packed expert replicated), so touched
-// experts are distinct memory. floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate),
-// bytes = the gate (router) + touched experts' packed weights + x + y (experts); peer = the gate
-// GEMM and, per touched expert, gate|up and down GEMMs in BF16 through cuBLAS on the same token
-// counts (the selection, SwiGLU and combine not counted for it).
+// bench_moe (moe_bench.h). Five lines per case: moe_router (BF16 gate, dense mode, zero bias) on
+// x; moe_experts (the routed experts, moe_experts_sm90) on the router's ids, weights and counts;
+// moe_shared, the shared expert (FP8 block-128, one expert, as Model::moe runs it through the same
+// op); moe_routed, router + routed experts; and moe, the whole layer as the model runs it: router,
+// routed experts, shared expert, and the add of the shared output (cublasSaxpy, as the backend's
+// add). Each rotation has its own x, so its own routing: enough rotations that consecutive calls do
+// not find their experts in L2. Every routed expert has its own copy of the weights (one random
+// packed expert replicated), so touched experts are distinct memory; the shared expert rotates
+// over copies too (≥ 200 MB between uses). floor = max(bytes / copy bandwidth, flops / cuBLAS BF16
+// rate), bytes = the gate (router) + touched experts' packed weights + the shared expert + x + y;
+// peer = the gate GEMM and, per touched expert and for the shared expert, gate|up and down GEMMs
+// in BF16 through cuBLAS on the same token counts (selection, SwiGLU, combine and add not counted).
 #include <algorithm>
 
 #include "cuda/bench_util.h"
@@ -27,6 +30,55 @@ struct MoeShape {
 
 constexpr size_t kRotateBytes = size_t(200) << 20;
 constexpr size_t kPeerBytesMax = size_t(20) << 30;
+
+// One random expert (three matrices, rows/cols per MoE shape) packed in `format` and replicated
+// `copies` times, each copy its own memory; table[i] views copy i.
+struct ExpertCopies {
+  DeviceBuffer<uint8_t> memory;
+  DeviceBuffer<MoeExpertSm90> table;
+  size_t expert_bytes = 0;  // packed data + scales of one copy
+};
+Result<ExpertCopies> replicate_expert(WeightFormat format, int64_t D, int64_t I, int64_t copies) {
+  ExpertCopies out;
+  std::vector<PackedLinearWeight> packed;
+  for (int m = 0; m < 3; ++m) {
+    const int64_t rows = m == 2 ? D : I, cols = m == 2 ? I : D;
+    std::vector<float> w(size_t(rows * cols));
+    uint64_t st = 0x9E3779B97F4A7C15ull + uint64_t(m);
+    for (auto& v : w) {
+      st ^= st << 13, st ^= st >> 7, st ^= st << 17;
+      v = (float(uint32_t(st >> 40)) / float(1 << 24) - 0.5f) * 0.17f;
+    }
+    const QuantizedWeight q = quantize_weight(format, w.data(), rows, cols);
+    DSV4_ASSIGN_OR_RETURN(PackedLinearWeight p, pack_linear_weight_sm90(q.view()));
+    out.expert_bytes += p.data.size() + p.scales.size();
+    packed.push_back(std::move(p));
+  }
+  DSV4_ASSIGN_OR_RETURN(out.memory, DeviceBuffer<uint8_t>::create(out.expert_bytes * size_t(copies)));
+  std::vector<MoeExpertSm90> table(static_cast<size_t>(copies));
+  size_t off = 0;
+  for (int m = 0; m < 3; ++m) {
+    DSV4_RETURN_IF_ERROR(out.memory.upload(packed[size_t(m)].data, off));
+    table[0].data[m] = out.memory.get() + off;
+    off += packed[size_t(m)].data.size();
+    DSV4_RETURN_IF_ERROR(out.memory.upload(packed[size_t(m)].scales, off));
+    table[0].scales[m] = out.memory.get() + off;
+    off += packed[size_t(m)].scales.size();
+    table[0].out_scale[m] = packed[size_t(m)].out_scale;
+  }
+  for (int64_t e = 1; e < copies; ++e) {
+    DSV4_CUDA_TRY(cudaMemcpy(out.memory.get() + size_t(e) * out.expert_bytes, out.memory.get(),
+                             out.expert_bytes, cudaMemcpyDeviceToDevice));
+    for (int m = 0; m < 3; ++m) {
+      table[size_t(e)].data[m] = table[0].data[m] + size_t(e) * out.expert_bytes;
+      table[size_t(e)].scales[m] = table[0].scales[m] + size_t(e) * out.expert_bytes;
+      table[size_t(e)].out_scale[m] = table[0].out_scale[m];
+    }
+  }
+  DSV4_ASSIGN_OR_RETURN(out.table, DeviceBuffer<MoeExpertSm90>::create(table.size()));
+  DSV4_RETURN_IF_ERROR(out.table.upload(table));
+  return std::move(out);
+}
 
 // One rotation: its input and the router's outputs for it.
 struct Rotation {
@@ -55,54 +107,23 @@ Status bench_moe(const MoeBenchOptions& opt) {
   fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
              ceil.copy_gbs, ceil.gemm_tflops);
   fmt::print(
-      "moe = the layer: moe_router + routed experts (moe_experts_sm90); moe_router alone on its own line\n");
+      "moe = the layer: moe_router + routed experts + shared expert + add; moe_routed = moe_router + routed "
+      "experts; the parts alone on their own lines\n");
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
   for (const std::string& shape_name : opt.shapes) {
     const MoeShape s =
         shape_name == "pro" ? MoeShape{"pro", 7168, 3072, 384, 6} : MoeShape{"flash", 4096, 2048, 256, 6};
     const int64_t D = s.d_model, I = s.d_ff, E = s.n_experts, k = s.top_k;
-    // One random expert, packed, replicated into every expert's own device memory.
-    std::vector<PackedLinearWeight> packed;
-    size_t expert_bytes = 0;
-    for (int m = 0; m < 3; ++m) {
-      const int64_t rows = m == 2 ? D : I, cols = m == 2 ? I : D;
-      std::vector<float> w(size_t(rows * cols));
-      uint64_t st = 0x9E3779B97F4A7C15ull + uint64_t(m);
-      for (auto& v : w) {
-        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
-        v = (float(uint32_t(st >> 40)) / float(1 << 24) - 0.5f) * 0.17f;
-      }
-      const QuantizedWeight q = quantize_weight(opt.format, w.data(), rows, cols);
-      DSV4_ASSIGN_OR_RETURN(PackedLinearWeight p, pack_linear_weight_sm90(q.view()));
-      expert_bytes += p.data.size() + p.scales.size();
-      packed.push_back(std::move(p));
-    }
-    DSV4_ASSIGN_OR_RETURN(auto all, DeviceBuffer<uint8_t>::create(expert_bytes * size_t(E)));
-    std::vector<MoeExpertSm90> table(static_cast<size_t>(E));
-    {
-      size_t off = 0;
-      for (int m = 0; m < 3; ++m) {
-        DSV4_RETURN_IF_ERROR(all.upload(packed[size_t(m)].data, off));
-        table[0].data[m] = all.get() + off;
-        off += packed[size_t(m)].data.size();
-        DSV4_RETURN_IF_ERROR(all.upload(packed[size_t(m)].scales, off));
-        table[0].scales[m] = all.get() + off;
-        off += packed[size_t(m)].scales.size();
-        table[0].out_scale[m] = packed[size_t(m)].out_scale;
-      }
-      for (int64_t e = 1; e < E; ++e) {
-        DSV4_CUDA_TRY(cudaMemcpy(all.get() + size_t(e) * expert_bytes, all.get(), expert_bytes,
-                                 cudaMemcpyDeviceToDevice));
-        for (int m = 0; m < 3; ++m) {
-          table[size_t(e)].data[m] = table[0].data[m] + size_t(e) * expert_bytes;
-          table[size_t(e)].scales[m] = table[0].scales[m] + size_t(e) * expert_bytes;
-          table[size_t(e)].out_scale[m] = table[0].out_scale[m];
-        }
-      }
-    }
-    DSV4_ASSIGN_OR_RETURN(auto d_table, DeviceBuffer<MoeExpertSm90>::create(table.size()));
-    DSV4_RETURN_IF_ERROR(d_table.upload(table));
+    // Routed experts: one random expert, packed, replicated into every expert's own memory. The
+    // shared expert (FP8 block-128, d_ff = moe_intermediate · 1 shared expert): copies rotated so
+    // that ≥ kRotateBytes pass between uses of one.
+    DSV4_ASSIGN_OR_RETURN(ExpertCopies routed, replicate_expert(opt.format, D, I, E));
+    const size_t expert_bytes = routed.expert_bytes;
+    const int64_t n_shared_copies = 8;
+    DSV4_ASSIGN_OR_RETURN(ExpertCopies shared,
+                          replicate_expert(WeightFormat::kFP8Block128, D, I, n_shared_copies));
+    const double shared_bytes = double(shared.expert_bytes);
 
     // The router's gate (BF16, as stored in the checkpoints) and a zero selection bias.
     DSV4_ASSIGN_OR_RETURN(auto gate, DeviceBuffer<__nv_bfloat16>::create(size_t(E * D)));
@@ -119,6 +140,16 @@ Status bench_moe(const MoeBenchOptions& opt) {
       const size_t ws_bytes = moe_experts_sm90_workspace_bytes(T, D, I, E, k);
       DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
       DSV4_CUDA_TRY(cudaMemset(ws.get(), 0, ws_bytes));
+      // The shared expert: every token on expert 0 with weight 1 (Model::moe's shared_ids and
+      // shared_weights), its own output and workspace.
+      DSV4_ASSIGN_OR_RETURN(auto y_shared, DeviceBuffer<float>::create(size_t(T * D)));
+      DSV4_ASSIGN_OR_RETURN(auto shared_ids, DeviceBuffer<int32_t>::create(size_t(T)));
+      DSV4_ASSIGN_OR_RETURN(auto shared_w, DeviceBuffer<float>::create(size_t(T)));
+      DSV4_RETURN_IF_ERROR(shared_ids.upload(std::vector<int32_t>(size_t(T), 0)));
+      DSV4_RETURN_IF_ERROR(shared_w.upload(std::vector<float>(size_t(T), 1.0f)));
+      const size_t ws_shared_bytes = moe_experts_sm90_workspace_bytes(T, D, I, 1, 1);
+      DSV4_ASSIGN_OR_RETURN(auto ws_shared, DeviceBuffer<uint8_t>::create(ws_shared_bytes));
+      DSV4_CUDA_TRY(cudaMemset(ws_shared.get(), 0, ws_shared_bytes));
       const auto route = [&](Rotation& r, cudaStream_t st) {
         MoeRouterParams p;
         p.x = r.x.get();
@@ -132,7 +163,7 @@ Status bench_moe(const MoeBenchOptions& opt) {
         MoeExpertsSm90Params p;
         p.x = r.x.get();
         p.expert_ids = r.ids.get(), p.weights = r.weights.get(), p.counts = r.counts.get();
-        p.table = d_table.get();
+        p.table = routed.table.get();
         p.format = opt.format;
         p.y = y.get();
         p.n_tokens = T, p.d_model = D, p.d_ff = I, p.n_experts = E, p.top_k = k;
@@ -140,6 +171,26 @@ Status bench_moe(const MoeBenchOptions& opt) {
         p.workspace = ws.get();
         p.workspace_bytes = ws_bytes;
         return moe_experts_sm90(p, st);
+      };
+      const auto shared_expert = [&](Rotation& r, int copy, cudaStream_t st) {
+        MoeExpertsSm90Params p;
+        p.x = r.x.get();
+        p.expert_ids = shared_ids.get(), p.weights = shared_w.get(), p.counts = nullptr;
+        p.table = shared.table.get() + copy % n_shared_copies;
+        p.format = WeightFormat::kFP8Block128;
+        p.y = y_shared.get();
+        p.n_tokens = T, p.d_model = D, p.d_ff = I, p.n_experts = 1, p.top_k = 1;
+        p.swiglu_limit = 10.0f;
+        p.workspace = ws_shared.get();
+        p.workspace_bytes = ws_shared_bytes;
+        return moe_experts_sm90(p, st);
+      };
+      const auto add_shared = [&](cudaStream_t st) -> Status {
+        const float one = 1.0f;
+        cublasSetStream(h, st);
+        if (cublasSaxpy(h, int(T * D), &one, y_shared.get(), 1, y.get(), 1) != CUBLAS_STATUS_SUCCESS)
+          return Status::error("bench moe: cublasSaxpy failed");
+        return {};
       };
       // Rotations: enough that the layer touches >= kRotateBytes of distinct experts between uses.
       std::vector<Rotation> rot;
@@ -170,9 +221,21 @@ Status bench_moe(const MoeBenchOptions& opt) {
       DSV4_ASSIGN_OR_RETURN(const double experts_us, time_graph_us(n_rot, [&](int i, cudaStream_t st) {
                               return experts(rot[size_t(i % n_rot)], st);
                             }));
-      DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_rot, [&](int i, cudaStream_t st) -> Status {
+      DSV4_ASSIGN_OR_RETURN(const double routed_us,
+                            time_graph_us(n_rot, [&](int i, cudaStream_t st) -> Status {
                               DSV4_RETURN_IF_ERROR(route(rot[size_t(i % n_rot)], st));
                               return experts(rot[size_t(i % n_rot)], st);
+                            }));
+      const int n_layer = int(std::max<int64_t>(n_rot, n_shared_copies));
+      DSV4_ASSIGN_OR_RETURN(const double shared_us, time_graph_us(n_layer, [&](int i, cudaStream_t st) {
+                              return shared_expert(rot[size_t(i % n_rot)], i, st);
+                            }));
+      DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_layer, [&](int i, cudaStream_t st) -> Status {
+                              Rotation& r = rot[size_t(i % n_rot)];
+                              DSV4_RETURN_IF_ERROR(route(r, st));
+                              DSV4_RETURN_IF_ERROR(experts(r, st));
+                              DSV4_RETURN_IF_ERROR(shared_expert(r, i, st));
+                              return add_shared(st);
                             }));
 
       // Peer: the gate GEMM, then BF16 experts (distinct memory up to kPeerBytesMax, then reused) on
@@ -206,6 +269,11 @@ Status bench_moe(const MoeBenchOptions& opt) {
             }
             return {};
           }));
+      DSV4_ASSIGN_OR_RETURN(
+          const double peer_shared_us, time_graph_us(1, [&](int, cudaStream_t st) -> Status {
+            DSV4_RETURN_IF_ERROR(cublas_bf16_gemm(h, st, pw.get(), px.get(), py.get(), 2 * I, D, T));
+            return cublas_bf16_gemm(h, st, pw.get() + 2 * I * D, pa.get(), py.get(), D, I, T);
+          }));
       const auto line = [&](const std::string& what, double t_us, double bytes, double flops, double peer) {
         const double floor_us = std::max(bytes / (ceil.copy_gbs * 1e3), flops / (ceil.gemm_tflops * 1e6));
         fmt::print("{} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | {:.2f}x\n", what, t_us, bytes / (t_us * 1e3),
@@ -218,9 +286,14 @@ Status bench_moe(const MoeBenchOptions& opt) {
                                              weight_format_name(opt.format), T, touched);
       line(fmt::format("moe_router shape={} n_tokens={}", s.name, T), router_us,
            gate_bytes + double(T * D * 4), router_flops, peer_router_us);
+      const double shared_flops = 2.0 * double(T) * 3.0 * double(D) * double(I);
       line("moe_experts " + params, experts_us, expert_total + io_bytes, expert_flops, peer_experts_us);
-      line("moe " + params, us, gate_bytes + expert_total + io_bytes, router_flops + expert_flops,
-           peer_router_us + peer_experts_us);
+      line(fmt::format("moe_shared shape={} format=FP8-block128 n_tokens={}", s.name, T), shared_us,
+           shared_bytes + io_bytes, shared_flops, peer_shared_us);
+      line("moe_routed " + params, routed_us, gate_bytes + expert_total + io_bytes,
+           router_flops + expert_flops, peer_router_us + peer_experts_us);
+      line("moe " + params, us, gate_bytes + expert_total + shared_bytes + io_bytes,
+           router_flops + expert_flops + shared_flops, peer_router_us + peer_experts_us + peer_shared_us);
     }
   }
   return {};

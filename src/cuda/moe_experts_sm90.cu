@@ -1,6 +1,7 @@
 // Launchers and checked layers of moe_experts on sm_90a (contract in moe_experts_sm90.h, kernels
 // in moe_experts_sm90.cuh). moe_gemm_config is the one place that sizes the grouped GEMM grids.
 #include <algorithm>
+#include <cstdlib>
 #include <unordered_map>
 
 #include "cuda/check.h"
@@ -21,12 +22,19 @@ int64_t round_up(int64_t v, int64_t m) {
 }
 constexpr size_t kMaxGemmSmem = 96 * 1024;  // B slice; the rest of the SM's 228 KB stays for other blocks
 
+// K split of one decode GEMM: `splits` ranges of split_cols packed columns (a multiple of 256).
+struct KSplit {
+  int splits = 1;
+  int split_cols = 0;
+};
+
 struct GemmConfig {
   bool per_slot;        // one work item per slot: no plan, the combine folded into the down GEMM
   bool prefill;         // the wgmma GEMMs of prefill_gemm_sm90 (items of ≤ 128 tokens)
   int token_tiles;      // tiles of 8 tokens per work item: 1, 2, 4 or 8
   int tokens_per_item;  // 8 · token_tiles (per-slot mode: 1 real token of 8 columns)
   int64_t max_items;    // worst case over all routings
+  KSplit up, down;      // decode modes: K splits of the gate+up and down GEMMs
 };
 
 // Per-slot mode pays for an expert shared by two slots with a second read of its weights (from L2
@@ -38,6 +46,30 @@ constexpr int64_t kCombineCounters = 4096;
 int64_t down_row_blocks(int64_t d_model) {
   return (round_up(d_model, 16) / 16 + 2 * moe::kGemmWarps - 1) / (2 * moe::kGemmWarps);
 }
+int64_t up_row_blocks(int64_t d_ff) {
+  return (round_up(d_ff, 128) / 16 + moe::kGemmWarps - 1) / moe::kGemmWarps;
+}
+
+// Split K when a decode GEMM's grid (row blocks × worst-case items) is far below the blocks that
+// keep every SM streaming: one token's six experts are 192 blocks of 4 warps, the shared expert
+// alone 32, too few loads in flight for the copy bandwidth. Splits are at least 256 columns; their
+// arrival counters live in a fixed region (kSplitCounters ≥ kSplitTargetBlocks) after the combine
+// counters, for the same reason as those.
+constexpr int64_t kSplitCounters = 4096;
+int64_t split_target_blocks() {  // TEMPORARY exploration switch
+  static const int64_t v = [] {
+    const char* e = std::getenv("DSV4_MOE_SPLIT_BLOCKS");
+    return e ? std::min<int64_t>(std::atoll(e), kSplitCounters) : int64_t(264);
+  }();
+  return v;
+}
+KSplit k_split_for(int64_t blocks, int64_t cols_pad) {
+  const int64_t target = split_target_blocks();
+  if (blocks >= target || cols_pad < 512) return {1, int(cols_pad)};
+  const int64_t want = std::min((target + blocks - 1) / blocks, cols_pad / 256);
+  const int64_t split_cols = round_up((cols_pad + want - 1) / want, 256);
+  return {int((cols_pad + split_cols - 1) / split_cols), int(split_cols)};
+}
 
 // Tokens per expert are known only on the device. An item holds up to 8·token_tiles tokens of
 // one expert, sized for the expected load (slots / experts hit, at most 64): decode gets 8-token
@@ -48,21 +80,31 @@ int64_t down_row_blocks(int64_t d_model) {
 // GEMMs (measured: 3.5x the decode kernels at 96 per expert, V4-Flash 4096 tokens; the decode
 // kernels kept at 12 per expert, 512 tokens; the crossover in between is not measured yet).
 constexpr int64_t kMoePrefillMinTokensPerExpert = 16;
-GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t n_experts, int64_t top_k) {
+// Per-slot mode also needs slots ≤ n_experts: the shared expert (one expert) at 2–16 tokens would
+// otherwise read its weights once per token; grouped mode reads them once per item.
+GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
+                           int64_t top_k) {
   GemmConfig c{};
   const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
-  if (slots <= kPerSlotMaxSlots && n_tokens * down_row_blocks(d_model) <= kCombineCounters)
-    return {true, false, 1, 8, slots};
-  if (slots / hit >= kMoePrefillMinTokensPerExpert) {
+  if (slots <= kPerSlotMaxSlots && slots <= n_experts &&
+      n_tokens * down_row_blocks(d_model) <= kCombineCounters) {
+    c.per_slot = true;
+    c.token_tiles = 1;
+    c.tokens_per_item = 8;
+    c.max_items = slots;
+  } else if (slots / hit >= kMoePrefillMinTokensPerExpert) {
     c.prefill = true;
     c.tokens_per_item = kMoePrefillTokensPerItem;
     c.max_items = (slots + hit * (c.tokens_per_item - 1)) / c.tokens_per_item;
     return c;
+  } else {
+    const int64_t tiles8 = (slots / hit + 7) / 8;
+    c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
+    c.tokens_per_item = 8 * c.token_tiles;
+    c.max_items = (slots + hit * (c.tokens_per_item - 1)) / c.tokens_per_item;
   }
-  const int64_t tiles8 = (slots / hit + 7) / 8;
-  c.token_tiles = tiles8 <= 1 ? 1 : tiles8 <= 2 ? 2 : tiles8 <= 4 ? 4 : 8;
-  c.tokens_per_item = 8 * c.token_tiles;
-  c.max_items = (slots + hit * (c.tokens_per_item - 1)) / c.tokens_per_item;
+  c.up = k_split_for(up_row_blocks(d_ff) * c.max_items, round_up(d_model, 128));
+  c.down = k_split_for(down_row_blocks(d_model) * c.max_items, round_up(d_ff, 128));
   return c;
 }
 
@@ -77,6 +119,8 @@ int k_slice_for(int64_t cols_pad, int tokens_per_item) {
 
 struct Workspace {
   uint32_t* combine_counters;  // [kCombineCounters], first: see kPerSlotMaxSlots
+  uint32_t* split_counters;    // [kSplitCounters], second: see k_split_for
+  float* partials;             // split K only
   int4* items;
   int* n_items;
   int32_t* perm;
@@ -96,6 +140,12 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   };
   Workspace w{};
   w.combine_counters = reinterpret_cast<uint32_t*>(take(kCombineCounters * sizeof(uint32_t)));
+  w.split_counters = reinterpret_cast<uint32_t*>(take(kSplitCounters * sizeof(uint32_t)));
+  if (c.up.splits > 1 || c.down.splits > 1) {
+    const size_t up = size_t(c.up.splits) * 2 * ld_act,
+                 down = size_t(c.down.splits) * size_t(round_up(d_model, 16));
+    w.partials = reinterpret_cast<float*>(take(slots * std::max(up, down) * sizeof(float)));
+  }
   w.items = reinterpret_cast<int4*>(take(size_t(c.max_items) * sizeof(int4)));
   w.n_items = reinterpret_cast<int*>(take(sizeof(int)));
   w.perm = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
@@ -168,14 +218,14 @@ WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data
 size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
                                         int64_t top_k) {
   size_t total = 0;
-  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, d_model, n_experts, top_k), top_k,
+  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, d_model, d_ff, n_experts, top_k), top_k,
         &total);
   return total;
 }
 
 Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return {};
-  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.n_experts, p.top_k);
+  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
   const Workspace w = carve(p.workspace, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, nullptr);
   const int64_t slots = p.n_tokens * p.top_k;
 
@@ -208,6 +258,9 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.n_slots = int(slots);
   g.ld_act = ld_act;
   g.swiglu_limit = p.swiglu_limit;
+  g.partials = w.partials;
+  g.split_counters = w.split_counters;
+  const int chunk_k = p.format == WeightFormat::kFP8Block128 ? 32 : 64;
 
   // Gate+up: rows d_ff (one 16-row tile of W1 and W3 per warp), K d_model, out act.
   g.x = p.x;
@@ -216,8 +269,10 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.rows_pad = int(round_up(p.d_ff, 16));
   g.cols = int(p.d_model);
   g.cols_pad = int(round_up(p.d_model, 128));
-  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
-  const dim3 grid_up(unsigned((ld_act / 16 + moe::kGemmWarps - 1) / moe::kGemmWarps), unsigned(c.max_items));
+  g.k_slice = k_slice_for(c.up.split_cols, c.tokens_per_item);
+  g.split_chunks = c.up.split_cols / chunk_k;
+  g.ld_part = ld_act;
+  const dim3 grid_up(unsigned(up_row_blocks(p.d_ff)), unsigned(c.max_items), unsigned(c.up.splits));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<true>(p.format, g, grid_up, c.token_tiles, stream));
 
   // Down: rows d_model (two tiles of W2 per warp), K d_ff, out one fp32 row per slot.
@@ -229,8 +284,10 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.rows_pad = int(round_up(p.d_model, 16));
   g.cols = int(p.d_ff);
   g.cols_pad = ld_act;
-  g.k_slice = k_slice_for(g.cols_pad, c.tokens_per_item);
-  const dim3 grid_down(unsigned(down_row_blocks(p.d_model)), unsigned(c.max_items));
+  g.k_slice = k_slice_for(c.down.split_cols, c.tokens_per_item);
+  g.split_chunks = c.down.split_cols / chunk_k;
+  g.ld_part = g.rows_pad;
+  const dim3 grid_down(unsigned(down_row_blocks(p.d_model)), unsigned(c.max_items), unsigned(c.down.splits));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<false>(p.format, g, grid_down, c.token_tiles, stream));
   if (c.per_slot) return {};
   return launch_combine(p, w, stream);

@@ -104,6 +104,14 @@ struct GemmArgs {
   const float* weights;        // [n_slots] routing weights
   float* y;                    // down, per-slot mode: [n_tokens, d_model], the folded combine
   uint32_t* combine_counters;  // down, per-slot mode: [n_tokens, gridDim.x]
+  // Split K (gridDim.z splits of split_chunks packed chunks each): every split stores its unscaled
+  // sums to partials [splits][n_slots][planes][ld_part] (planes: W1 and W3 for gate+up, one for
+  // down; positions index n_slots); the last split to finish an (item, row block) adds them in
+  // split order and runs the epilogue. split_counters: [gridDim.y][gridDim.x], 0 between launches.
+  float* partials;
+  uint32_t* split_counters;
+  int split_chunks;
+  int ld_part;
   int top_k, n_experts, n_slots;
   int rows;      // logical output rows: d_ff (gate+up) or d_model (down)
   int rows_pad;  // the weight's packed rows
@@ -177,7 +185,11 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
     os[m] = ex.out_scale[mat];
   }
   const bool active = tile0 < n_tiles;
-  const int nc = n_chunks, cps = a.k_slice / kChunkK;  // chunks per slice
+  // This split's chunks [cb, cb + nc); slices of k_slice columns are staged from cb on.
+  const int cb = blockIdx.z * a.split_chunks, nc = min(a.split_chunks, n_chunks - cb);
+  const int cps = a.k_slice / kChunkK;  // chunks per slice
+#pragma unroll
+  for (int m = 0; m < 2; ++m) wp[m] += size_t(cb) * 32;
 
   uint4 wc[kPrefetch][2];
   uint2 sc[kPrefetch][2];
@@ -187,13 +199,13 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
     for (int m = 0; m < 2; ++m)
       if (active && u < nc) {
         wc[u][m] = __ldg(wp[m] + u * 32);
-        sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], u, n_chunks, a.cols_pad, g);
+        sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], cb + u, n_chunks, a.cols_pad, g);
       }
 
   float acc[2][kTokenTiles][4] = {};
   for (int c = 0; c < nc; c += kPrefetch) {
     if (c % cps == 0) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
-      const int k0 = c * kChunkK, klen = min(a.k_slice, a.cols_pad - k0);
+      const int k0 = (cb + c) * kChunkK, klen = min(a.k_slice, (cb + nc) * kChunkK - k0);
       __syncthreads();
       if constexpr (kGateUp) {
         const int quads = klen / 4;
@@ -226,7 +238,7 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
       for (int m = 0; m < 2; ++m)
         if (active && c + kPrefetch + u < nc) {
           wn[u][m] = __ldg(wp[m] + (c + kPrefetch + u) * 32);
-          sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], c + kPrefetch + u, n_chunks, a.cols_pad, g);
+          sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], cb + c + kPrefetch + u, n_chunks, a.cols_pad, g);
         }
     if (active) {
 #pragma unroll
@@ -244,6 +256,39 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
   }
 
   // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1).
+  if (gridDim.z > 1) {
+    // Gate+up: planes W1 | W3 of rows < ld_act; down: rows of tiles tile0 + m < n_tiles. The last
+    // split reads back exactly the elements each thread stored, so the sums are in split order.
+    const auto part_at = [&](int split, int m, int row, int tt) {
+      return a.partials + (size_t(split) * a.n_slots + (pos0 + tt)) * (kGateUp ? 2 : 1) * a.ld_part +
+             (kGateUp ? m * a.ld_part : 0) + row;
+    };
+    const auto owned = [&](int m) { return kGateUp ? tile0 < a.ld_act / 16 : tile0 + m < n_tiles; };
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int row = (kGateUp ? tile0 : tile0 + m) * 16 + g + (j >= 2 ? 8 : 0),
+                    tt = nt * 8 + 2 * t4 + (j & 1);
+          if (owned(m) && tt < n_tok) *part_at(blockIdx.z, m, row, tt) = acc[m][nt][j];
+        }
+    if (!block_arrive_last(&a.split_counters[blockIdx.y * gridDim.x + blockIdx.x], gridDim.z)) return;
+#pragma unroll
+    for (int m = 0; m < 2; ++m)
+#pragma unroll
+      for (int nt = 0; nt < kTokenTiles; ++nt)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int row = (kGateUp ? tile0 : tile0 + m) * 16 + g + (j >= 2 ? 8 : 0),
+                    tt = nt * 8 + 2 * t4 + (j & 1);
+          if (!owned(m) || tt >= n_tok) continue;
+          float sum = 0.0f;
+          for (int z = 0; z < int(gridDim.z); ++z) sum += __ldcg(part_at(z, m, row, tt));
+          acc[m][nt][j] = sum;
+        }
+  }
   if constexpr (kGateUp) {
     // Tiles up to ld_act / 16 are written: rows past d_ff get 0 (the down GEMM reads them).
     if (tile0 >= a.ld_act / 16) return;

@@ -3,6 +3,9 @@
 // the driver entry point that the runtime hands out, so nothing links libcuda directly.
 #include <cudaTypedefs.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "cuda/check.h"
 #include "cuda/prefill_gemm_sm90.cuh"
 #include "cuda/prefill_gemm_sm90.h"
@@ -12,6 +15,34 @@ namespace {
 
 int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
+}
+
+int sm_count() {
+  static const int n = [] {
+    int dev = 0, v = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      return 132;
+    }
+    return v;
+  }();
+  return n;
+}
+
+// TEMPORARY exploration switches (DSV4_PREFILL_PERSIST=0: one CTA per tile; DSV4_PREFILL_TRIM=0:
+// every tile loads 128 B rows).
+int env_switch(const char* name, int fallback) {
+  const char* e = std::getenv(name);
+  return e ? std::atoi(e) : fallback;
+}
+bool persistent_grid() {
+  static const bool v = env_switch("DSV4_PREFILL_PERSIST", 1) != 0;
+  return v;
+}
+int b_box_trim() {
+  static const int v = env_switch("DSV4_PREFILL_TRIM", 1) != 0;
+  return v;
 }
 
 Result<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
@@ -31,14 +62,14 @@ Result<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
   return fn;
 }
 
-// B operand rows: BF16 [rows, ld] row-major (ld a multiple of 64), boxes of 64 columns × 128 rows
+// B operand rows: BF16 [rows, ld] row-major (ld a multiple of 64), boxes of 64 columns × kBoxRows rows
 // with the 128-byte swizzle the wgmma descriptor expects; rows past `rows` read as zero.
 Result<CUtensorMap> b_map(const __nv_bfloat16* base, int64_t rows, int64_t ld) {
   DSV4_ASSIGN_OR_RETURN(auto encode, encode_fn());
   CUtensorMap map;
   const cuuint64_t dims[2] = {cuuint64_t(ld), cuuint64_t(rows)};
   const cuuint64_t strides[1] = {cuuint64_t(ld) * 2};
-  const cuuint32_t box[2] = {64, cuuint32_t(prefill::kTokensPerCta)};
+  const cuuint32_t box[2] = {64, cuuint32_t(prefill::kBoxRows)};
   const cuuint32_t elem_strides[2] = {1, 1};
   const CUresult r =
       encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<__nv_bfloat16*>(base), dims, strides, box,
@@ -50,28 +81,31 @@ Result<CUtensorMap> b_map(const __nv_bfloat16* base, int64_t rows, int64_t ld) {
   return map;
 }
 
+// One CTA per SM walks the tiles (a.max_tiles of them at most).
 template <WeightFormat F, prefill::Kind K>
-Status launch(const CUtensorMap& map, const prefill::GemmArgs& a, dim3 grid, cudaStream_t stream) {
+Status launch(const CUtensorMap& map, prefill::GemmArgs a, cudaStream_t stream) {
   auto kernel = prefill::prefill_gemm_sm90_kernel<F, K>;
   constexpr int smem = prefill::smem_bytes<F>();
   static const cudaError_t attr =  // once per instantiation
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   DSV4_CUDA_TRY(attr);
-  kernel<<<grid, prefill::kThreads, smem, stream>>>(map, a);
+  a.b_box_trim = b_box_trim();
+  const int ctas = persistent_grid() ? std::min(a.max_tiles, sm_count()) : a.max_tiles;
+  kernel<<<unsigned(ctas), prefill::kThreads, smem, stream>>>(map, a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
 }
 
 template <prefill::Kind K>
-Status launch_format(WeightFormat f, const CUtensorMap& map, const prefill::GemmArgs& a, dim3 grid,
+Status launch_format(WeightFormat f, const CUtensorMap& map, const prefill::GemmArgs& a,
                      cudaStream_t stream) {
   switch (f) {
     case WeightFormat::kNVFP4:
-      return launch<WeightFormat::kNVFP4, K>(map, a, grid, stream);
+      return launch<WeightFormat::kNVFP4, K>(map, a, stream);
     case WeightFormat::kMXFP4:
-      return launch<WeightFormat::kMXFP4, K>(map, a, grid, stream);
+      return launch<WeightFormat::kMXFP4, K>(map, a, stream);
     case WeightFormat::kFP8Block128:
-      return launch<WeightFormat::kFP8Block128, K>(map, a, grid, stream);
+      return launch<WeightFormat::kFP8Block128, K>(map, a, stream);
     default:
       return Status::errorf("prefill_gemm_sm90: weight format {}; expected NVFP4, MXFP4 or FP8 block-128",
                             weight_format_name(f));
@@ -100,9 +134,9 @@ Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf1
   a.rows_pad = int(w.rows_pad);
   a.cols_pad = int(w.cols_pad);
   a.out = y;
-  const dim3 grid(unsigned((w.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta),
-                  unsigned((n_tokens + prefill::kTokensPerCta - 1) / prefill::kTokensPerCta));
-  return launch_format<prefill::Kind::kLinear>(w.format, map, a, grid, stream);
+  a.row_blocks = int((w.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta);
+  a.max_tiles = a.row_blocks * int((n_tokens + prefill::kTokensPerCta - 1) / prefill::kTokensPerCta);
+  return launch_format<prefill::Kind::kLinear>(w.format, map, a, stream);
 }
 
 Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
@@ -131,8 +165,9 @@ Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
   a.rows_pad = int(round_up(p.d_ff, 16));
   a.cols_pad = int(ld_x);
   a.act_out = p.act;
-  const dim3 grid_up(unsigned(ld_act / (prefill::kRowsPerCta / 2)), unsigned(p.max_items));
-  DSV4_RETURN_IF_ERROR(launch_format<prefill::Kind::kGateUp>(p.format, map_x, a, grid_up, stream));
+  a.row_blocks = int(ld_act / (prefill::kRowsPerCta / 2));
+  a.max_tiles = a.row_blocks * int(p.max_items);
+  DSV4_RETURN_IF_ERROR(launch_format<prefill::Kind::kGateUp>(p.format, map_x, a, stream));
 
   // Down: W2 [d_model, d_ff]; K = ld_act (act's columns past d_ff are zero).
   DSV4_ASSIGN_OR_RETURN(const CUtensorMap map_act, b_map(p.act, slots, ld_act));
@@ -141,9 +176,9 @@ Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
   a.cols_pad = int(ld_act);
   a.act_out = nullptr;
   a.out = p.out;
-  const dim3 grid_down(unsigned((a.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta),
-                       unsigned(p.max_items));
-  return launch_format<prefill::Kind::kDown>(p.format, map_act, a, grid_down, stream);
+  a.row_blocks = int((a.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta);
+  a.max_tiles = a.row_blocks * int(p.max_items);
+  return launch_format<prefill::Kind::kDown>(p.format, map_act, a, stream);
 }
 
 }  // namespace dsv4::cuda

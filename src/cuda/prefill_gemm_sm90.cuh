@@ -2,12 +2,17 @@
 // or one expert), W' the packed NVFP4/MXFP4/FP8 weight dequantized exactly to BF16 in registers.
 // Swap AB: W' is wgmma's A operand from registers (64 rows per m64 block, the decode kernels'
 // packed layout is already the A-fragment layout), the tokens' BF16 rows (K-major) are B in shared
-// memory, written by TMA with the 128-byte swizzle. A CTA = 256 weight rows × ≤ 128 tokens: two
+// memory, written by TMA with the 128-byte swizzle. A tile = 256 weight rows × ≤ 128 tokens: two
 // consumer warpgroups × two m64 blocks (gate+up: block 0 = W1 rows, block 1 = the same W3 rows, so
 // the SwiGLU epilogue holds g and u of one output) and a producer warp(group) that streams, per stage
 // of 128 K columns, the B tile (two TMA boxes) and each 16-row tile's packed bytes and scales (bulk
 // copies) into a kStages-deep ring guarded by full/empty mbarriers. Consumers dequantize one k64
 // half-stage into registers while the previous half's wgmmas run (two register buffers, wait_group 1).
+// Persistent: a CTA per SM walks tiles blockIdx.x, + gridDim.x, ... (row block fastest, so the
+// CTAs working on one item's B rows run together and share them in L2); the ring's stage count
+// runs on across tiles, so the producer streams the next tile's first stages while the consumers
+// finish the current one and run its epilogue. B is loaded in boxes of 32 token rows, only as many
+// as the tile's tokens need (an item of 96 tokens loads 96 rows, not 128).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,6 +28,7 @@ constexpr int kBlocks = 2;                         // m64 blocks per consumer wa
 constexpr int kTiles = kWarpgroups * kBlocks * 4;  // 16-row weight tiles per CTA
 constexpr int kRowsPerCta = kTiles * 16;           // 256 weight rows (gate+up: 128 act rows of W1 and W3)
 constexpr int kTokensPerCta = 128;                 // the N tile; items hold ≤ 128 tokens
+constexpr int kBoxRows = 32;                       // token rows per TMA box of B
 constexpr int kStageK = 128;                       // K columns per pipeline stage
 // + a producer warpgroup (one warp works): register caps are per warpgroup, so the consumers can
 // take 232 registers (128 accumulators, 2 × 32 A fragments) while the producer gives its share back.
@@ -40,7 +46,7 @@ struct Stage {
   static constexpr int kScaleChunkBytes = F == WeightFormat::kNVFP4 ? 64 : F == WeightFormat::kMXFP4 ? 32 : 0;
   static constexpr int kTileBytes = kChunks * 512;
   static constexpr int kTileScaleBytes = kChunks * kScaleChunkBytes;
-  static constexpr int kBoxBytes = kTokensPerCta * 64 * 2;  // one TMA box: 128 rows × 64 BF16
+  static constexpr int kBoxBytes = kTokensPerCta * 64 * 2;  // one 64-column half of B: 128 rows × 64 BF16
   static constexpr int kBBytes = 2 * kBoxBytes;
   static constexpr int kWOffset = kBBytes;
   static constexpr int kSOffset = kWOffset + kTiles * kTileBytes;
@@ -49,11 +55,29 @@ struct Stage {
   static_assert(kBytes % 1024 == 0 && kStages >= 2);
 };
 
-// Dynamic shared memory a CTA asks for: the ring, barriers, the tile's token table, 1 KB of
-// alignment slack.
+// What the consumers need of a tile, published by the producer in shared memory (a ring of
+// kInfoSlots, written after the empty-wait of the tile's first stage and made visible by that
+// stage's full barrier): the consumers never wait on global loads between tiles. kInfoSlots =
+// kStages + 1 suffices: the producer can write tile i + kInfoSlots's entry only once every consumer
+// warp has released a stage of tile i + 1, i.e. finished tile i's epilogue.
+struct TileInfo {
+  int rb, pos0, n_tok, pad;
+  float out_scale[kBlocks];
+  const uint8_t* scales[kBlocks];  // FP8: the consumers load the 128×128 block scales themselves
+  int slot[kTokensPerCta];         // down: each token's slot and routing weight
+  float route_w[kTokensPerCta];
+};
+
+// Dynamic shared memory a CTA asks for: the ring, barriers, the tile info ring, 1 KB of alignment
+// slack.
+template <WeightFormat F>
+constexpr int info_slots() {
+  return Stage<F>::kStages + 1;
+}
 template <WeightFormat F>
 constexpr int smem_bytes() {
-  return Stage<F>::kStages * Stage<F>::kBytes + 2 * Stage<F>::kStages * 8 + kTokensPerCta * 8 + 1024;
+  return Stage<F>::kStages * Stage<F>::kBytes + 2 * Stage<F>::kStages * 8 +
+         info_slots<F>() * int(sizeof(TileInfo)) + 1024;
 }
 
 struct GemmArgs {
@@ -67,6 +91,9 @@ struct GemmArgs {
   const int32_t* perm;   // down: [n_slots] position → slot
   const float* route_w;  // down: [n_slots] routing weights
   int n_tokens;          // linear: tokens (rows of B)
+  int row_blocks;        // tiles per item (linear: per 128-token tile) along the weight rows
+  int max_tiles;         // row_blocks × (linear: token tiles; MoE: max_items)
+  int b_box_trim;        // TEMPORARY exploration switch: 1 = load only the B rows the tile needs
   int rows, rows_pad;    // the weight's logical and packed rows
   int cols_pad;          // packed K = B's row length
   int ld_act;            // gate+up: act row stride (round_up(d_ff, 128))
@@ -75,12 +102,12 @@ struct GemmArgs {
   float* out;              // linear: y [n_tokens, rows]; down: [n_slots, rows]
 };
 
-// Which packed tile CTA slot `slot` (= (warpgroup·2 + block)·4 + warp) computes, and from which
-// matrix of the group (0/1/2 as in MoeExpertSm90).
+// Which packed 16-row tile CTA slot `slot` (= (warpgroup·2 + block)·4 + warp) computes in row
+// block rb, and from which matrix of the group (0/1/2 as in MoeExpertSm90).
 template <Kind K>
-__device__ __forceinline__ int slot_tile(int slot) {
-  if constexpr (K == Kind::kGateUp) return blockIdx.x * (kTiles / 2) + (slot / 8) * 4 + slot % 4;
-  return blockIdx.x * kTiles + slot;
+__device__ __forceinline__ int slot_tile(int rb, int slot) {
+  if constexpr (K == Kind::kGateUp) return rb * (kTiles / 2) + (slot / 8) * 4 + slot % 4;
+  return rb * kTiles + slot;
 }
 template <Kind K>
 __device__ __forceinline__ int slot_matrix(int slot) {
@@ -89,28 +116,62 @@ __device__ __forceinline__ int slot_matrix(int slot) {
 }
 
 struct Item {
+  int rb;  // row block
   int pos0, n_tok;
   const uint8_t* data[2];  // per block: the matrix it reads
   const uint8_t* scales[2];
   float out_scale[2];
 };
 
+// Tiles of this launch: MoE items are known only on the device.
+template <Kind K>
+__device__ __forceinline__ int n_tiles_of(const GemmArgs& a) {
+  if constexpr (K == Kind::kLinear) return a.max_tiles;
+  return a.row_blocks * *a.n_items;
+}
+
+template <Kind K>
+__device__ __forceinline__ Item item_of(const GemmArgs& a, int tile) {
+  Item it;
+  it.rb = tile % a.row_blocks;
+  const int w = tile / a.row_blocks;
+  if constexpr (K == Kind::kLinear) {
+    it.pos0 = w * kTokensPerCta;
+    it.n_tok = min(kTokensPerCta, a.n_tokens - it.pos0);
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m)
+      it.data[m] = a.w_data, it.scales[m] = a.w_scales, it.out_scale[m] = a.out_scale;
+  } else {
+    const int4 item = a.items[w];
+    it.pos0 = item.y;
+    it.n_tok = item.z;
+    const MoeExpertSm90& ex = a.table[item.x];
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m) {
+      const int mat = K == Kind::kGateUp ? m : 2;
+      it.data[m] = ex.data[mat], it.scales[m] = ex.scales[mat], it.out_scale[m] = ex.out_scale[mat];
+    }
+  }
+  return it;
+}
+
 // The consumer warpgroups: main loop over K stages, then the epilogue of kind K. N = wgmma N
 // (tokens rounded up to 32).
+// g0: the ring's running stage count at the tile's first stage.
 template <WeightFormat F, Kind K, int N>
-__device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8_t* ring, uint64_t* full,
-                                        uint64_t* empty, const int* tok_slot, const float* tok_w) {
+__device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, uint32_t g0, uint8_t* ring,
+                                        uint64_t* full, uint64_t* empty) {
   using S = Stage<F>;
   constexpr int kSteps = sm90::Format<F>::kSteps;  // k16 steps per chunk: 4 (FP4), 2 (FP8)
   constexpr int kChunksPerHalf = S::kChunks / 2;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gr = lane / 4, t4 = lane % 4;
   const int wg = warp / 4, q = warp % 4;
   const int n_stages = a.cols_pad / kStageK, n_chunks = a.cols_pad / S::kChunkK;
   int slot[kBlocks], tile[kBlocks];
 #pragma unroll
   for (int m = 0; m < kBlocks; ++m) {
     slot[m] = (wg * kBlocks + m) * 4 + q;
-    tile[m] = slot_tile<K>(slot[m]);
+    tile[m] = slot_tile<K>(it.rb, slot[m]);
   }
 
   float acc[kBlocks][N / 2];
@@ -121,37 +182,33 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8
   uint32_t af[2][kBlocks][4][4];  // [half-stage buffer][block][k16 step][A fragment]
 
   for (int st = 0; st < n_stages; ++st) {
-    const int s = st % S::kStages;
-    ptx::mbar_wait(ptx::smem_addr(&full[s]), uint32_t(st / S::kStages) & 1);
-    const uint8_t* stage = ring + s * S::kBytes;
-    const uint32_t b_addr = ptx::smem_addr(stage);
+    const uint32_t g = g0 + uint32_t(st), s = g % S::kStages;
+    ptx::mbar_wait(ptx::smem_addr(&full[s]), (g / S::kStages) & 1);
+    const uint32_t b_addr = ptx::smem_addr(ring + s * S::kBytes);
     uint2 fp8_scale[kBlocks];
     if constexpr (F == WeightFormat::kFP8Block128)
 #pragma unroll
       for (int m = 0; m < kBlocks; ++m)
         fp8_scale[m] = sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), st * S::kChunks,
-                                            n_chunks, a.cols_pad, g);
+                                            n_chunks, a.cols_pad, gr);
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       // Buffer h was last read by the group committed two groups ago; after this wait at most
       // the previous group runs. At h = 1 that also means every group of stage st - 1 is done.
       ptx::wgmma_wait<1>();
-      if (h == 1 && st > 0 && lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(st - 1) % S::kStages]));
+      if (h == 1 && st > 0 && lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(g - 1) % S::kStages]));
 #pragma unroll
       for (int m = 0; m < kBlocks; ++m)
 #pragma unroll
         for (int c = 0; c < kChunksPerHalf; ++c) {
           const int cc = h * kChunksPerHalf + c;
-          const uint4 w = *reinterpret_cast<const uint4*>(stage + S::kWOffset + slot[m] * S::kTileBytes +
-                                                          cc * 512 + lane * 16);
+          const uint4 w = ptx::lds128(b_addr + S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16);
           uint2 sc;
           if constexpr (F == WeightFormat::kNVFP4)
-            sc = *reinterpret_cast<const uint2*>(stage + S::kSOffset + slot[m] * S::kTileScaleBytes +
-                                                 cc * 64 + g * 8);
+            sc = ptx::lds64(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8);
           else if constexpr (F == WeightFormat::kMXFP4)
-            sc = make_uint2(*reinterpret_cast<const uint32_t*>(
-                                stage + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + g * 4),
-                            0);
+            sc = make_uint2(
+                ptx::lds32(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4), 0);
           else
             sc = fp8_scale[m];
           uint32_t chunk[kSteps][4];
@@ -172,12 +229,13 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8
     }
   }
   ptx::wgmma_wait<0>();
+  if (lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(g0 + n_stages - 1) % S::kStages]));
 
   // Epilogue. acc[m][4j + r]: row g + 8·(r / 2) of the warp's tile, token 8j + 2·t4 + r % 2.
   if constexpr (K == Kind::kGateUp) {
     // Rows up to ld_act are written (rows past d_ff as 0: the down GEMM reads them as K).
     const float L = a.swiglu_limit;
-    const int row0 = blockIdx.x * (kRowsPerCta / 2) + wg * 64 + q * 16 + g;
+    const int row0 = it.rb * (kRowsPerCta / 2) + wg * 64 + q * 16 + gr;
 #pragma unroll
     for (int j = 0; j < N / 8; ++j)
 #pragma unroll
@@ -195,7 +253,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8
   } else {
 #pragma unroll
     for (int m = 0; m < kBlocks; ++m) {
-      const int row0 = tile[m] * 16 + g;
+      const int row0 = tile[m] * 16 + gr;
 #pragma unroll
       for (int j = 0; j < N / 8; ++j)
 #pragma unroll
@@ -203,7 +261,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8
           const int row = row0 + 8 * (r / 2), tt = 8 * j + 2 * t4 + r % 2;
           if (tt >= it.n_tok || row >= a.rows) continue;
           if constexpr (K == Kind::kDown)
-            a.out[size_t(tok_slot[tt]) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m] * tok_w[tt];
+            a.out[size_t(it.slot[tt]) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m] * it.route_w[tt];
           else
             a.out[size_t(it.pos0 + tt) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m];
         }
@@ -211,39 +269,19 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const Item& it, uint8
   }
 }
 
-// grid: (row blocks of kRowsPerCta weight rows [gate+up: of act rows / 2], token tiles or items).
-// b_map: the BF16 B rows [rows of B, cols_pad], box 64 × 128, 128-byte swizzle.
+// grid: persistent CTAs (≤ the SM count) over max_tiles tiles of kRowsPerCta weight rows [gate+up:
+// act rows / 2] × one token tile or item. b_map: the BF16 B rows [rows of B, cols_pad], box 64 ×
+// kBoxRows, 128-byte swizzle.
 template <WeightFormat F, Kind K>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_gemm_sm90_kernel(const __grid_constant__ CUtensorMap b_map, const GemmArgs a) {
   using S = Stage<F>;
-  Item it;
-  if constexpr (K == Kind::kLinear) {
-    it.pos0 = blockIdx.y * kTokensPerCta;
-    it.n_tok = min(kTokensPerCta, a.n_tokens - it.pos0);
-#pragma unroll
-    for (int m = 0; m < kBlocks; ++m)
-      it.data[m] = a.w_data, it.scales[m] = a.w_scales, it.out_scale[m] = a.out_scale;
-  } else {
-    if (int(blockIdx.y) >= *a.n_items) return;  // the grid is sized for the worst case
-    const int4 item = a.items[blockIdx.y];
-    it.pos0 = item.y;
-    it.n_tok = item.z;
-    const MoeExpertSm90& ex = a.table[item.x];
-#pragma unroll
-    for (int m = 0; m < kBlocks; ++m) {
-      const int mat = K == Kind::kGateUp ? m : 2;
-      it.data[m] = ex.data[mat], it.scales[m] = ex.scales[mat], it.out_scale[m] = ex.out_scale[mat];
-    }
-  }
-
   extern __shared__ uint8_t smem_raw[];
   uint8_t* ring =
       reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + S::kStages * S::kBytes);
   uint64_t* empty = full + S::kStages;
-  int* tok_slot = reinterpret_cast<int*>(empty + S::kStages);
-  float* tok_w = reinterpret_cast<float*>(tok_slot + kTokensPerCta);
+  TileInfo* info = reinterpret_cast<TileInfo*>(empty + S::kStages);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   if (threadIdx.x == 0) {
@@ -253,62 +291,98 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     ptx::fence_mbar_init();
   }
-  if constexpr (K == Kind::kDown)
-    if (threadIdx.x < it.n_tok) {
-      const int slot = a.perm[it.pos0 + threadIdx.x];
-      tok_slot[threadIdx.x] = slot;
-      tok_w[threadIdx.x] = a.route_w[slot];
-    }
   __syncthreads();
+  const int n_tiles = n_tiles_of<K>(a), n_stages = a.cols_pad / kStageK;
 
   if (warp >= kProducerWarp) {
     ptx::setmaxnreg_dec<kProducerRegs>();
     if (warp != kProducerWarp) return;
     // Lane l < 16 copies tile slot l's packed bytes, lane 16 + l its scales; lane 0 the B boxes.
-    const int n_stages = a.cols_pad / kStageK, n_chunks = a.cols_pad / S::kChunkK, n_tiles = a.rows_pad / 16;
-    const int my_slot = lane % kTiles, my_tile = slot_tile<K>(my_slot), my_block = (my_slot / 4) % kBlocks;
-    const bool copies = my_tile < n_tiles && (lane < kTiles || S::kTileScaleBytes > 0);
-    int valid = 0;
-    for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(sl) < n_tiles;
-    const uint32_t tx = S::kBBytes + valid * (S::kTileBytes + S::kTileScaleBytes);
-    const uint8_t* src =
-        lane < kTiles
-            ? (my_block ? it.data[1] : it.data[0]) + (size_t(my_tile) * n_chunks) * 512
-            : (my_block ? it.scales[1] : it.scales[0]) + (size_t(my_tile) * n_chunks) * S::kScaleChunkBytes;
+    const int n_chunks = a.cols_pad / S::kChunkK, n_wtiles = a.rows_pad / 16;
+    const int my_slot = lane % kTiles, my_block = (my_slot / 4) % kBlocks;
     const uint32_t step = lane < kTiles ? S::kTileBytes : S::kTileScaleBytes;
     const uint32_t dst_off =
         lane < kTiles ? S::kWOffset + my_slot * S::kTileBytes : S::kSOffset + my_slot * S::kTileScaleBytes;
     if (lane == 0) ptx::prefetch_tensor_map(&b_map);
-    for (int st = 0; st < n_stages; ++st) {
-      const int s = st % S::kStages;
-      if (st >= S::kStages) ptx::mbar_wait(ptx::smem_addr(&empty[s]), uint32_t(st / S::kStages - 1) & 1);
-      const uint32_t bar = ptx::smem_addr(&full[s]);
-      const uint32_t stage = ptx::smem_addr(ring + s * S::kBytes);
-      if (lane == 0) {
-        ptx::mbar_arrive_expect_tx(bar, tx);
-        ptx::tma_load_2d(stage, &b_map, st * kStageK, it.pos0, bar);
-        ptx::tma_load_2d(stage + S::kBoxBytes, &b_map, st * kStageK + 64, it.pos0, bar);
+    uint32_t g = 0;  // the ring's running stage count
+    int local = 0;   // this CTA's tile count
+    for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++local) {
+      const Item it = item_of<K>(a, tile);
+      const int my_tile = slot_tile<K>(it.rb, my_slot);
+      const bool copies = my_tile < n_wtiles && (lane < kTiles || S::kTileScaleBytes > 0);
+      int valid = 0;
+      for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(it.rb, sl) < n_wtiles;
+      const int boxes = a.b_box_trim ? (it.n_tok + kBoxRows - 1) / kBoxRows : kTokensPerCta / kBoxRows;
+      const uint32_t tx = 2 * boxes * kBoxRows * 128 + valid * (S::kTileBytes + S::kTileScaleBytes);
+      const uint8_t* src =
+          lane < kTiles
+              ? (my_block ? it.data[1] : it.data[0]) + (size_t(my_tile) * n_chunks) * 512
+              : (my_block ? it.scales[1] : it.scales[0]) + (size_t(my_tile) * n_chunks) * S::kScaleChunkBytes;
+      // The down GEMM's token table, loaded before the ring wait (its latency overlaps it).
+      int tok_slot[kTokensPerCta / 32];
+      float tok_w[kTokensPerCta / 32];
+      if constexpr (K == Kind::kDown) {
+#pragma unroll
+        for (int i = 0; i < kTokensPerCta / 32; ++i)
+          if (lane + 32 * i < it.n_tok) tok_slot[i] = a.perm[it.pos0 + lane + 32 * i];
+#pragma unroll
+        for (int i = 0; i < kTokensPerCta / 32; ++i)
+          if (lane + 32 * i < it.n_tok) tok_w[i] = a.route_w[tok_slot[i]];
       }
-      __syncwarp();
-      if (copies) ptx::bulk_copy_g2s(stage + dst_off, src + size_t(st) * step, step, bar);
+      for (int st = 0; st < n_stages; ++st, ++g) {
+        const uint32_t s = g % S::kStages;
+        if (g >= S::kStages) ptx::mbar_wait(ptx::smem_addr(&empty[s]), (g / S::kStages - 1) & 1);
+        if (st == 0) {  // publish the tile; the full barrier's arrive below releases these writes
+          TileInfo& ti = info[local % info_slots<F>()];
+          if (lane == 0) {
+            ti.rb = it.rb, ti.pos0 = it.pos0, ti.n_tok = it.n_tok;
+#pragma unroll
+            for (int m = 0; m < kBlocks; ++m) ti.out_scale[m] = it.out_scale[m], ti.scales[m] = it.scales[m];
+          }
+          if constexpr (K == Kind::kDown)
+#pragma unroll
+            for (int i = 0; i < kTokensPerCta / 32; ++i)
+              if (lane + 32 * i < it.n_tok)
+                ti.slot[lane + 32 * i] = tok_slot[i], ti.route_w[lane + 32 * i] = tok_w[i];
+          __syncwarp();
+        }
+        const uint32_t bar = ptx::smem_addr(&full[s]);
+        const uint32_t stage = ptx::smem_addr(ring + s * S::kBytes);
+        if (lane == 0) {
+          ptx::mbar_arrive_expect_tx(bar, tx);
+          for (int h = 0; h < 2; ++h)
+            for (int b = 0; b < boxes; ++b)
+              ptx::tma_load_2d(stage + h * S::kBoxBytes + b * kBoxRows * 128, &b_map, st * kStageK + h * 64,
+                               it.pos0 + b * kBoxRows, bar);
+        }
+        __syncwarp();
+        if (copies) ptx::bulk_copy_g2s(stage + dst_off, src + size_t(st) * step, step, bar);
+      }
     }
     return;
   }
 
   ptx::setmaxnreg_inc<kConsumerRegs>();
-  switch ((it.n_tok + 31) / 32) {
-    case 1:
-      consume<F, K, 32>(a, it, ring, full, empty, tok_slot, tok_w);
-      break;
-    case 2:
-      consume<F, K, 64>(a, it, ring, full, empty, tok_slot, tok_w);
-      break;
-    case 3:
-      consume<F, K, 96>(a, it, ring, full, empty, tok_slot, tok_w);
-      break;
-    default:
-      consume<F, K, 128>(a, it, ring, full, empty, tok_slot, tok_w);
-      break;
+  uint32_t g0 = 0;
+  int local = 0;
+  for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, g0 += uint32_t(n_stages), ++local) {
+    // The tile's first stage is full: its info entry is written.
+    ptx::mbar_wait(ptx::smem_addr(&full[g0 % S::kStages]), (g0 / S::kStages) & 1);
+    const TileInfo& it = info[local % info_slots<F>()];
+    switch ((it.n_tok + 31) / 32) {
+      case 1:
+        consume<F, K, 32>(a, it, g0, ring, full, empty);
+        break;
+      case 2:
+        consume<F, K, 64>(a, it, g0, ring, full, empty);
+        break;
+      case 3:
+        consume<F, K, 96>(a, it, g0, ring, full, empty);
+        break;
+      default:
+        consume<F, K, 128>(a, it, g0, ring, full, empty);
+        break;
+    }
   }
 }
 

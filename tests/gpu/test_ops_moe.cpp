@@ -295,6 +295,14 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{kNv, 2, 512, 256, 16, 6, ExpertsCase::kSkipped, false, "per slot, skipped slots"},
         ExpertsCase{kNv, 9, 512, 256, 16, 6, ExpertsCase::kSkipped, true, "grouped, skipped slots"},
         ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kRandom, false, "shared expert, ragged"},
+        // Split K (decode grids far below the SM count): the shared expert at 1 token (per slot) and
+        // at 3 tokens (grouped, one item), ragged widths whose last split is partial, skipped slots.
+        ExpertsCase{kFp8, 1, 4096, 2048, 1, 1, ExpertsCase::kRandom, false,
+                    "shared expert, 1 token, split K"},
+        ExpertsCase{kFp8, 3, 1000, 600, 1, 1, ExpertsCase::kRandom, false, "shared expert ragged, split K"},
+        ExpertsCase{kNv, 1, 2064, 520, 8, 4, ExpertsCase::kRandom, true, "per slot ragged, split K"},
+        ExpertsCase{kMx, 2, 1024, 384, 16, 3, ExpertsCase::kSkipped, false,
+                    "per slot, skipped slots, split K"},
         // Prefill mode (≥ 16 expected tokens per expert): real V4 widths with fewer experts so the
         // CPU reference stays fast; partial 128-token items, an empty expert, one expert holding
         // three items, skipped slots, d_model / d_ff off the 128 grid.

@@ -122,8 +122,12 @@ struct GemmArgs {
   float swiglu_limit;
 };
 
+// One token tile, NVFP4 or FP8: at most 128 registers, so that 4 blocks fit an SM (the split-K
+// bookkeeping otherwise pushes it to ~155 and 3 blocks: 7-10% slower at 8 and 64 tokens); ptxas
+// spills 16-36 bytes for NVFP4, 72-88 for MXFP4, which keeps its ~155.
 template <WeightFormat F, int kTokenTiles, bool kGateUp>
-__global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a) {
+__global__ void __launch_bounds__(kGemmThreads, kTokenTiles == 1 && F != WeightFormat::kMXFP4 ? 4 : 1)
+    moe_gemm_sm90_kernel(GemmArgs a) {
   using sm90::Format;
   constexpr int kChunkK = Format<F>::kChunkK;
   constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;

@@ -2,7 +2,6 @@
 // sizes the grid. This file is compiled with --fmad=false (CMakeLists.txt): the router order
 // rounds every product and sum, as the CPU reference does.
 #include <algorithm>
-#include <cstdlib>
 
 #include "cuda/check.h"
 #include "cuda/moe_router.cuh"
@@ -25,22 +24,14 @@ RouterTiling router_tiling(int64_t n_tokens) {
 
 constexpr int64_t kMaxTokens = int64_t(65535) * 8;  // grid.y limit at 8 tokens per tile
 
-template <bool kBf16, int kTok, int kExp, int kWarps = 4>
+template <bool kBf16, int kTok, int kExp>
 Status launch(const router::Args& a, cudaStream_t stream) {
-  const dim3 grid(unsigned((a.n_experts + kWarps * kExp - 1) / (kWarps * kExp)),
+  const dim3 grid(unsigned((a.n_experts + router::kWarps * kExp - 1) / (router::kWarps * kExp)),
                   unsigned((a.n_tokens + kTok - 1) / kTok));
-  const size_t smem = size_t(router::kSelectWarps) * 2 * size_t(a.n_experts) * sizeof(float);
-  router::moe_router_kernel<kBf16, kTok, kExp, kWarps><<<grid, kWarps * 32, smem, stream>>>(a);
+  const size_t smem = size_t(router::kWarps) * 2 * size_t(a.n_experts) * sizeof(float);
+  router::moe_router_kernel<kBf16, kTok, kExp><<<grid, router::kThreads, smem, stream>>>(a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
-}
-
-int many_token_warps() {  // TEMPORARY exploration switch: warps per block of the 8 × 4 tiling
-  static const int v = [] {
-    const char* e = std::getenv("DSV4_ROUTER_WARPS");
-    return e ? std::atoi(e) : 8;
-  }();
-  return v;
 }
 
 template <bool kBf16>
@@ -48,14 +39,7 @@ Status launch_tiling(const router::Args& a, RouterTiling t, cudaStream_t stream)
   if (t.tokens == 1) return launch<kBf16, 1, 1>(a, stream);
   if (t.tokens == 4) return launch<kBf16, 4, 1>(a, stream);
   if (t.experts == 1) return launch<kBf16, 8, 1>(a, stream);
-  switch (many_token_warps()) {
-    case 4:
-      return launch<kBf16, 8, 4, 4>(a, stream);
-    case 16:
-      return launch<kBf16, 8, 4, 16>(a, stream);
-    default:
-      return launch<kBf16, 8, 4, 8>(a, stream);
-  }
+  return launch<kBf16, 8, 4>(a, stream);
 }
 
 }  // namespace

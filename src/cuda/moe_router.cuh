@@ -18,7 +18,8 @@
 
 namespace dsv4::cuda::router {
 
-constexpr int kSelectWarps = 4;  // warps that select (one token each at a time); shared memory per warp
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
 constexpr int kStep = kRouterPartials * kRouterGroup;  // 256 columns per warp step
 
 struct Args {
@@ -65,12 +66,8 @@ constexpr int kUnroll = kExp > 1    ? 1
                         : kTok <= 4 ? 4
                                     : 2;
 
-// kWarps warps per block, each kExp gate rows × kTok tokens: the block's warps share the tile's x
-// (through L1), so more warps mean fewer L2 bytes per product.
-template <bool kBf16, int kTok, int kExp, int kWarps>
-__global__ void __launch_bounds__(kWarps * 32) moe_router_kernel(Args a) {
-  static_assert(kWarps >= kSelectWarps);
-  constexpr int kThreads = kWarps * 32;
+template <bool kBf16, int kTok, int kExp>
+__global__ void __launch_bounds__(kThreads) moe_router_kernel(Args a) {
   static_assert(kTok * kExp <= 32, "one score per lane");
   extern __shared__ float router_smem[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -138,7 +135,7 @@ __global__ void __launch_bounds__(kWarps * 32) moe_router_kernel(Args a) {
   // ---- Selection for this tile's tokens, one warp per token.
   float* score = router_smem + size_t(warp) * 2 * E;  // [E] σ
   float* sel = score + E;                             // [E] σ + bias, −inf once taken
-  for (int t = t0 + warp; warp < kSelectWarps && t < min(t0 + kTok, a.n_tokens); t += kSelectWarps) {
+  for (int t = t0 + warp; t < min(t0 + kTok, a.n_tokens); t += kWarps) {
     for (int e = lane; e < E; e += 32) {
       const float s = __ldcg(a.scores + size_t(t) * E + e);
       score[e] = s;

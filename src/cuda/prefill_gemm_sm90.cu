@@ -44,6 +44,10 @@ int b_box_trim() {
   static const int v = env_switch("DSV4_PREFILL_TRIM", 1) != 0;
   return v;
 }
+bool use_lds() {
+  static const bool v = env_switch("DSV4_PREFILL_LDS", 1) != 0;
+  return v;
+}
 
 Result<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
@@ -82,9 +86,9 @@ Result<CUtensorMap> b_map(const __nv_bfloat16* base, int64_t rows, int64_t ld) {
 }
 
 // One CTA per SM walks the tiles (a.max_tiles of them at most).
-template <WeightFormat F, prefill::Kind K>
-Status launch(const CUtensorMap& map, prefill::GemmArgs a, cudaStream_t stream) {
-  auto kernel = prefill::prefill_gemm_sm90_kernel<F, K>;
+template <WeightFormat F, prefill::Kind K, bool kLds>
+Status launch_lds(const CUtensorMap& map, prefill::GemmArgs a, cudaStream_t stream) {
+  auto kernel = prefill::prefill_gemm_sm90_kernel<F, K, kLds>;
   constexpr int smem = prefill::smem_bytes<F>();
   static const cudaError_t attr =  // once per instantiation
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -94,6 +98,10 @@ Status launch(const CUtensorMap& map, prefill::GemmArgs a, cudaStream_t stream) 
   kernel<<<unsigned(ctas), prefill::kThreads, smem, stream>>>(map, a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
+}
+template <WeightFormat F, prefill::Kind K>
+Status launch(const CUtensorMap& map, const prefill::GemmArgs& a, cudaStream_t stream) {
+  return use_lds() ? launch_lds<F, K, true>(map, a, stream) : launch_lds<F, K, false>(map, a, stream);
 }
 
 template <prefill::Kind K>

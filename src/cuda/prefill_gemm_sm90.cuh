@@ -158,7 +158,7 @@ __device__ __forceinline__ Item item_of(const GemmArgs& a, int tile) {
 // The consumer warpgroups: main loop over K stages, then the epilogue of kind K. N = wgmma N
 // (tokens rounded up to 32).
 // g0: the ring's running stage count at the tile's first stage.
-template <WeightFormat F, Kind K, int N>
+template <WeightFormat F, Kind K, bool kLds, int N>
 __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, uint32_t g0, uint8_t* ring,
                                         uint64_t* full, uint64_t* empty) {
   using S = Stage<F>;
@@ -202,13 +202,21 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 #pragma unroll
         for (int c = 0; c < kChunksPerHalf; ++c) {
           const int cc = h * kChunksPerHalf + c;
-          const uint4 w = ptx::lds128(b_addr + S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16);
+          const uint32_t w_off = S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16;
+          const uint32_t nv_off = S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8;
+          const uint32_t mx_off = S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4;
+          const uint8_t* stage = ring + s * S::kBytes;
+          uint4 w;
           uint2 sc;
+          if constexpr (kLds)
+            w = ptx::lds128(b_addr + w_off);
+          else
+            w = *reinterpret_cast<const uint4*>(stage + w_off);
           if constexpr (F == WeightFormat::kNVFP4)
-            sc = ptx::lds64(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8);
+            sc = kLds ? ptx::lds64(b_addr + nv_off) : *reinterpret_cast<const uint2*>(stage + nv_off);
           else if constexpr (F == WeightFormat::kMXFP4)
             sc = make_uint2(
-                ptx::lds32(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4), 0);
+                kLds ? ptx::lds32(b_addr + mx_off) : *reinterpret_cast<const uint32_t*>(stage + mx_off), 0);
           else
             sc = fp8_scale[m];
           uint32_t chunk[kSteps][4];
@@ -272,7 +280,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 // grid: persistent CTAs (≤ the SM count) over max_tiles tiles of kRowsPerCta weight rows [gate+up:
 // act rows / 2] × one token tile or item. b_map: the BF16 B rows [rows of B, cols_pad], box 64 ×
 // kBoxRows, 128-byte swizzle.
-template <WeightFormat F, Kind K>
+template <WeightFormat F, Kind K, bool kLds>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_gemm_sm90_kernel(const __grid_constant__ CUtensorMap b_map, const GemmArgs a) {
   using S = Stage<F>;
@@ -371,16 +379,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     const TileInfo& it = info[local % info_slots<F>()];
     switch ((it.n_tok + 31) / 32) {
       case 1:
-        consume<F, K, 32>(a, it, g0, ring, full, empty);
+        consume<F, K, kLds, 32>(a, it, g0, ring, full, empty);
         break;
       case 2:
-        consume<F, K, 64>(a, it, g0, ring, full, empty);
+        consume<F, K, kLds, 64>(a, it, g0, ring, full, empty);
         break;
       case 3:
-        consume<F, K, 96>(a, it, g0, ring, full, empty);
+        consume<F, K, kLds, 96>(a, it, g0, ring, full, empty);
         break;
       default:
-        consume<F, K, 128>(a, it, g0, ring, full, empty);
+        consume<F, K, kLds, 128>(a, it, g0, ring, full, empty);
         break;
     }
   }

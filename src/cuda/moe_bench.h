@@ -1,5 +1,6 @@
-// bench_moe: times the MoE layer (cuda::moe_router + cuda::moe_experts_sm90) at DeepSeek-V4 shapes
-// against its floor and cuBLAS BF16 per expert as the peer, all measured in the same run.
+// bench_moe: times the MoE layer (cuda::moe_router, the routed and the shared expert through
+// cuda::moe_experts_sm90, the add) and its parts at DeepSeek-V4 shapes against their floors and
+// cuBLAS BF16 per expert as the peer, all measured in the same run.
 #pragma once
 
 #include <string>

@@ -1,7 +1,6 @@
 // Launchers and checked layers of moe_experts on sm_90a (contract in moe_experts_sm90.h, kernels
 // in moe_experts_sm90.cuh). moe_gemm_config is the one place that sizes the grouped GEMM grids.
 #include <algorithm>
-#include <cstdlib>
 #include <unordered_map>
 
 #include "cuda/check.h"
@@ -56,17 +55,14 @@ int64_t up_row_blocks(int64_t d_ff) {
 // arrival counters live in a fixed region (kSplitCounters ≥ kSplitTargetBlocks) after the combine
 // counters, for the same reason as those.
 constexpr int64_t kSplitCounters = 4096;
-int64_t split_target_blocks() {  // TEMPORARY exploration switch
-  static const int64_t v = [] {
-    const char* e = std::getenv("DSV4_MOE_SPLIT_BLOCKS");
-    return e ? std::min<int64_t>(std::atoll(e), kSplitCounters) : int64_t(264);
-  }();
-  return v;
-}
+// Two blocks per SM on a 132-SM H100/H200: measured best of 0 (no split), 264 and 400 (`dsv4 bench
+// moe`, docs/performance.md): one token's routed experts 68.4 / 59.1 / 67.6 µs (400 splits them
+// three ways, 576 blocks: more than one wave), the shared expert 60.3 / 27.0 / 27.0 µs.
+constexpr int64_t kSplitTargetBlocks = 264;
+static_assert(kSplitTargetBlocks <= kSplitCounters);
 KSplit k_split_for(int64_t blocks, int64_t cols_pad) {
-  const int64_t target = split_target_blocks();
-  if (blocks >= target || cols_pad < 512) return {1, int(cols_pad)};
-  const int64_t want = std::min((target + blocks - 1) / blocks, cols_pad / 256);
+  if (blocks >= kSplitTargetBlocks || cols_pad < 512) return {1, int(cols_pad)};
+  const int64_t want = std::min((kSplitTargetBlocks + blocks - 1) / blocks, cols_pad / 256);
   const int64_t split_cols = round_up((cols_pad + want - 1) / want, 256);
   return {int((cols_pad + split_cols - 1) / split_cols), int(split_cols)};
 }
@@ -157,9 +153,9 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   return w;
 }
 
-template <WeightFormat F, int kTokenTiles, bool kGateUp>
-Status launch_gemm(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
-  auto kernel = moe::moe_gemm_sm90_kernel<F, kTokenTiles, kGateUp>;
+template <WeightFormat F, int kTokenTiles, bool kGateUp, bool kSplit>
+Status launch_gemm_split(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
+  auto kernel = moe::moe_gemm_sm90_kernel<F, kTokenTiles, kGateUp, kSplit>;
   static const cudaError_t attr =  // once per instantiation
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kMaxGemmSmem));
   DSV4_CUDA_TRY(attr);
@@ -167,6 +163,11 @@ Status launch_gemm(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
   kernel<<<grid, moe::kGemmThreads, smem, stream>>>(a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
+}
+template <WeightFormat F, int kTokenTiles, bool kGateUp>
+Status launch_gemm(const moe::GemmArgs& a, dim3 grid, cudaStream_t stream) {
+  return grid.z > 1 ? launch_gemm_split<F, kTokenTiles, kGateUp, true>(a, grid, stream)
+                    : launch_gemm_split<F, kTokenTiles, kGateUp, false>(a, grid, stream);
 }
 
 template <WeightFormat F, bool kGateUp>

@@ -122,12 +122,11 @@ struct GemmArgs {
   float swiglu_limit;
 };
 
-// One token tile, NVFP4 or FP8: at most 128 registers, so that 4 blocks fit an SM (the split-K
-// bookkeeping otherwise pushes it to ~155 and 3 blocks: 7-10% slower at 8 and 64 tokens); ptxas
-// spills 16-36 bytes for NVFP4, 72-88 for MXFP4, which keeps its ~155.
-template <WeightFormat F, int kTokenTiles, bool kGateUp>
-__global__ void __launch_bounds__(kGemmThreads, kTokenTiles == 1 && F != WeightFormat::kMXFP4 ? 4 : 1)
-    moe_gemm_sm90_kernel(GemmArgs a) {
+// kSplit: K split over gridDim.z (see GemmArgs). A separate instantiation, so that the unsplit
+// kernel keeps its registers (the split bookkeeping takes its one-token-tile form from ~128 to ~155,
+// 3 blocks per SM instead of 4; capping it at 128 spilled and ran 30% slower at 8 and 64 tokens).
+template <WeightFormat F, int kTokenTiles, bool kGateUp, bool kSplit>
+__global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a) {
   using sm90::Format;
   constexpr int kChunkK = Format<F>::kChunkK;
   constexpr int kPrefetch = kTokenTiles <= 2 ? 4 : 2;
@@ -190,7 +189,8 @@ __global__ void __launch_bounds__(kGemmThreads, kTokenTiles == 1 && F != WeightF
   }
   const bool active = tile0 < n_tiles;
   // This split's chunks [cb, cb + nc); slices of k_slice columns are staged from cb on.
-  const int cb = blockIdx.z * a.split_chunks, nc = min(a.split_chunks, n_chunks - cb);
+  const int cb = kSplit ? blockIdx.z * a.split_chunks : 0,
+            nc = kSplit ? min(a.split_chunks, n_chunks - cb) : n_chunks;
   const int cps = a.k_slice / kChunkK;  // chunks per slice
 #pragma unroll
   for (int m = 0; m < 2; ++m) wp[m] += size_t(cb) * 32;
@@ -260,7 +260,7 @@ __global__ void __launch_bounds__(kGemmThreads, kTokenTiles == 1 && F != WeightF
   }
 
   // Accumulator (row g | g+8, tokens 2·t4 | 2·t4+1).
-  if (gridDim.z > 1) {
+  if constexpr (kSplit) {
     // Gate+up: planes W1 | W3 of rows < ld_act; down: rows of tiles tile0 + m < n_tiles. The last
     // split reads back exactly the elements each thread stored, so the sums are in split order.
     const auto part_at = [&](int split, int m, int row, int tt) {

@@ -4,7 +4,6 @@
 #include <cudaTypedefs.h>
 
 #include <algorithm>
-#include <cstdlib>
 
 #include "cuda/check.h"
 #include "cuda/prefill_gemm_sm90.cuh"
@@ -17,6 +16,7 @@ int64_t round_up(int64_t v, int64_t m) {
   return (v + m - 1) / m * m;
 }
 
+// The SM count of the current device (read once), for the persistent grid.
 int sm_count() {
   static const int n = [] {
     int dev = 0, v = 0;
@@ -28,25 +28,6 @@ int sm_count() {
     return v;
   }();
   return n;
-}
-
-// TEMPORARY exploration switches (DSV4_PREFILL_PERSIST=0: one CTA per tile; DSV4_PREFILL_TRIM=0:
-// every tile loads 128 B rows).
-int env_switch(const char* name, int fallback) {
-  const char* e = std::getenv(name);
-  return e ? std::atoi(e) : fallback;
-}
-bool persistent_grid() {
-  static const bool v = env_switch("DSV4_PREFILL_PERSIST", 1) != 0;
-  return v;
-}
-int b_box_trim() {
-  static const int v = env_switch("DSV4_PREFILL_TRIM", 1) != 0;
-  return v;
-}
-bool use_lds() {
-  static const bool v = env_switch("DSV4_PREFILL_LDS", 1) != 0;
-  return v;
 }
 
 Result<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
@@ -86,22 +67,16 @@ Result<CUtensorMap> b_map(const __nv_bfloat16* base, int64_t rows, int64_t ld) {
 }
 
 // One CTA per SM walks the tiles (a.max_tiles of them at most).
-template <WeightFormat F, prefill::Kind K, bool kLds>
-Status launch_lds(const CUtensorMap& map, prefill::GemmArgs a, cudaStream_t stream) {
-  auto kernel = prefill::prefill_gemm_sm90_kernel<F, K, kLds>;
+template <WeightFormat F, prefill::Kind K>
+Status launch(const CUtensorMap& map, const prefill::GemmArgs& a, cudaStream_t stream) {
+  auto kernel = prefill::prefill_gemm_sm90_kernel<F, K>;
   constexpr int smem = prefill::smem_bytes<F>();
   static const cudaError_t attr =  // once per instantiation
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   DSV4_CUDA_TRY(attr);
-  a.b_box_trim = b_box_trim();
-  const int ctas = persistent_grid() ? std::min(a.max_tiles, sm_count()) : a.max_tiles;
-  kernel<<<unsigned(ctas), prefill::kThreads, smem, stream>>>(map, a);
+  kernel<<<unsigned(std::min(a.max_tiles, sm_count())), prefill::kThreads, smem, stream>>>(map, a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
-}
-template <WeightFormat F, prefill::Kind K>
-Status launch(const CUtensorMap& map, const prefill::GemmArgs& a, cudaStream_t stream) {
-  return use_lds() ? launch_lds<F, K, true>(map, a, stream) : launch_lds<F, K, false>(map, a, stream);
 }
 
 template <prefill::Kind K>

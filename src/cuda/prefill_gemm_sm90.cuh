@@ -93,7 +93,6 @@ struct GemmArgs {
   int n_tokens;          // linear: tokens (rows of B)
   int row_blocks;        // tiles per item (linear: per 128-token tile) along the weight rows
   int max_tiles;         // row_blocks × (linear: token tiles; MoE: max_items)
-  int b_box_trim;        // TEMPORARY exploration switch: 1 = load only the B rows the tile needs
   int rows, rows_pad;    // the weight's logical and packed rows
   int cols_pad;          // packed K = B's row length
   int ld_act;            // gate+up: act row stride (round_up(d_ff, 128))
@@ -158,7 +157,7 @@ __device__ __forceinline__ Item item_of(const GemmArgs& a, int tile) {
 // The consumer warpgroups: main loop over K stages, then the epilogue of kind K. N = wgmma N
 // (tokens rounded up to 32).
 // g0: the ring's running stage count at the tile's first stage.
-template <WeightFormat F, Kind K, bool kLds, int N>
+template <WeightFormat F, Kind K, int N>
 __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, uint32_t g0, uint8_t* ring,
                                         uint64_t* full, uint64_t* empty) {
   using S = Stage<F>;
@@ -202,21 +201,14 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 #pragma unroll
         for (int c = 0; c < kChunksPerHalf; ++c) {
           const int cc = h * kChunksPerHalf + c;
-          const uint32_t w_off = S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16;
-          const uint32_t nv_off = S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8;
-          const uint32_t mx_off = S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4;
-          const uint8_t* stage = ring + s * S::kBytes;
-          uint4 w;
+          // ld.shared by shared-window address (a generic pointer into the ring compiles to LD.E).
+          const uint4 w = ptx::lds128(b_addr + S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16);
           uint2 sc;
-          if constexpr (kLds)
-            w = ptx::lds128(b_addr + w_off);
-          else
-            w = *reinterpret_cast<const uint4*>(stage + w_off);
           if constexpr (F == WeightFormat::kNVFP4)
-            sc = kLds ? ptx::lds64(b_addr + nv_off) : *reinterpret_cast<const uint2*>(stage + nv_off);
+            sc = ptx::lds64(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8);
           else if constexpr (F == WeightFormat::kMXFP4)
             sc = make_uint2(
-                kLds ? ptx::lds32(b_addr + mx_off) : *reinterpret_cast<const uint32_t*>(stage + mx_off), 0);
+                ptx::lds32(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4), 0);
           else
             sc = fp8_scale[m];
           uint32_t chunk[kSteps][4];
@@ -280,7 +272,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 // grid: persistent CTAs (≤ the SM count) over max_tiles tiles of kRowsPerCta weight rows [gate+up:
 // act rows / 2] × one token tile or item. b_map: the BF16 B rows [rows of B, cols_pad], box 64 ×
 // kBoxRows, 128-byte swizzle.
-template <WeightFormat F, Kind K, bool kLds>
+template <WeightFormat F, Kind K>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_gemm_sm90_kernel(const __grid_constant__ CUtensorMap b_map, const GemmArgs a) {
   using S = Stage<F>;
@@ -320,7 +312,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       const bool copies = my_tile < n_wtiles && (lane < kTiles || S::kTileScaleBytes > 0);
       int valid = 0;
       for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(it.rb, sl) < n_wtiles;
-      const int boxes = a.b_box_trim ? (it.n_tok + kBoxRows - 1) / kBoxRows : kTokensPerCta / kBoxRows;
+      const int boxes = (it.n_tok + kBoxRows - 1) / kBoxRows;
       const uint32_t tx = 2 * boxes * kBoxRows * 128 + valid * (S::kTileBytes + S::kTileScaleBytes);
       const uint8_t* src =
           lane < kTiles
@@ -379,16 +371,16 @@ __global__ void __launch_bounds__(kThreads, 1)
     const TileInfo& it = info[local % info_slots<F>()];
     switch ((it.n_tok + 31) / 32) {
       case 1:
-        consume<F, K, kLds, 32>(a, it, g0, ring, full, empty);
+        consume<F, K, 32>(a, it, g0, ring, full, empty);
         break;
       case 2:
-        consume<F, K, kLds, 64>(a, it, g0, ring, full, empty);
+        consume<F, K, 64>(a, it, g0, ring, full, empty);
         break;
       case 3:
-        consume<F, K, kLds, 96>(a, it, g0, ring, full, empty);
+        consume<F, K, 96>(a, it, g0, ring, full, empty);
         break;
       default:
-        consume<F, K, kLds, 128>(a, it, g0, ring, full, empty);
+        consume<F, K, 128>(a, it, g0, ring, full, empty);
         break;
     }
   }

@@ -1,8 +1,9 @@
 // Thin PTX wrappers for Hopper (sm_90a): wgmma (register-A form), TMA (cp.async.bulk and
-// cp.async.bulk.tensor), mbarrier and the wgmma shared-memory descriptor, and the warp-level
-// mma.sync, ldmatrix and cp.async (attention). Each wrapper is one or two instructions; the ordering
-// rules they rely on are in the comments of the kernels using them (prefill_gemm_sm90.cuh,
-// attention.cuh). Shared-memory addresses are 32-bit shared-window addresses.
+// cp.async.bulk.tensor), mbarrier, the wgmma shared-memory descriptor, ld.shared by address
+// (prefill GEMM), and the warp-level mma.sync, ldmatrix and cp.async (attention). Each wrapper is
+// one or two instructions; the ordering rules they rely on are in the comments of the kernels
+// using them (prefill_gemm_sm90.cuh, attention.cuh). Shared-memory addresses are 32-bit
+// shared-window addresses.
 #pragma once
 
 #include <cuda.h>

@@ -7,6 +7,8 @@
 #include <cuda_runtime.h>
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "core/status.h"
 
@@ -21,6 +23,18 @@ struct DeviceCeilings {
   double gemm_tflops;  // cuBLAS BF16 GEMM 8192³, fp32 accumulate and output
 };
 Result<DeviceCeilings> measure_ceilings(cublasHandle_t h);
+
+// What every GPU benchmark starts from: the device (a one-line error naming `bench` without one), a
+// cuBLAS handle for the peers and the ceilings measured now, printed as the run's first two lines.
+struct CublasDestroy {
+  void operator()(cublasHandle_t h) const { cublasDestroy(h); }
+};
+struct BenchDevice {
+  cudaDeviceProp prop{};
+  std::unique_ptr<cublasContext, CublasDestroy> cublas;
+  DeviceCeilings ceilings{};
+};
+Result<BenchDevice> open_bench_device(const std::string& bench);
 
 // y [t, n] fp32 = x [t, k] · w [n, k]ᵀ, BF16 operands, through cuBLAS on `st`.
 Status cublas_bf16_gemm(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,

@@ -25,8 +25,6 @@ struct Shape {
   int64_t n_heads, head_dim, window, topk;
 };
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
-
 struct Lists {
   int64_t n_kv = 0, n_sel = 0;
   std::vector<int32_t> idx;  // [n_tokens, n_sel]

@@ -14,6 +14,10 @@
 
 namespace dsv4::cuda {
 
+// Timed runs rotate over copies of their weights (or caches) that together span at least this
+// many bytes, 4x the H100's 50 MB L2, so each run reads from HBM as the model does.
+constexpr size_t kRotateBytes = size_t(200) << 20;
+
 // Median over 25 runs of (time of `batch` calls f(i, stream), captured once into a CUDA graph)
 // / batch, in microseconds, after 5 warm-up calls outside the graph.
 Result<double> time_graph_us(int batch, const std::function<Status(int, cudaStream_t)>& f);

@@ -17,8 +17,6 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
-
 struct Shape {
   const char* name;
   int64_t rows, cols;

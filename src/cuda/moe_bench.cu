@@ -25,7 +25,6 @@ struct MoeShape {
   int64_t d_model, d_ff, n_experts, top_k;
 };
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
 constexpr size_t kPeerBytesMax = size_t(20) << 30;
 
 // One rotation: its input and the router's outputs for it.

@@ -25,8 +25,6 @@ struct Shape {
   int64_t n_heads, head_dim, window, topk;
 };
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
-
 struct Lists {
   int64_t n_kv = 0, n_sel = 0;
   std::vector<int32_t> idx;  // [n_tokens, n_sel]
@@ -85,19 +83,9 @@ Lists prefill_lists(const Shape& s, const std::string& type, int64_t n, std::mt1
 }  // namespace
 
 Status bench_attention(const AttentionBenchOptions& opt) {
-  if (device_count() == 0) return Status::error("bench attention: no CUDA device; expected a Hopper GPU");
-  cudaDeviceProp prop{};
-  DSV4_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-  cublasHandle_t h;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::error("bench attention: cublasCreate failed");
-  struct HandleGuard {
-    cublasHandle_t h;
-    ~HandleGuard() { cublasDestroy(h); }
-  } guard{h};
-  DSV4_ASSIGN_OR_RETURN(const DeviceCeilings ceil, measure_ceilings(h));
-  fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
-             ceil.copy_gbs, ceil.gemm_tflops);
+  DSV4_ASSIGN_OR_RETURN(const BenchDevice dev, open_bench_device("bench attention"));
+  cublasHandle_t h = dev.cublas.get();
+  const DeviceCeilings& ceil = dev.ceilings;
   fmt::print("peer = dense MQA GEMMs through cuBLAS BF16 (S = Q·Kᵀ, O = P·V over n_sel shared keys)\n");
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 

@@ -1,7 +1,11 @@
 // Timing helpers of bench_util.h.
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <utility>
 #include <vector>
 
+#include "core/human_bytes.h"
 #include "cuda/bench_util.h"
 #include "cuda/check.h"
 #include "cuda/device_buffer.h"
@@ -116,6 +120,21 @@ Result<DeviceCeilings> measure_ceilings(cublasHandle_t h) {
     c.gemm_tflops = 2.0 * double(n) * n * n / (us * 1e6);
   }
   return c;
+}
+
+Result<BenchDevice> open_bench_device(const std::string& bench) {
+  if (device_count() == 0) return Status::errorf("{}: no CUDA device; expected a Hopper GPU", bench);
+  BenchDevice d;
+  DSV4_CUDA_TRY(cudaGetDeviceProperties(&d.prop, 0));
+  cublasHandle_t h = nullptr;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::errorf("{}: cublasCreate failed", bench);
+  d.cublas.reset(h);
+  DSV4_ASSIGN_OR_RETURN(d.ceilings, measure_ceilings(h));
+  fmt::print("device: {} ({} SMs, L2 {} MB, {} memory)\n", d.prop.name, d.prop.multiProcessorCount,
+             d.prop.l2CacheSize >> 20, human_bytes(int64_t(d.prop.totalGlobalMem)));
+  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
+             d.ceilings.copy_gbs, d.ceilings.gemm_tflops);
+  return std::move(d);  // Result's converting constructor takes an rvalue
 }
 
 }  // namespace dsv4::cuda

@@ -7,10 +7,16 @@
 #include <cuda_runtime.h>
 
 #include <functional>
+#include <memory>
+#include <string>
 
 #include "core/status.h"
 
 namespace dsv4::cuda {
+
+// Timed runs rotate over copies of their weights (or caches) that together span at least this
+// many bytes, 4x the H100's 50 MB L2, so each run reads from HBM as the model does.
+constexpr size_t kRotateBytes = size_t(200) << 20;
 
 // Median over 25 runs of (time of `batch` calls f(i, stream), captured once into a CUDA graph)
 // / batch, in microseconds, after 5 warm-up calls outside the graph.
@@ -21,6 +27,18 @@ struct DeviceCeilings {
   double gemm_tflops;  // cuBLAS BF16 GEMM 8192³, fp32 accumulate and output
 };
 Result<DeviceCeilings> measure_ceilings(cublasHandle_t h);
+
+// What every GPU benchmark starts from: the device (a one-line error naming `bench` without one), a
+// cuBLAS handle for the peers and the ceilings measured now, printed as the run's first two lines.
+struct CublasDestroy {
+  void operator()(cublasHandle_t h) const { cublasDestroy(h); }
+};
+struct BenchDevice {
+  cudaDeviceProp prop{};
+  std::unique_ptr<cublasContext, CublasDestroy> cublas;
+  DeviceCeilings ceilings{};
+};
+Result<BenchDevice> open_bench_device(const std::string& bench);
 
 // y [t, n] fp32 = x [t, k] · w [n, k]ᵀ, BF16 operands, through cuBLAS on `st`.
 Status cublas_bf16_gemm(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,

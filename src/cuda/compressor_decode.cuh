@@ -1,8 +1,9 @@
 // compressor_decode, one block per token, one thread per channel (strided when width > 512): store the
 // token's rows in its slot's tail; if its position closes a window, pool the window per channel
 // (compressor_slot's reads, compressor_kernel's serial max / denominator / weighted-sum passes: the same
-// fp32 operations, so the same bits as prefill's pooling), rms_norm the entry (rms_norm_kernel's
-// reduction layout: kCompressorDecodeNormThreads threads summing strided squares, then block_sum), rotate
+// fp32 operations, so the same bits as prefill's pooling), rms_norm the entry (its own reduction:
+// kCompressorDecodeNormThreads threads summing strided squares, then block_sum; rms_norm_kernel's team
+// layout differs, so an entry may differ from prefill's in the last bits of its norm), rotate
 // the last rope_dim channels at the window's first position (rope_kernel's rounding) and write it; CSA
 // then replaces prev with this window's Ca.
 // Every tail and prev element is written and read back by the thread of its channel only, so the
@@ -19,7 +20,7 @@
 namespace dsv4::cuda {
 
 constexpr int kCompressorDecodeMaxThreads = 512;
-constexpr int kCompressorDecodeNormThreads = 256;  // rms_norm_kernel's block (kRmsNormThreads)
+constexpr int kCompressorDecodeNormThreads = 256;
 constexpr int kCompressorDecodeCachedSlots = 8;
 
 struct CompressorDecodeArgs {

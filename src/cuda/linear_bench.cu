@@ -17,8 +17,6 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
-
 struct Shape {
   const char* name;
   int64_t rows, cols;
@@ -33,22 +31,9 @@ std::vector<Shape> shapes_of(const std::string& s) {
 }  // namespace
 
 Status bench_linear(const LinearBenchOptions& opt) {
-  if (device_count() == 0) return Status::error("bench linear: no CUDA device; expected a Hopper GPU");
-  cudaDeviceProp prop{};
-  DSV4_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-  cublasHandle_t h;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::error("bench linear: cublasCreate failed");
-  struct HandleGuard {
-    cublasHandle_t h;
-    ~HandleGuard() { cublasDestroy(h); }
-  } guard{h};
-
-  // Ceilings, measured now: a 1 GiB device-to-device copy and an 8192³ BF16 GEMM.
-  DSV4_ASSIGN_OR_RETURN(const DeviceCeilings ceilings, measure_ceilings(h));
-  const double copy_gbs = ceilings.copy_gbs, gemm_tflops = ceilings.gemm_tflops;
-  fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
-             copy_gbs, gemm_tflops);
+  DSV4_ASSIGN_OR_RETURN(const BenchDevice dev, open_bench_device("bench linear"));
+  cublasHandle_t h = dev.cublas.get();
+  const double copy_gbs = dev.ceilings.copy_gbs, gemm_tflops = dev.ceilings.gemm_tflops;
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
   std::mt19937 rng(7);

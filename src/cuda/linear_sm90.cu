@@ -279,8 +279,9 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
   if (w.rows_pad != want_rp || w.cols_pad != want_cp)
     return Status::errorf("{}: packed shape [{}, {}]; expected [{}, {}]", where_fn(), w.rows_pad, w.cols_pad,
                           want_rp, want_cp);
+  // Groups of a quantized weight must be whole 16-row tiles (one group may be ragged).
   if (p.n_groups < 1 || w.rows % p.n_groups != 0 ||
-      (is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
+      (p.n_groups > 1 && is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
     return Status::errorf("{}: {} groups; expected a positive count dividing the rows{}", where_fn(),
                           p.n_groups, is_quantized(w.format) ? " into blocks of a multiple of 16 rows" : "");
   const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens, p.n_groups);

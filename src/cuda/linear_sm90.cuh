@@ -19,6 +19,7 @@
 #include <cstdint>
 
 #include "core/quant.h"
+#include "cuda/sm90_ptx.cuh"
 
 namespace dsv4::cuda::sm90 {
 
@@ -133,15 +134,6 @@ __device__ __forceinline__ float split_sum(const float* partials, int splits, si
   return sum;
 }
 
-__device__ __forceinline__ void mma_bf16_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                               uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 // kTokenTiles = ceil(n_tokens / 8) token tiles of the mma N dimension.
 // One packed chunk of the decode GEMMs: dequantizes kTiles 16-row weight tiles (their lane's
 // 16-byte word and scales) and multiplies them with kTokenTiles 8-token tiles of x (BF16 in
@@ -162,7 +154,7 @@ __device__ __forceinline__ void mma_chunk(const uint4 (&w)[kTiles], const uint2 
       const uint32_t b0 = *reinterpret_cast<const uint32_t*>(xb);
       const uint32_t b1 = *reinterpret_cast<const uint32_t*>(xb + 8);
 #pragma unroll
-      for (int m = 0; m < kTiles; ++m) mma_bf16_16816(acc[m][nt], af[m][st], b0, b1);
+      for (int m = 0; m < kTiles; ++m) ptx::mma_bf16_m16n8k16(acc[m][nt], af[m][st], b0, b1);
     }
 }
 

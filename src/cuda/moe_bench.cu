@@ -28,7 +28,6 @@ struct MoeShape {
   int64_t d_model, d_ff, n_experts, top_k;
 };
 
-constexpr size_t kRotateBytes = size_t(200) << 20;
 constexpr size_t kPeerBytesMax = size_t(20) << 30;
 
 // One random expert (three matrices, rows/cols per MoE shape) packed in `format` and replicated
@@ -93,19 +92,9 @@ struct Rotation {
 }  // namespace
 
 Status bench_moe(const MoeBenchOptions& opt) {
-  if (device_count() == 0) return Status::error("bench moe: no CUDA device; expected a Hopper GPU");
-  cudaDeviceProp prop{};
-  DSV4_CUDA_TRY(cudaGetDeviceProperties(&prop, 0));
-  cublasHandle_t h;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::error("bench moe: cublasCreate failed");
-  struct HandleGuard {
-    cublasHandle_t h;
-    ~HandleGuard() { cublasDestroy(h); }
-  } guard{h};
-  DSV4_ASSIGN_OR_RETURN(const DeviceCeilings ceil, measure_ceilings(h));
-  fmt::print("device: {} ({} SMs, L2 {} MB)\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize >> 20);
-  fmt::print("measured: copy {:.0f} GB/s (1 GiB D2D, read+write); cuBLAS BF16 GEMM 8192^3 {:.0f} TFLOP/s\n",
-             ceil.copy_gbs, ceil.gemm_tflops);
+  DSV4_ASSIGN_OR_RETURN(const BenchDevice dev, open_bench_device("bench moe"));
+  cublasHandle_t h = dev.cublas.get();
+  const DeviceCeilings& ceil = dev.ceilings;
   fmt::print(
       "moe = the layer: moe_router + routed experts + shared expert + add; moe_routed = moe_router + routed "
       "experts; the parts alone on their own lines\n");

@@ -51,8 +51,11 @@ constexpr RowBounds kGpuVsOracle{1e-2, 5e-2, 0.05};
 // moves two logits' difference by at most √2·e·‖ref‖, so with e ≤ bounds.row a greedy flip needs
 // a reference top-2 gap below 2·bounds.row·‖ref‖: a flip past that gap on a non-outlier row is a
 // failure; one within it is printed (at a near-tie either token is as right as the other).
+// `excused` (optional, per row): rows the precision contract itself moves past bounds.row, which
+// do not count as outliers (expect_matches_cpu).
 void expect_near(const std::vector<float>& gpu, const std::vector<float>& ref, int64_t V,
-                 const RowBounds& bounds, const std::string& what) {
+                 const RowBounds& bounds, const std::string& what,
+                 const std::vector<bool>* excused = nullptr) {
   const RowErrors e = row_errors(gpu, ref, V);
   int64_t close_calls = 0;
   for (size_t r = 0; r < e.rel.size(); ++r) {
@@ -83,23 +86,30 @@ void expect_near(const std::vector<float>& gpu, const std::vector<float>& ref, i
           outlier ? " (outlier row)" : " (gap within the tolerance)");
     }
   }
-  const int64_t outliers = e.above(bounds.row);
+  int64_t outliers = 0, excused_outliers = 0;
+  for (size_t r = 0; r < e.rel.size(); ++r)
+    if (!(e.rel[r] <= bounds.row)) ++(excused && (*excused)[r] ? excused_outliers : outliers);
   std::printf(
-      "%s: %zu rows, row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld rows above %.g, "
-      "%lld "
-      "greedy differences reported\n",
+      "%s: %zu rows, row-relative error median %.3g, p90 %.3g, max %.3g (row %lld); %lld rows above %.g "
+      "(and %lld where the CPU oracle is too), %lld greedy differences reported\n",
       what.c_str(), e.rel.size(), e.median, e.p90, e.max, (long long)e.worst_row, (long long)outliers,
-      bounds.row, (long long)close_calls);
+      bounds.row, (long long)excused_outliers, (long long)close_calls);
   EXPECT_LE(e.median, bounds.median) << what;
   EXPECT_LE(outliers, bounds.max_outliers(e.rel.size()))
       << what << ": " << outliers << " of " << e.rel.size() << " rows above " << bounds.row;
 }
 
-// One set of GPU logits against both references.
+// One set of GPU logits against both references. Against fp32, a row where the oracle itself is
+// past the row bound is the BF16 contract's near-tie flip (the GPU must then match the oracle, as
+// checked first), so it does not count against the GPU's outlier allowance: on a short sequence
+// one or two such rows exceed any fraction of it (docs/numerics.md, "GPU model").
 void expect_matches_cpu(const std::vector<float>& gpu, const std::vector<float>& oracle,
                         const std::vector<float>& fp32, int64_t V, const std::string& what) {
   expect_near(gpu, oracle, V, kGpuVsOracle, what + " vs CPU oracle");
-  expect_near(gpu, fp32, V, model_test::kBf16VsFp32, what + " vs fp32 CPU");
+  const RowErrors contract = row_errors(oracle, fp32, V);
+  std::vector<bool> excused(contract.rel.size());
+  for (size_t r = 0; r < excused.size(); ++r) excused[r] = !(contract.rel[r] <= model_test::kBf16VsFp32.row);
+  expect_near(gpu, fp32, V, model_test::kBf16VsFp32, what + " vs fp32 CPU", &excused);
 }
 
 using model_test::run_chunks;

@@ -36,9 +36,7 @@ Status check_sizes(const AttentionParams& p) {
 
 Result<Layout> layout(const AttentionParams& p) {
   DSV4_RETURN_IF_ERROR(check_sizes(p));
-  int device = 0, sms = 0;
-  DSV4_CUDA_TRY(cudaGetDevice(&device));
-  DSV4_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  const int sms = sm_count();
   Layout l;
   AttentionPlan& plan = l.plan;
   plan.head_dim_tile = p.head_dim <= 128 ? 128 : 512;

@@ -21,4 +21,9 @@ namespace dsv4::cuda {
 // Number of usable GPUs (0 when no driver or device; never an error).
 int device_count();
 
+// Multiprocessors of the current device, cached per device: launch configurations size their grids
+// by it. Never an error: if the query fails (a broken context, which the next launch reports), the
+// H100's 132.
+int sm_count();
+
 }  // namespace dsv4::cuda

@@ -51,10 +51,10 @@ Status indexer(const IndexerParams& p, cudaStream_t stream) {
   const float weights_scale = 1.0f / std::sqrt(float(p.n_heads));
   float* scores = nullptr;  // [n_tokens, n_entries]
   if (p.n_entries > 0) {
-    int device = 0, max_smem = 0, n_sms = 0;
+    int device = 0, max_smem = 0;
     DSV4_CUDA_TRY(cudaGetDevice(&device));
     DSV4_CUDA_TRY(cudaDeviceGetAttribute(&max_smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    DSV4_CUDA_TRY(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device));
+    const int n_sms = sm_count();
     DSV4_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&scores),
                                   size_t(p.n_tokens * p.n_entries) * sizeof(float), stream));
     // The widest tile (most reuse of each shared-memory load) that still gives every SM two blocks;

@@ -28,19 +28,6 @@ bool is_quantized(WeightFormat f) {
   return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
 }
 
-int sm_count() {
-  static const int n = [] {
-    int dev = 0, v = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess ||
-        cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      return 132;
-    }
-    return v;
-  }();
-  return n;
-}
-
 struct DecodeConfig {
   int token_tiles;  // 1, 2, 4 or 8 (tiles of 8 tokens)
   int k_split;      // columns per split, multiple of 128

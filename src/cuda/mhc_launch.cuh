@@ -30,9 +30,7 @@ inline Result<MhcGrid> mhc_grid(int64_t n_tokens, int64_t d_model,
   if (d_model % 4 != 0) g.vec = 1;
   g.token_tile = g.vec == 4 && n_tokens >= kMhcTokenTile ? kMhcTokenTile : 1;
   const int64_t tiles = (n_tokens + g.token_tile - 1) / g.token_tile;
-  int device = 0, n_sms = 0;
-  DSV4_CUDA_TRY(cudaGetDevice(&device));
-  DSV4_CUDA_TRY(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device));
+  const int n_sms = sm_count();
   g.cluster = int(std::clamp<int64_t>((n_sms + tiles - 1) / tiles, 1, kMhcMaxCluster));
   if (tiles * g.cluster > int64_t(1) << 31)
     return Status::errorf("mHC launch: {} tokens; expected fewer than 2^31 tiles", n_tokens);

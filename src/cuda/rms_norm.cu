@@ -16,9 +16,7 @@ Status launch(const RmsNormParams& p, cudaStream_t stream) {
   const int team =
       int(std::clamp<int64_t>((groups + 32 * per_thread - 1) / (32 * per_thread) * 32, 32, kRmsNormMaxTeam));
   // Short rows share a block, but never so many that a few rows leave SMs idle.
-  int device = 0, n_sms = 0;
-  DSV4_CUDA_TRY(cudaGetDevice(&device));
-  DSV4_CUDA_TRY(cudaDeviceGetAttribute(&n_sms, cudaDevAttrMultiProcessorCount, device));
+  const int n_sms = sm_count();
   const int rows_per_block =
       int(std::clamp<int64_t>((p.n_rows + n_sms - 1) / n_sms, 1, std::max(1, kRmsNormThreads / team)));
   const int64_t blocks = (p.n_rows + rows_per_block - 1) / rows_per_block;

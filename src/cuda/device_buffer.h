@@ -61,4 +61,15 @@ class DeviceBuffer {
   size_t n_ = 0;
 };
 
+// Makes b hold at least n elements. A smaller buffer is replaced (its contents dropped; freeing it
+// waits for work still using it) and ++*epoch: graphs recorded before hold the old address.
+// Returns whether it reallocated, so the caller can initialise the new memory.
+template <typename T>
+Result<bool> grow(DeviceBuffer<T>& b, size_t n, uint64_t& epoch) {
+  if (b.size() >= n) return false;
+  DSV4_ASSIGN_OR_RETURN(b, DeviceBuffer<T>::create(n));
+  ++epoch;
+  return true;
+}
+
 }  // namespace dsv4::cuda

@@ -12,13 +12,6 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t align_up(size_t v) {
-  return (v + kAlign - 1) / kAlign * kAlign;
-}
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 constexpr size_t kMaxGemmSmem = 96 * 1024;  // B slice; the rest of the SM's 228 KB stays for other blocks
 
 struct GemmConfig {

@@ -1,6 +1,7 @@
 #include "runtime/loading.h"
 
 #include "core/human_bytes.h"
+#include "core/round_up.h"
 #include "core/safetensors.h"
 #include "model/model.h"
 
@@ -61,10 +62,6 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
 }
 
 namespace {
-
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 
 // Bytes a weight takes once the CUDA backend holds it: linear_sm90's packed layout (rows padded
 // to 16, columns to 128; re-encoded scales), the router gate as stored (moe_router reads BF16 or

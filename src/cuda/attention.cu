@@ -5,16 +5,12 @@
 #include "cuda/attention.cuh"
 #include "cuda/attention.h"
 #include "cuda/check.h"
+#include "cuda/device_buffer.h"
 
 namespace dsv4::cuda {
 namespace {
 
 constexpr int kMaxSplits = 64;
-constexpr size_t kAlign = 256;
-
-size_t align_up(size_t n) {
-  return (n + kAlign - 1) / kAlign * kAlign;
-}
 
 struct Layout {
   AttentionPlan plan;

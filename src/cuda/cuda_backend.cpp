@@ -203,10 +203,7 @@ class CudaBackend final : public Backend {
   Status indexer(const IndexerParams& p) override { return cuda::indexer(p, stream_); }
   Status attention(const AttentionParams& p) override {
     DSV4_ASSIGN_OR_RETURN(const cuda::AttentionPlan plan, cuda::attention_plan(p));
-    if (plan.workspace_bytes > attention_workspace_.size()) {
-      ++memory_epoch_;
-      DSV4_ASSIGN_OR_RETURN(attention_workspace_, cuda::DeviceBuffer<uint8_t>::create(plan.workspace_bytes));
-    }
+    DSV4_RETURN_IF_ERROR(cuda::grow(attention_workspace_, plan.workspace_bytes, memory_epoch_).status());
     return cuda::attention(p, attention_workspace_.get(), attention_workspace_.size(), stream_);
   }
   Status moe_router(const MoeRouterParams& p) override { return moe_router_.run(p, stream_); }
@@ -254,11 +251,9 @@ class CudaBackend final : public Backend {
     lp.n_tokens = n_tokens;
     lp.n_groups = n_groups;
     const size_t need = cuda::linear_sm90_workspace_bytes(e.packed, n_tokens, n_groups);
-    if (need > workspace_.size()) {
-      ++memory_epoch_;
-      DSV4_ASSIGN_OR_RETURN(workspace_, cuda::DeviceBuffer<uint8_t>::create(need));
+    DSV4_ASSIGN_OR_RETURN(const bool grew, cuda::grow(workspace_, need, memory_epoch_));
+    if (grew)
       DSV4_RETURN_IF_ERROR(cuda::linear_sm90_prepare_workspace(workspace_.get(), workspace_.size(), stream_));
-    }
     lp.workspace = workspace_.get();
     lp.workspace_bytes = workspace_.size();
     lp.cublas = cublas_;

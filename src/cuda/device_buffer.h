@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/round_up.h"
 #include "cuda/check.h"
 
 namespace dsv4::cuda {
@@ -60,5 +61,22 @@ class DeviceBuffer {
   T* p_ = nullptr;
   size_t n_ = 0;
 };
+
+// Sub-buffers carved out of one workspace start at multiples of this (cudaMalloc's alignment).
+constexpr size_t kWorkspaceAlign = 256;
+constexpr size_t align_up(size_t bytes) {
+  return size_t(round_up(int64_t(bytes), int64_t(kWorkspaceAlign)));
+}
+
+// Makes b hold at least n elements. A smaller buffer is replaced (its contents dropped; freeing it
+// waits for work still using it) and ++*epoch: graphs recorded before hold the old address.
+// Returns whether it reallocated, so the caller can initialise the new memory.
+template <typename T>
+Result<bool> grow(DeviceBuffer<T>& b, size_t n, uint64_t& epoch) {
+  if (b.size() >= n) return false;
+  DSV4_ASSIGN_OR_RETURN(b, DeviceBuffer<T>::create(n));
+  ++epoch;
+  return true;
+}
 
 }  // namespace dsv4::cuda

@@ -4,6 +4,7 @@
 
 #include "cuda/check.h"
 #include "cuda/cublas_check.h"
+#include "cuda/device_buffer.h"
 #include "cuda/linear_sm90.cuh"
 #include "cuda/linear_sm90.h"
 #include "cuda/prefill_gemm_sm90.h"
@@ -11,16 +12,11 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t align_up(size_t v) {
-  return (v + kAlign - 1) / kAlign * kAlign;
-}
-
 // The workspace opens with split-K's arrival counters, one per row block of up to
 // kMaxCounterRowBlocks; zeroed once (linear_sm90_prepare_workspace) and left zero by every call.
 // Each path's own buffers follow them, so no path overwrites them.
 constexpr int kMaxCounterRowBlocks = 1024;
-constexpr size_t kCounterBytes = kMaxCounterRowBlocks * sizeof(int);  // a multiple of kAlign
+constexpr size_t kCounterBytes = kMaxCounterRowBlocks * sizeof(int);  // a multiple of kWorkspaceAlign
 // The last split of a row block adds n_tokens · splits partials per thread; above this many a
 // second kernel spreads the reduction over the GPU instead of one SM.
 constexpr int64_t kLastBlockMaxLoads = 64;

@@ -8,6 +8,7 @@
 
 #include "core/numeric.h"
 #include "core/parallel.h"
+#include "core/round_up.h"
 #include "cuda/linear_sm90.h"
 
 namespace dsv4::cuda {
@@ -16,10 +17,6 @@ namespace {
 // Rows one thread packs at least: a V4 expert matrix (2048–7168 rows) spreads over every core
 // (a layer holds ~800 of them, packed at load), a small one stays on the calling thread.
 constexpr int64_t kRowsPerThread = 128;
-
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 
 // E4M3 block scale s > 0 → the byte whose decode (byte·16 + 0x7000, as BF16 bits) is s·2^118.
 // s·2^118 has a BF16 exponent field in [236, 253] (s in [2^-9, 448]): its top three bits are

@@ -12,13 +12,6 @@
 namespace dsv4::cuda {
 namespace {
 
-constexpr size_t kAlign = 256;
-size_t align_up(size_t v) {
-  return (v + kAlign - 1) / kAlign * kAlign;
-}
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 constexpr size_t kMaxGemmSmem = 96 * 1024;  // B slice; the rest of the SM's 228 KB stays for other blocks
 
 // K split of one decode GEMM: `splits` ranges of split_cols packed columns (a multiple of 256).
@@ -389,12 +382,9 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
     t.host = std::move(host);
   }
   const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
-  if (state_->workspace.bytes() < need) {
-    DSV4_CUDA_TRY(cudaStreamSynchronize(stream));  // the old workspace may still be in use
-    ++state_->memory_epoch;
-    DSV4_ASSIGN_OR_RETURN(state_->workspace, DeviceBuffer<uint8_t>::create(need));
+  DSV4_ASSIGN_OR_RETURN(const bool grew, grow(state_->workspace, need, state_->memory_epoch));
+  if (grew)
     DSV4_CUDA_TRY(cudaMemsetAsync(state_->workspace.get(), 0, need, stream));  // its counters start at 0
-  }
   MoeExpertsSm90Params q;
   q.x = p.x;
   q.expert_ids = p.expert_ids;

@@ -105,16 +105,10 @@ Status moe_router(const MoeRouterParams& p, const MoeRouterWorkspace& w, cudaStr
 
 Status MoeRouterRunner::run(const MoeRouterParams& p, cudaStream_t stream) {
   const size_t n_scores = size_t(std::max<int64_t>(p.n_tokens, 0) * std::max<int64_t>(p.n_experts, 0));
-  if (scores_.size() < n_scores) {
-    ++memory_epoch_;
-    DSV4_ASSIGN_OR_RETURN(scores_, DeviceBuffer<float>::create(n_scores));
-  }
+  DSV4_RETURN_IF_ERROR(grow(scores_, n_scores, memory_epoch_).status());
   const size_t n_counters = size_t(moe_router_counters(std::max<int64_t>(p.n_tokens, 0)));
-  if (counters_.size() < n_counters) {
-    ++memory_epoch_;
-    DSV4_ASSIGN_OR_RETURN(counters_, DeviceBuffer<uint32_t>::create(n_counters));
-    DSV4_CUDA_TRY(cudaMemsetAsync(counters_.get(), 0, counters_.bytes(), stream));
-  }
+  DSV4_ASSIGN_OR_RETURN(const bool grew, grow(counters_, n_counters, memory_epoch_));
+  if (grew) DSV4_CUDA_TRY(cudaMemsetAsync(counters_.get(), 0, counters_.bytes(), stream));
   return moe_router(p, {scores_.get(), counters_.get()}, stream);
 }
 

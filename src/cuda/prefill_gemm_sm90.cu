@@ -5,16 +5,13 @@
 
 #include <algorithm>
 
+#include "core/round_up.h"
 #include "cuda/check.h"
 #include "cuda/prefill_gemm_sm90.cuh"
 #include "cuda/prefill_gemm_sm90.h"
 
 namespace dsv4::cuda {
 namespace {
-
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 
 Result<PFN_cuTensorMapEncodeTiled_v12000> encode_fn() {
   static PFN_cuTensorMapEncodeTiled_v12000 fn = [] {

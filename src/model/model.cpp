@@ -202,8 +202,9 @@ SequenceState Model::new_state() const {
   return s;
 }
 
-int64_t Model::cache_entries(int64_t layer, int64_t context) const {
-  const int64_t ratio = cfg_.compress_ratio(layer);
+// Compressed entries a slot of layer `layer` holds for up to `context` tokens.
+static int64_t cache_entries(const ModelConfig& cfg, int64_t layer, int64_t context) {
+  const int64_t ratio = cfg.compress_ratio(layer);
   return ratio > 0 ? context / ratio : 0;  // entry b closes at position (b + 1)·ratio − 1 < context
 }
 
@@ -211,7 +212,7 @@ int64_t cache_bytes_per_sequence(const ModelConfig& cfg, int64_t context) {
   int64_t floats = 0;
   const int64_t hd = cfg.head_dim, ihd = cfg.index_head_dim;
   for (int64_t i = 0; i < cfg.n_layers; ++i) {
-    const int64_t ratio = cfg.compress_ratio(i), entries = ratio > 0 ? context / ratio : 0;
+    const int64_t ratio = cfg.compress_ratio(i), entries = cache_entries(cfg, i, context);
     floats += (cfg.sliding_window + entries) * hd;  // window ring, then the compressed entries
     if (cfg.attention_type(i) == AttentionType::kHCA) floats += 2 * ratio * hd;  // tail: kv, gate
     if (cfg.attention_type(i) == AttentionType::kCSA) {
@@ -252,7 +253,7 @@ Status Model::reserve(int64_t n_sequences, int64_t context) {
   };
   int64_t max_rows = 0;  // attention's row numbers into a layer's pool are int32
   for (int64_t i = 0; i < cfg_.n_layers; ++i)
-    max_rows = std::max(max_rows, n_slots * (W + cache_entries(i, context)));
+    max_rows = std::max(max_rows, n_slots * (W + cache_entries(cfg_, i, context)));
   if (max_rows > int64_t(INT32_MAX))
     return Status::errorf("cache pool: {} sequences of {} tokens; expected fewer than 2^31 rows per layer",
                           n_slots, context);
@@ -260,7 +261,7 @@ Status Model::reserve(int64_t n_sequences, int64_t context) {
   for (int64_t i = 0; i < cfg_.n_layers; ++i) {
     LayerCache& c = caches_[size_t(i)];
     const AttentionType type = cfg_.attention_type(i);
-    const int64_t E = cache_entries(i, context);
+    const int64_t E = cache_entries(cfg_, i, context);
     if (type != AttentionType::kSliding && c.compressor.ratio == 0) {
       c.compressor = {cfg_.compress_ratio(i), hd, type == AttentionType::kCSA ? 2 : 1, {}, {}, {}, {}};
       if (type == AttentionType::kCSA)

@@ -109,7 +109,6 @@ class Model {
   Status load_weights();
   Status upload(BackendArray<float>& dst, const std::vector<float>& host);
   Status check_batch(std::span<const SequenceChunk> batch) const;
-  int64_t cache_entries(int64_t layer, int64_t context) const;  // compressed entries a slot holds
   Status run(std::span<const SequenceChunk> batch, Rows& a);
   Status run_decode_graph(std::span<const SequenceChunk> batch, Rows& a);
   Status block(int64_t layer, std::span<const SequenceChunk> batch, Rows& a);

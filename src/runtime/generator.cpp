@@ -3,14 +3,9 @@
 #include <algorithm>
 #include <chrono>
 
+#include "core/seconds_since.h"
+
 namespace dsv4 {
-namespace {
-
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
 
 std::string StopStringMatcher::push(std::string_view text) {
   if (stopped_) return {};

@@ -1,7 +1,9 @@
 #include "runtime/loading.h"
 
 #include "core/human_bytes.h"
+#include "core/round_up.h"
 #include "core/safetensors.h"
+#include "core/seconds_since.h"
 #include "model/model.h"
 
 #include <fcntl.h>
@@ -39,7 +41,7 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
     ssize_t n;
     while ((n = ::read(fd, buf.data(), kChunk)) > 0) {
       done += n;
-      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      const double secs = seconds_since(t0);
       const double rate = secs > 0 ? double(done) / secs : 0;
       if (terminal) {
         const double eta = rate > 0 ? double(total - done) / rate : 0;
@@ -61,10 +63,6 @@ Status read_checkpoint_with_progress(const std::string& model_dir, bool terminal
 }
 
 namespace {
-
-int64_t round_up(int64_t v, int64_t m) {
-  return (v + m - 1) / m * m;
-}
 
 // Bytes a weight takes once the CUDA backend holds it: linear_sm90's packed layout (rows padded
 // to 16, columns to 128; re-encoded scales), the router gate as stored (moe_router reads BF16 or

@@ -24,6 +24,7 @@
 #include "core/human_bytes.h"
 #include "core/numeric.h"
 #include "core/parallel.h"
+#include "core/seconds_since.h"
 #include "model/backend_array.h"
 #include "model/model.h"
 #include "model/weight_map.h"
@@ -34,10 +35,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // Bytes of the backend's memory in use (device memory on CUDA, RAM on the CPU); -1 unknown.
 int64_t bytes_in_use(const Backend& b) {

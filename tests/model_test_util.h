@@ -8,12 +8,22 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
 
 namespace dsv4::model_test {
+
+// The committed HF fixtures (tests/fixtures, docs/fixtures.md). The environment's DSV4_FIXTURES
+// overrides the source-tree path for a binary run away from its checkout (built here, run on a
+// GPU machine).
+inline std::string fixture_dir() {
+  if (const char* dir = std::getenv("DSV4_FIXTURES")) return dir;
+  return DSV4_TEST_FIXTURES;
+}
 
 // Feeds `tokens` to a fresh state in chunks of the given sizes (the last one repeats) and
 // returns logits for every position.

@@ -2,16 +2,14 @@
 // the HF fixture's argmax, and a generation split over calls equals one call.
 #include <gtest/gtest.h>
 
-#include <filesystem>
-
 #include "core/safetensors.h"
+#include "model_test_util.h"
 #include "runtime/generator.h"
 
 namespace dsv4 {
 namespace {
-namespace fs = std::filesystem;
 
-const std::string kFixture = (fs::path(DSV4_TEST_DATA).parent_path() / "fixtures" / "tiny-nvfp4").string();
+const std::string kFixture = model_test::fixture_dir() + "/tiny-nvfp4";
 
 TEST(StopStringMatcher, HoldsBackPrefixesAndCutsAtTheStop) {
   StopStringMatcher m({"</end>", "STOP"});

@@ -21,8 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Fixtures live next to tests/data (which may not exist yet), so the path is built textually.
-const std::string kFixtureDir = (fs::path(DSV4_TEST_DATA).parent_path() / "fixtures").string();
 
 // Per-row relative error ‖ours − ref‖ / ‖ref‖, maximised over rows; also whether argmax agrees.
 struct RowError {
@@ -74,7 +72,7 @@ std::unique_ptr<Model> load(const std::string& dir) {
 class HfFixture : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = kFixtureDir + "/" + GetParam();
+    dir_ = model_test::fixture_dir() + "/" + GetParam();
     // The fixtures are committed: a missing one is a failure, not a skip.
     ASSERT_TRUE(fs::exists(dir_ + "/expected.safetensors")) << "fixture missing: " << dir_;
     model_ = load(dir_);

@@ -26,13 +26,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The fixtures are committed next to this directory (tests/fixtures); DSV4_FIXTURES overrides
-// that for a binary run away from its source tree (built on one machine, run on a GPU machine).
-std::string fixture_dir() {
-  if (const char* dir = std::getenv("DSV4_FIXTURES")) return dir;
-  return (fs::path(__FILE__).parent_path().parent_path() / "fixtures").string();
-}
-
+using model_test::fixture_dir;
 using model_test::row_errors;
 using model_test::RowBounds;
 using model_test::RowErrors;

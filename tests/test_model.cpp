@@ -21,7 +21,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-
 // Per-row relative error ‖ours − ref‖ / ‖ref‖, maximised over rows; also whether argmax agrees.
 struct RowError {
   double max_rel = 0;

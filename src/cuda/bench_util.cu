@@ -40,6 +40,17 @@ void fill_random(float* p, size_t n, uint32_t seed, cudaStream_t st) {
   if (n) fill_f32_kernel<<<unsigned((n + 255) / 256), 256, 0, st>>>(p, n, seed);
 }
 
+Result<UniqueStream> create_stream() {
+  cudaStream_t s = nullptr;
+  DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  return UniqueStream(s);
+}
+Result<UniqueEvent> create_event() {
+  cudaEvent_t e = nullptr;
+  DSV4_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return UniqueEvent(e);
+}
+
 Result<double> time_graph_us(int batch, const std::function<Status(int, cudaStream_t)>& f) {
   cudaStream_t st;
   DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));

@@ -40,6 +40,19 @@ struct BenchDevice {
 };
 Result<BenchDevice> open_bench_device(const std::string& bench);
 
+// A non-blocking stream and an event without timing, for a bench's branch (a second stream forked
+// off and joined back by events, as the CUDA backend's Backend::begin_branch).
+struct StreamDestroy {
+  void operator()(cudaStream_t s) const { cudaStreamDestroy(s); }
+};
+struct EventDestroy {
+  void operator()(cudaEvent_t e) const { cudaEventDestroy(e); }
+};
+using UniqueStream = std::unique_ptr<CUstream_st, StreamDestroy>;
+using UniqueEvent = std::unique_ptr<CUevent_st, EventDestroy>;
+Result<UniqueStream> create_stream();
+Result<UniqueEvent> create_event();
+
 // y [t, n] fp32 = x [t, k] · w [n, k]ᵀ, BF16 operands, through cuBLAS on `st`.
 Status cublas_bf16_gemm(cublasHandle_t h, cudaStream_t st, const __nv_bfloat16* w, const __nv_bfloat16* x,
                         float* y, int64_t n, int64_t k, int64_t t);

@@ -1,15 +1,15 @@
 // bench_moe (moe_bench.h). Five lines per case: moe_router (BF16 gate, dense mode, zero bias) on
 // x; moe_experts (the routed experts, moe_experts_sm90) on the router's ids, weights and counts;
 // moe_shared, the shared expert (FP8 block-128, one expert, as Model::moe runs it through the same
-// op); moe_routed, router + routed experts; and moe, the whole layer as the model runs it: router,
-// routed experts, shared expert, and the add of the shared output (cublasSaxpy, as the backend's
-// add). Each rotation has its own x, so its own routing: enough rotations that consecutive calls do
-// not find their experts in L2. Every routed expert has its own copy of the weights (one random
-// packed expert replicated), so touched experts are distinct memory; the shared expert rotates
-// over copies too (≥ 200 MB between uses). floor = max(bytes / copy bandwidth, flops / cuBLAS BF16
-// rate), bytes = the gate (router) + touched experts' packed weights + the shared expert + x + y;
-// peer = the gate GEMM and, per touched expert and for the shared expert, gate|up and down GEMMs
-// in BF16 through cuBLAS on the same token counts (selection, SwiGLU, combine and add not counted).
+// op); moe_routed, router + routed experts; and moe, the whole layer as the model runs it: the
+// shared expert in a branch beside router and routed experts, then the add of the shared output
+// (cublasSaxpy, as the backend's add). Each rotation has its own x, so its own routing: enough rotations that
+// consecutive calls do not find their experts in L2. Every routed expert has its own copy of the weights (one
+// random packed expert replicated), so touched experts are distinct memory; the shared expert rotates over
+// copies too (≥ 200 MB between uses). floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate), bytes =
+// the gate (router) + touched experts' packed weights + the shared expert + x + y; peer = the gate GEMM and,
+// per touched expert and for the shared expert, gate|up and down GEMMs in BF16 through cuBLAS on the same
+// token counts (selection, SwiGLU, combine and add not counted).
 #include <algorithm>
 
 #include "cuda/bench_util.h"
@@ -95,6 +95,9 @@ Status bench_moe(const MoeBenchOptions& opt) {
   DSV4_ASSIGN_OR_RETURN(const BenchDevice dev, open_bench_device("bench moe"));
   cublasHandle_t h = dev.cublas.get();
   const DeviceCeilings& ceil = dev.ceilings;
+  DSV4_ASSIGN_OR_RETURN(const UniqueStream branch, create_stream());
+  DSV4_ASSIGN_OR_RETURN(const UniqueEvent fork, create_event());
+  DSV4_ASSIGN_OR_RETURN(const UniqueEvent join, create_event());
   fmt::print(
       "moe = the layer: moe_router + routed experts + shared expert + add; moe_routed = moe_router + routed "
       "experts; the parts alone on their own lines\n");
@@ -219,11 +222,17 @@ Status bench_moe(const MoeBenchOptions& opt) {
       DSV4_ASSIGN_OR_RETURN(const double shared_us, time_graph_us(n_layer, [&](int i, cudaStream_t st) {
                               return shared_expert(rot[size_t(i % n_rot)], i, st);
                             }));
+      // The layer as Model::moe runs it: the shared expert in a branch (a second stream forked off
+      // and joined back by events) beside the router and the routed experts.
       DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_layer, [&](int i, cudaStream_t st) -> Status {
                               Rotation& r = rot[size_t(i % n_rot)];
+                              DSV4_CUDA_TRY(cudaEventRecord(fork.get(), st));
+                              DSV4_CUDA_TRY(cudaStreamWaitEvent(branch.get(), fork.get(), 0));
+                              DSV4_RETURN_IF_ERROR(shared_expert(r, i, branch.get()));
+                              DSV4_CUDA_TRY(cudaEventRecord(join.get(), branch.get()));
                               DSV4_RETURN_IF_ERROR(route(r, st));
                               DSV4_RETURN_IF_ERROR(experts(r, st));
-                              DSV4_RETURN_IF_ERROR(shared_expert(r, i, st));
+                              DSV4_CUDA_TRY(cudaStreamWaitEvent(st, join.get(), 0));
                               return add_shared(st);
                             }));
 

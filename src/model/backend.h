@@ -75,6 +75,16 @@ class Backend {
   // workspace the backend grows for its ops. A graph recorded at one count is stale at another.
   virtual uint64_t memory_epoch() const = 0;
 
+  // Branches: the ops issued between begin_branch() and end_branch() may run beside the ops issued
+  // after end_branch(), until join_branch(); the branch starts after every op issued before
+  // begin_branch(), and the ops issued after join_branch() start after the branch. A branch has
+  // workspaces of its own, so any op may run in it; its outputs are read only after the join, and
+  // a branch is joined before download, synchronize or end_capture. One branch at a time. A
+  // backend without concurrency (CPU) runs everything in call order, a valid schedule of the same
+  // dependencies.
+  virtual Status begin_branch() { return {}; }
+  virtual Status end_branch() { return {}; }
+  virtual Status join_branch() { return {}; }
   // Graphs (CUDA): the ops and copies issued between begin_capture and end_capture are recorded,
   // not run; replay runs them. Only ops whose arguments are all device data may be recorded
   // (the model's decode step). Backends without graphs say so and the model runs eagerly.

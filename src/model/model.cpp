@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <set>
 
 #include "core/numeric.h"
@@ -20,6 +21,18 @@ WeightView plain_view(const TensorInfo& t) {
   v.cols = t.shape.size() > 1 ? t.shape[1] : 1;
   v.data = t.data;
   return v;
+}
+
+// Runs `beside` in a branch next to `main` and joins them (Backend::begin_branch): at a few tokens
+// each op is a short launch that leaves most of the GPU idle, so two independent chains take about
+// the time of the longer one. The branch is joined whatever fails, so the backend stays usable.
+Status run_beside(Backend& b, const std::function<Status()>& beside, const std::function<Status()>& main) {
+  DSV4_RETURN_IF_ERROR(b.begin_branch());
+  const Status in_branch = beside();
+  DSV4_RETURN_IF_ERROR(b.end_branch());
+  const Status in_main = in_branch.ok() ? main() : Status{};
+  DSV4_RETURN_IF_ERROR(b.join_branch());
+  return in_branch.ok() ? in_main : in_branch;
 }
 
 }  // namespace
@@ -461,42 +474,49 @@ Status Model::attention_block(int64_t layer, std::span<const SequenceChunk> batc
   const float* inv_freq =
       L.type == AttentionType::kSliding ? main_inv_freq_.data() : compress_inv_freq_.data();
 
-  // Query path: qr = q_norm(x·W_qaᵀ); q = per-head rms(qr·W_qbᵀ); RoPE.
+  const bool compressed = L.type != AttentionType::kSliding, indexed = L.type == AttentionType::kCSA;
+  const int64_t nh = cfg_.index_n_heads, ihd = cfg_.index_head_dim;
   DSV4_RETURN_IF_ERROR(a.qr.resize(b, n * cfg_.q_lora_rank));
-  DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.wq_a, a.qr.data(), n}));
-  DSV4_RETURN_IF_ERROR(b.rms_norm({a.qr.data(), L.q_norm.data(), a.qr.data(), n, cfg_.q_lora_rank, eps}));
   DSV4_RETURN_IF_ERROR(a.q.resize(b, n * H * hd));
-  DSV4_RETURN_IF_ERROR(b.linear({a.qr.data(), L.wq_b, a.q.data(), n}));
-  DSV4_RETURN_IF_ERROR(b.rms_norm({a.q.data(), nullptr, a.q.data(), n * H, hd, eps}));
-  DSV4_RETURN_IF_ERROR(b.rope({a.q.data(), a.positions.data(), inv_freq, n, H, hd, r, false}));
-
-  // Shared K=V: kv = kv_norm(x·W_kvᵀ); RoPE.
   DSV4_RETURN_IF_ERROR(a.kv.resize(b, n * hd));
-  DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.wkv, a.kv.data(), n}));
-  DSV4_RETURN_IF_ERROR(b.rms_norm({a.kv.data(), L.kv_norm.data(), a.kv.data(), n, hd, eps}));
-  DSV4_RETURN_IF_ERROR(b.rope({a.kv.data(), a.positions.data(), inv_freq, n, 1, hd, r, false}));
-
-  // Compressor projections (all rows); the pooling itself is per sequence.
-  if (L.type != AttentionType::kSliding) {
+  if (compressed) {
     DSV4_RETURN_IF_ERROR(a.comp_kv.resize(b, n * L.compressor.wkv.rows));
     DSV4_RETURN_IF_ERROR(a.comp_gate.resize(b, n * L.compressor.wgate.rows));
-    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.compressor.wkv, a.comp_kv.data(), n}));
-    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.compressor.wgate, a.comp_gate.data(), n}));
   }
-  // Indexer projections: its compressor, queries from qr (RoPE'd), head weights from x.
-  if (L.type == AttentionType::kCSA) {
-    const int64_t nh = cfg_.index_n_heads, ihd = cfg_.index_head_dim;
+  if (indexed) {
     DSV4_RETURN_IF_ERROR(a.idx_kv.resize(b, n * 2 * ihd));
     DSV4_RETURN_IF_ERROR(a.idx_gate.resize(b, n * 2 * ihd));
     DSV4_RETURN_IF_ERROR(a.idx_q.resize(b, n * nh * ihd));
     DSV4_RETURN_IF_ERROR(a.idx_w.resize(b, n * nh));
+  }
+
+  // The key side, beside the query side: shared K=V, kv = kv_norm(x·W_kvᵀ), RoPE; the compressor
+  // projections (all rows; the pooling itself is per sequence).
+  const auto key_side = [&]() -> Status {
+    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.wkv, a.kv.data(), n}));
+    DSV4_RETURN_IF_ERROR(b.rms_norm({a.kv.data(), L.kv_norm.data(), a.kv.data(), n, hd, eps}));
+    DSV4_RETURN_IF_ERROR(b.rope({a.kv.data(), a.positions.data(), inv_freq, n, 1, hd, r, false}));
+    if (!compressed) return {};
+    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.compressor.wkv, a.comp_kv.data(), n}));
+    return b.linear({a.x.data(), L.compressor.wgate, a.comp_gate.data(), n});
+  };
+  // Query path: qr = q_norm(x·W_qaᵀ); q = per-head rms(qr·W_qbᵀ); RoPE. Indexer projections: its
+  // compressor, queries from qr (RoPE'd), head weights from x.
+  const auto query_side = [&]() -> Status {
+    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.wq_a, a.qr.data(), n}));
+    DSV4_RETURN_IF_ERROR(b.rms_norm({a.qr.data(), L.q_norm.data(), a.qr.data(), n, cfg_.q_lora_rank, eps}));
+    DSV4_RETURN_IF_ERROR(b.linear({a.qr.data(), L.wq_b, a.q.data(), n}));
+    DSV4_RETURN_IF_ERROR(b.rms_norm({a.q.data(), nullptr, a.q.data(), n * H, hd, eps}));
+    DSV4_RETURN_IF_ERROR(b.rope({a.q.data(), a.positions.data(), inv_freq, n, H, hd, r, false}));
+    if (!indexed) return {};
     DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.indexer_compressor.wkv, a.idx_kv.data(), n}));
     DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.indexer_compressor.wgate, a.idx_gate.data(), n}));
     DSV4_RETURN_IF_ERROR(b.linear({a.qr.data(), L.indexer_wq_b, a.idx_q.data(), n}));
     DSV4_RETURN_IF_ERROR(
         b.rope({a.idx_q.data(), a.positions.data(), compress_inv_freq_.data(), n, nh, ihd, r, false}));
-    DSV4_RETURN_IF_ERROR(b.linear({a.x.data(), L.indexer_weights_proj, a.idx_w.data(), n}));
-  }
+    return b.linear({a.x.data(), L.indexer_weights_proj, a.idx_w.data(), n});
+  };
+  DSV4_RETURN_IF_ERROR(run_beside(b, key_side, query_side));
 
   DSV4_RETURN_IF_ERROR(a.o.resize(b, n * H * hd));
   if (a.decode) {
@@ -727,7 +747,8 @@ Status Model::attend_decode(int64_t layer, Rows& a) {
                       cache_n_slots_ * rows_per_slot, W + n_listed, 1.0f / std::sqrt(float(hd))});
 }
 
-// MoE (spec §4.4): router, routed experts, shared expert; out = routed + shared.
+// MoE (spec §4.4): router, routed experts, shared expert; out = routed + shared. The shared
+// expert needs no routing, so it runs beside the router and the routed experts.
 Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   Backend& b = *backend_;
   const LayerWeights& L = layers_[size_t(layer)];
@@ -735,35 +756,39 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   DSV4_RETURN_IF_ERROR(a.expert_ids.resize(b, n * k));      // [n, k]
   DSV4_RETURN_IF_ERROR(a.expert_weights.resize(b, n * k));  // [n, k]
   DSV4_RETURN_IF_ERROR(a.expert_counts.resize(b, E));       // [E]
-  MoeRouterParams rp;
-  rp.x = x;
-  rp.gate = L.gate;
-  rp.bias = L.hash ? nullptr : L.gate_bias.data();
-  rp.tid2eid = L.hash ? L.tid2eid.data() : nullptr;
-  rp.token_ids = a.tokens.data();
-  rp.expert_ids = a.expert_ids.data();
-  rp.weights = a.expert_weights.data();
-  rp.counts = a.expert_counts.data();
-  rp.n_tokens = n;
-  rp.d_model = D;
-  rp.n_experts = E;
-  rp.top_k = k;
-  rp.vocab_size = cfg_.vocab_size;
-  rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
-  DSV4_RETURN_IF_ERROR(b.moe_router(rp));
+  const auto routed = [&]() -> Status {
+    MoeRouterParams rp;
+    rp.x = x;
+    rp.gate = L.gate;
+    rp.bias = L.hash ? nullptr : L.gate_bias.data();
+    rp.tid2eid = L.hash ? L.tid2eid.data() : nullptr;
+    rp.token_ids = a.tokens.data();
+    rp.expert_ids = a.expert_ids.data();
+    rp.weights = a.expert_weights.data();
+    rp.counts = a.expert_counts.data();
+    rp.n_tokens = n;
+    rp.d_model = D;
+    rp.n_experts = E;
+    rp.top_k = k;
+    rp.vocab_size = cfg_.vocab_size;
+    rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
+    DSV4_RETURN_IF_ERROR(b.moe_router(rp));
+    return b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out, n, D,
+                          cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit), a.expert_counts.data()});
+  };
+  if (L.shared.empty()) return routed();
 
-  DSV4_RETURN_IF_ERROR(
-      b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out, n, D,
-                     cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit), a.expert_counts.data()}));
-  if (L.shared.empty()) return {};
   if (a.shared_ids.size() < n) {  // only grows: a recorded decode step must not upload
     DSV4_RETURN_IF_ERROR(a.shared_ids.assign(b, std::vector<int32_t>(size_t(n), 0)));
     DSV4_RETURN_IF_ERROR(a.shared_weights.assign(b, std::vector<float>(size_t(n), 1.0f)));
   }
   DSV4_RETURN_IF_ERROR(a.shared_out.resize(b, n * D));  // [n, D]
-  DSV4_RETURN_IF_ERROR(
-      b.moe_experts({x, a.shared_ids.data(), a.shared_weights.data(), L.shared.data(), a.shared_out.data(), n,
-                     D, cfg_.moe_intermediate * cfg_.n_shared_experts, 1, 1, float(cfg_.swiglu_limit)}));
+  const auto shared = [&]() -> Status {
+    return b.moe_experts({x, a.shared_ids.data(), a.shared_weights.data(), L.shared.data(),
+                          a.shared_out.data(), n, D, cfg_.moe_intermediate * cfg_.n_shared_experts, 1, 1,
+                          float(cfg_.swiglu_limit)});
+  };
+  DSV4_RETURN_IF_ERROR(run_beside(b, shared, routed));
   return b.add(out, a.shared_out.data(), n * D);
 }
 

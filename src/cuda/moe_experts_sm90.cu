@@ -67,26 +67,31 @@ KSplit k_split_for(int64_t blocks, int64_t cols_pad) {
 // items (its weights re-read, mostly from L2). max_items bounds Σ ceil(count / item size).
 // Prefill regime: from kMoePrefillMinTokensPerExpert expected tokens per expert on, the wgmma
 // GEMMs (measured: 3.5x the decode kernels at 96 per expert, V4-Flash 4096 tokens; the decode
-// kernels kept at 12 per expert, 512 tokens; the crossover in between is not measured yet). Even
-// far below one CTA per SM the wgmma GEMMs win: the shared expert (one expert) at 64 / 512 tokens
-// took 119 / 187 µs on 16 / 64 CTAs and 217 / 444 µs on the decode kernels with split K.
+// kernels kept at 12 per expert, 512 tokens; the crossover in between is not measured yet).
 constexpr int64_t kMoePrefillMinTokensPerExpert = 16;
+// The wgmma GEMMs also need a grid that fills the GPU: their CTA takes 128 activation rows of up to
+// 128 tokens of one expert, so the shared expert (one expert) at 64 tokens ran 16 CTAs (119 µs,
+// 9% of floor); below one CTA per SM the decode kernels, split over K, stream the weights instead.
 // Per-slot mode also needs slots ≤ n_experts: the shared expert (one expert) at 2–16 tokens would
 // otherwise read its weights once per token; grouped mode reads them once per item.
-GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
-                           int64_t top_k) {
+GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,
+                           MoeGemmRegime regime) {
   GemmConfig c{};
   const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
-  if (slots <= kPerSlotMaxSlots && slots <= n_experts &&
+  const int64_t prefill_items = (slots + hit * (kMoePrefillTokensPerItem - 1)) / kMoePrefillTokensPerItem;
+  const bool prefill =
+      regime == MoeGemmRegime::kPrefill ||
+      (slots / hit >= kMoePrefillMinTokensPerExpert && prefill_items * ((d_ff + 127) / 128) >= sm_count());
+  if (!prefill && slots <= kPerSlotMaxSlots && slots <= n_experts &&
       n_tokens * down_row_blocks(d_model) <= kCombineCounters) {
     c.per_slot = true;
     c.token_tiles = 1;
     c.tokens_per_item = 8;
     c.max_items = slots;
-  } else if (slots / hit >= kMoePrefillMinTokensPerExpert) {
+  } else if (prefill) {
     c.prefill = true;
     c.tokens_per_item = kMoePrefillTokensPerItem;
-    c.max_items = (slots + hit * (c.tokens_per_item - 1)) / c.tokens_per_item;
+    c.max_items = prefill_items;
     return c;
   } else {
     const int64_t tiles8 = (slots / hit + 7) / 8;
@@ -212,16 +217,16 @@ WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data
 }
 
 size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
-                                        int64_t top_k) {
+                                        int64_t top_k, MoeGemmRegime regime) {
   size_t total = 0;
-  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, d_model, d_ff, n_experts, top_k), top_k,
-        &total);
+  carve(nullptr, n_tokens, d_model, d_ff, moe_gemm_config(n_tokens, d_model, d_ff, n_experts, top_k, regime),
+        top_k, &total);
   return total;
 }
 
 Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.n_tokens == 0) return {};
-  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
+  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
   const Workspace w = carve(p.workspace, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, nullptr);
   const int64_t slots = p.n_tokens * p.top_k;
 
@@ -307,7 +312,8 @@ Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.d_model % 4 != 0 || reinterpret_cast<uintptr_t>(p.x) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
     return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x and y");
-  const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
+  const size_t need =
+      moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
   if (p.n_tokens > 0 && (!p.workspace || p.workspace_bytes < need))
     return Status::errorf("{}: workspace of {} bytes; expected {}", where(),
                           p.workspace ? p.workspace_bytes : 0, need);
@@ -341,7 +347,7 @@ bool same_entry(const MoeExpertSm90& a, const MoeExpertSm90& b) {
 }
 }  // namespace
 
-Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream) {
+Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream, MoeGemmRegime regime) {
   if (!p.experts || p.n_experts <= 0 || p.n_experts > kMoeMaxExperts)
     return Status::errorf("moe_experts (cuda): n_experts {} with experts {}; expected 1..{} experts",
                           p.n_experts, p.experts ? "set" : "null", kMoeMaxExperts);
@@ -383,7 +389,8 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
         cudaStreamSynchronize(stream));  // `host` is about to move; the views changed, not a hot path
     t.host = std::move(host);
   }
-  const size_t need = moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k);
+  const size_t need =
+      moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, regime);
   DSV4_ASSIGN_OR_RETURN(const bool grew, grow(state_->workspace, need, state_->memory_epoch));
   if (grew)
     DSV4_CUDA_TRY(cudaMemsetAsync(state_->workspace.get(), 0, need, stream));  // its counters start at 0
@@ -401,6 +408,7 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream)
   q.n_experts = p.n_experts;
   q.top_k = p.top_k;
   q.swiglu_limit = p.swiglu_limit;
+  q.regime = regime;
   q.workspace = state_->workspace.get();
   q.workspace_bytes = state_->workspace.bytes();
   return moe_experts_sm90(q, stream);

@@ -44,6 +44,10 @@ constexpr int64_t kMoeMaxTopK = 32;
 // The device view of a packed matrix whose data and scales were uploaded to d_data / d_scales.
 WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data, const uint8_t* d_scales);
 
+// Which GEMMs run: kAuto lets moe_gemm_config choose from the shape; kPrefill runs the wgmma GEMMs
+// whatever the shape (how the tests cover them at shapes too small for the automatic choice).
+enum class MoeGemmRegime { kAuto, kPrefill };
+
 struct MoeExpertsSm90Params {
   const float* x = nullptr;              // [n_tokens, d_model]
   const int32_t* expert_ids = nullptr;   // [n_tokens, top_k]; ids outside [0, n_experts) are skipped
@@ -54,6 +58,7 @@ struct MoeExpertsSm90Params {
   float* y = nullptr;  // [n_tokens, d_model], overwritten
   int64_t n_tokens = 0, d_model = 0, d_ff = 0, n_experts = 0, top_k = 0;
   float swiglu_limit = 0.0f;
+  MoeGemmRegime regime = MoeGemmRegime::kAuto;
   // moe_experts_sm90_workspace_bytes(...) bytes, device, zeroed once when allocated: it holds
   // arrival counters that every call leaves zero again.
   void* workspace = nullptr;
@@ -61,7 +66,7 @@ struct MoeExpertsSm90Params {
 };
 
 size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
-                                        int64_t top_k);
+                                        int64_t top_k, MoeGemmRegime regime = MoeGemmRegime::kAuto);
 
 // Raw launcher (no checks beyond launch errors) and the checked layer.
 Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream);
@@ -75,7 +80,7 @@ class MoeExpertsSm90Runner {
  public:
   MoeExpertsSm90Runner();
   ~MoeExpertsSm90Runner();
-  Status run(const MoeExpertsParams& p, cudaStream_t stream);
+  Status run(const MoeExpertsParams& p, cudaStream_t stream, MoeGemmRegime regime = MoeGemmRegime::kAuto);
   // Counts the device allocations run() made (tables, workspace growth): recorded graphs hold
   // their addresses.
   uint64_t memory_epoch() const;

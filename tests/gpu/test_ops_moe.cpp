@@ -153,6 +153,9 @@ struct ExpertsCase {
   enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates, kSkipped } routing;
   bool counts;  // pass the ids' histogram (the router's counts) to the GPU
   const char* what;
+  // kPrefill: the wgmma GEMMs, which the automatic choice keeps for grids of an SM count's CTAs,
+  // pinned so that shapes small enough for the CPU reference cover them.
+  cuda::MoeGemmRegime regime = cuda::MoeGemmRegime::kAuto;
 };
 
 // A random weight, uniform with the spread of N(0, 0.05), from a cheap generator (Pro experts are
@@ -251,12 +254,12 @@ void run_experts(const ExpertsCase& c) {
   MoeExpertsParams q{d_x.get(), d_ids.get(), d_w.get(), dev_experts.data(),
                      nullptr,   T,           D,         I,
                      E,         k,           10.0f,     c.counts ? d_counts.get() : nullptr};
-  auto backend = make_cuda_backend();
+  cuda::MoeExpertsSm90Runner runner;  // what the CUDA backend's moe_experts runs
   std::vector<float> first;
   for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the table, the workspace and its counters
     GuardedOutput<float> y(size_t(T * D), poison_float());
     q.y = y.data();
-    const Status st = backend->moe_experts(q);
+    const Status st = runner.run(q, nullptr, c.regime);
     ASSERT_TRUE(st.ok()) << name << ": " << st.message();
     const std::vector<float> got = y.download(name);
     if (rep == 0) {
@@ -276,6 +279,7 @@ TEST_P(GpuMoeExperts, MatchesCpu) {
 }
 
 constexpr auto kNv = WeightFormat::kNVFP4, kMx = WeightFormat::kMXFP4, kFp8 = WeightFormat::kFP8Block128;
+constexpr auto kPinPrefill = cuda::MoeGemmRegime::kPrefill;
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GpuMoeExperts,
     ::testing::Values(
@@ -303,19 +307,28 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{kNv, 1, 2064, 520, 8, 4, ExpertsCase::kRandom, true, "per slot ragged, split K"},
         ExpertsCase{kMx, 2, 1024, 384, 16, 3, ExpertsCase::kSkipped, false,
                     "per slot, skipped slots, split K"},
-        // Prefill mode (≥ 16 expected tokens per expert): real V4 widths with fewer experts so the
-        // CPU reference stays fast; partial 128-token items, an empty expert, one expert holding
-        // three items, skipped slots, d_model / d_ff off the 128 grid.
-        ExpertsCase{kNv, 160, 4096, 2048, 16, 2, ExpertsCase::kRandom, true, "prefill flash widths"},
-        ExpertsCase{kNv, 100, 7168, 3072, 8, 2, ExpertsCase::kRandom, false, "prefill pro widths"},
-        ExpertsCase{kMx, 96, 4096, 2048, 8, 2, ExpertsCase::kSkipOne, true, "prefill mxfp4, expert 2 empty"},
-        ExpertsCase{kFp8, 200, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "prefill shared expert"},
-        ExpertsCase{kNv, 300, 272, 208, 8, 2, ExpertsCase::kSkipOne, false, "prefill ragged, expert 2 empty"},
+        // The shared expert at 64 tokens: ≥ 16 tokens per expert but a prefill grid of 16 CTAs, so
+        // the decode kernels (8 token tiles, split K).
+        ExpertsCase{kFp8, 64, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "shared expert, 64 tokens"},
+        // Prefill mode, pinned: real V4 widths with fewer experts so the CPU reference stays fast; partial
+        // 128-token items, an empty expert, one expert holding three items, skipped slots, d_model / d_ff off
+        // the 128 grid.
+        ExpertsCase{kNv, 160, 4096, 2048, 16, 2, ExpertsCase::kRandom, true, "prefill flash widths",
+                    kPinPrefill},
+        ExpertsCase{kNv, 100, 7168, 3072, 8, 2, ExpertsCase::kRandom, false, "prefill pro widths",
+                    kPinPrefill},
+        ExpertsCase{kMx, 96, 4096, 2048, 8, 2, ExpertsCase::kSkipOne, true, "prefill mxfp4, expert 2 empty",
+                    kPinPrefill},
+        ExpertsCase{kFp8, 200, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "prefill shared expert",
+                    kPinPrefill},
+        ExpertsCase{kNv, 300, 272, 208, 8, 2, ExpertsCase::kSkipOne, false, "prefill ragged, expert 2 empty",
+                    kPinPrefill},
         ExpertsCase{kNv, 300, 512, 256, 16, 2, ExpertsCase::kAllOnOne, true,
-                    "prefill, 300 tokens on expert 5"},
+                    "prefill, 300 tokens on expert 5", kPinPrefill},
         ExpertsCase{kMx, 70, 256, 128, 4, 4, ExpertsCase::kDuplicates, false,
-                    "prefill, an id twice in a token"},
-        ExpertsCase{kNv, 200, 512, 256, 8, 3, ExpertsCase::kSkipped, true, "prefill, skipped slots"}));
+                    "prefill, an id twice in a token", kPinPrefill},
+        ExpertsCase{kNv, 200, 512, 256, 8, 3, ExpertsCase::kSkipped, true, "prefill, skipped slots",
+                    kPinPrefill}));
 
 // ---- router → experts on the device vs router → experts on the CPU: the router's counts feed
 // the plan (8 tokens, grouped mode) or are ignored (2 tokens, per-slot mode); dense and hash.

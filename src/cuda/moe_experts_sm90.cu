@@ -69,9 +69,12 @@ KSplit k_split_for(int64_t blocks, int64_t cols_pad) {
 // GEMMs (measured: 3.5x the decode kernels at 96 per expert, V4-Flash 4096 tokens; the decode
 // kernels kept at 12 per expert, 512 tokens; the crossover in between is not measured yet).
 constexpr int64_t kMoePrefillMinTokensPerExpert = 16;
-// The wgmma GEMMs also need a grid that fills the GPU: their CTA takes 128 activation rows of up to
-// 128 tokens of one expert, so the shared expert (one expert) at 64 tokens ran 16 CTAs (119 µs,
-// 9% of floor); below one CTA per SM the decode kernels, split over K, stream the weights instead.
+// The wgmma GEMMs also take a grid of at least one CTA per SM. Below it (the shared expert, one
+// expert, at 32–1024 tokens: 4–128 CTAs of 200 KB shared memory each) the decode kernels, split
+// over K, run instead. Alone they are slower (64 / 512 tokens: 217 / 444 µs against 119 / 187),
+// but the shared expert runs beside the routed experts (Model::moe's branch), where the few
+// wgmma CTAs hold whole SMs for their long run: `bench model`, V4-Flash 4 layers, decode batch 32
+// / 64 took 6.04 / 9.52 ms with this rule and 6.55 / 10.50 ms without (H100, same session).
 // Per-slot mode also needs slots ≤ n_experts: the shared expert (one expert) at 2–16 tokens would
 // otherwise read its weights once per token; grouped mode reads them once per item.
 GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,

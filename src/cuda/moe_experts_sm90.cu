@@ -74,7 +74,7 @@ constexpr int64_t kMoePrefillMinTokensPerExpert = 16;
 // over K, run instead. Alone they are slower (64 / 512 tokens: 217 / 444 µs against 119 / 187),
 // but the shared expert runs beside the routed experts (Model::moe's branch), where the few
 // wgmma CTAs hold whole SMs for their long run: `bench model`, V4-Flash 4 layers, decode batch 32
-// / 64 took 6.04 / 9.52 ms with this rule and 6.55 / 10.50 ms without (H100, two runs of a day).
+// / 64 took 6.04–6.26 / 9.52–10.02 ms with this rule (two runs) and 6.55 / 10.50 ms without (H100).
 // Per-slot mode also needs slots ≤ n_experts: the shared expert (one expert) at 2–16 tokens would
 // otherwise read its weights once per token; grouped mode reads them once per item.
 GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,

@@ -28,6 +28,7 @@ void grouped_linear(const GroupedLinearParams& p, ActivationPrecision x_precisio
     for (size_t i = 0; i < x_bf16.size(); ++i) x_bf16[i] = round_to_bf16(p.x[i]);
     x_all = x_bf16.data();
   }
+  // Parallel over output rows: each weight row is dequantized once and used for every token.
   parallel_for(
       N,
       [&](int64_t n0, int64_t n1) {
@@ -43,7 +44,7 @@ void grouped_linear(const GroupedLinearParams& p, ActivationPrecision x_precisio
           }
         }
       },
-      16);
+      /*min_chunk=*/16);
 }
 
 }  // namespace cpu

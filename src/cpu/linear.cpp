@@ -1,10 +1,8 @@
-// CPU reference of `linear`: exact row dequantization, fp32 accumulation.
+// CPU reference of `linear`: exact row dequantization, fp32 accumulation (cpu::grouped_linear
+// with one group).
 #include "ops/linear.h"
 
-#include <vector>
-
-#include "core/numeric.h"
-#include "core/parallel.h"
+#include "ops/grouped_linear.h"
 
 namespace dsv4 {
 
@@ -22,31 +20,9 @@ Status check_linear(const LinearParams& p) {
 
 namespace cpu {
 
+// linear is grouped_linear with one group: the same rows, products and summation order.
 void linear(const LinearParams& p, ActivationPrecision x_precision) {
-  const int64_t N = p.w.rows, K = p.w.cols, T = p.n_tokens;
-  std::vector<float> x_bf16;  // [T, K], only for kBF16
-  const float* x_all = p.x;
-  if (x_precision == ActivationPrecision::kBF16) {
-    x_bf16.resize(size_t(T * K));
-    for (size_t i = 0; i < x_bf16.size(); ++i) x_bf16[i] = round_to_bf16(p.x[i]);
-    x_all = x_bf16.data();
-  }
-  // Parallel over output rows: each weight row is dequantized once and used for every token.
-  parallel_for(
-      N,
-      [&](int64_t n0, int64_t n1) {
-        std::vector<float> row(static_cast<size_t>(K));
-        for (int64_t n = n0; n < n1; ++n) {
-          dequantize_row(p.w, n, row.data());
-          for (int64_t t = 0; t < T; ++t) {
-            const float* x = x_all + t * K;
-            float acc = 0.0f;
-            for (int64_t k = 0; k < K; ++k) acc += x[k] * row[size_t(k)];
-            p.y[t * N + n] = acc;
-          }
-        }
-      },
-      /*min_chunk=*/16);
+  grouped_linear({p.x, p.w, p.y, p.n_tokens, 1}, x_precision);
 }
 
 }  // namespace cpu

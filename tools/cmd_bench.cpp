@@ -2,7 +2,7 @@
 // times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
-// layer (router + routed experts) likewise (src/cuda/moe_bench.h).
+// layer (router, routed experts, FP8 shared expert) and each part likewise (src/cuda/moe_bench.h).
 // dsv4 bench attention [--shape flash,pro] [--type sliding,hca,csa] [--batch 1,3,64] [--prefill 4096]
 // [--context 4096]: the attention op on the model's key lists (src/cuda/attention_bench.h).
 // dsv4 bench model [--shape flash|pro] [--layers 4] [--batch 1,8,32,64] [--context 4096]: the whole
@@ -77,7 +77,8 @@ void register_bench(CLI::App& app, Action& run) {
     };
   });
 
-  auto* moe = bench->add_subcommand("moe", "the MoE layer's routed experts (moe_experts) at V4 shapes");
+  auto* moe = bench->add_subcommand(
+      "moe", "the MoE layer (router, routed and shared experts) and its parts at V4 shapes");
   struct MoeOpts {
     std::string format = "nvfp4";
     std::vector<std::string> shapes{"flash", "pro"};

@@ -3,13 +3,14 @@
 // moe_shared, the shared expert (FP8 block-128, one expert, as Model::moe runs it through the same
 // op); moe_routed, router + routed experts; and moe, the whole layer as the model runs it: the
 // shared expert in a branch beside router and routed experts, then the add of the shared output
-// (cublasSaxpy, as the backend's add). Each rotation has its own x, so its own routing: enough rotations that
-// consecutive calls do not find their experts in L2. Every routed expert has its own copy of the weights (one
-// random packed expert replicated), so touched experts are distinct memory; the shared expert rotates over
-// copies too (≥ 200 MB between uses). floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate), bytes =
-// the gate (router) + touched experts' packed weights + the shared expert + x + y; peer = the gate GEMM and,
-// per touched expert and for the shared expert, gate|up and down GEMMs in BF16 through cuBLAS on the same
-// token counts (selection, SwiGLU, combine and add not counted).
+// (cublasSaxpy, as the backend's add). Each rotation has its own x, so its own routing: enough
+// rotations that consecutive calls do not find their experts in L2. Every routed expert has its
+// own copy of the weights (one random packed expert replicated), so touched experts are distinct
+// memory; the shared expert rotates over copies too (≥ 200 MB between uses). floor = max(bytes /
+// copy bandwidth, flops / cuBLAS BF16 rate), bytes = the gate (router) + touched experts' packed
+// weights + the shared expert + x + y; peer = the gate GEMM and, per touched expert and for the
+// shared expert, gate|up and down GEMMs in BF16 through cuBLAS on the same token counts
+// (selection, SwiGLU, combine and add not counted).
 #include <algorithm>
 
 #include "cuda/bench_util.h"

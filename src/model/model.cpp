@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <functional>
 #include <set>
 
 #include "core/numeric.h"
@@ -26,7 +25,8 @@ WeightView plain_view(const TensorInfo& t) {
 // Runs `beside` in a branch next to `main` and joins them (Backend::begin_branch): at a few tokens
 // each op is a short launch that leaves most of the GPU idle, so two independent chains take about
 // the time of the longer one. The branch is joined whatever fails, so the backend stays usable.
-Status run_beside(Backend& b, const std::function<Status()>& beside, const std::function<Status()>& main) {
+template <typename Beside, typename Main>
+Status run_beside(Backend& b, Beside&& beside, Main&& main) {
   DSV4_RETURN_IF_ERROR(b.begin_branch());
   const Status in_branch = beside();
   DSV4_RETURN_IF_ERROR(b.end_branch());

@@ -80,18 +80,14 @@ class CpuBackend final : public Backend {
     return {};
   }
 
-  // As the CUDA backend: BF16 x on the tensor cores, fp32 x (SGEMM) for F32 weights; the same
-  // for grouped_linear.
   Status linear(const LinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_linear(p));
-    const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32;
-    cpu::linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
+    cpu::linear(p, x_precision(p.w));
     return {};
   }
   Status grouped_linear(const GroupedLinearParams& p) override {
     DSV4_RETURN_IF_ERROR(check_grouped_linear(p));
-    const bool fp32_x = !options_.bf16_activations || p.w.format == WeightFormat::kF32;
-    cpu::grouped_linear(p, fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16);
+    cpu::grouped_linear(p, x_precision(p.w));
     return {};
   }
   Status moe_experts(const MoeExpertsParams& p) override {
@@ -118,6 +114,12 @@ class CpuBackend final : public Backend {
   DSV4_CPU_OP(moe_router, MoeRouterParams)
 
  private:
+  // linear's and grouped_linear's x, as the CUDA backend takes it: BF16 on the tensor cores, fp32
+  // (SGEMM) for F32 weights.
+  ActivationPrecision x_precision(const WeightView& w) const {
+    const bool fp32_x = !options_.bf16_activations || w.format == WeightFormat::kF32;
+    return fp32_x ? ActivationPrecision::kF32 : ActivationPrecision::kBF16;
+  }
   CpuBackendOptions options_;
   uint64_t memory_epoch_ = 0;
 };

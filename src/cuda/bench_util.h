@@ -19,7 +19,8 @@ namespace dsv4::cuda {
 constexpr size_t kRotateBytes = size_t(200) << 20;
 
 // Median over 25 runs of (time of `batch` calls f(i, stream), captured once into a CUDA graph)
-// / batch, in microseconds, after 5 warm-up calls outside the graph.
+// / batch, in microseconds, after 5 warm-up calls outside the graph. The stream has
+// critical_stream_priority(): a branch forked off it (create_stream) yields to it, as in the model.
 Result<double> time_graph_us(int batch, const std::function<Status(int, cudaStream_t)>& f);
 
 struct DeviceCeilings {

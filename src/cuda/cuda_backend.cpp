@@ -26,6 +26,7 @@
 #include "cuda/moe_router.h"
 #include "cuda/rms_norm.h"
 #include "cuda/rope.h"
+#include "cuda/stream_priority.h"
 
 namespace dsv4 {
 namespace {
@@ -96,10 +97,12 @@ struct Lane {
 class CudaBackend final : public Backend {
  public:
   // Without a stream of the caller's, the backend makes its own: graphs cannot be captured on the
-  // legacy default stream. The branch lane's stream is always the backend's own.
+  // legacy default stream. Its own main stream has the critical path's priority, the branch lane's
+  // stream (always the backend's own) the default: a branch fills in around the main chain.
   explicit CudaBackend(cudaStream_t stream) {
     main_.stream = stream;
-    if (!main_.stream && cudaStreamCreateWithFlags(&main_.stream, cudaStreamNonBlocking) == cudaSuccess)
+    if (!main_.stream && cudaStreamCreateWithPriority(&main_.stream, cudaStreamNonBlocking,
+                                                      cuda::critical_stream_priority()) == cudaSuccess)
       main_.owns_stream = true;
     if (cudaStreamCreateWithFlags(&branch_.stream, cudaStreamNonBlocking) == cudaSuccess)
       branch_.owns_stream = true;
@@ -199,7 +202,7 @@ class CudaBackend final : public Backend {
       return branch;
     }
     cudaGraphExec_t exec = nullptr;
-    const cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+    const cudaError_t e = cudaGraphInstantiate(&exec, graph, cuda::kGraphInstantiateFlags);
     cudaGraphDestroy(graph);
     if (e != cudaSuccess) return Status::errorf("cudaGraphInstantiate: {}", cudaGetErrorString(e));
     return std::unique_ptr<BackendGraph>(std::make_unique<CudaGraph>(exec));

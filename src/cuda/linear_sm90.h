@@ -30,6 +30,18 @@ struct PackedLinearWeight {
   float out_scale = 1.0f;              // applied to the fp32 accumulator (weight_scale_2 · 2^-bias)
 };
 
+// Where the e2m1 codes sit in a packed 32-bit word (k16 step j of a lane's 16 bytes). The word holds
+// the A-fragment pairs a0..a3 of mma.m16n8k16 (rows g | g+8, columns +0 | +8), each pair's lower
+// and upper column a code of four bits (sign, e1, e0, m). The decoder wants a pair as a BF16 pair:
+// signs at bits 15 and 31, e1 e0 m at 8:6 and 24:22. Code bit b of pair j is stored at that place
+// rotated left by pair j's rotation (pair 3's m bits by their own), so pair j comes out of the word
+// with one rotate and one mask (pair 0 with the mask alone, pair 3 with two of each). No four
+// rotations of one pattern tile the 32 bits, so one pair needs two.
+constexpr int kE2m1Pair1Rotation = 4;
+constexpr int kE2m1Pair2Rotation = 10;
+constexpr int kE2m1Pair3Rotation = 6;
+constexpr int kE2m1Pair3MantissaRotation = 14;
+
 // Columns one 16-byte lane load covers: 64 for e2m1 codes, 32 for E4M3 bytes.
 int64_t packed_chunk_k(WeightFormat f);
 

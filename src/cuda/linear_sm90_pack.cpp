@@ -18,6 +18,21 @@ namespace {
 // (a layer holds ~800 of them, packed at load), a small one stays on the calling thread.
 constexpr int64_t kRowsPerThread = 128;
 
+// Code bits (m, e0, e1, sign) of pair j's lower (h = 0) or upper (h = 1) column, placed in a
+// packed word (linear_sm90.h): the decoder's targets 6, 7, 8, 15 (+16 for the upper column)
+// rotated left by the pair's rotation.
+uint32_t place_e2m1(uint8_t code, int j, int h) {
+  constexpr int kTarget[4] = {6, 7, 8, 15};
+  constexpr int kRotation[4] = {0, kE2m1Pair1Rotation, kE2m1Pair2Rotation, kE2m1Pair3Rotation};
+  uint32_t bits = 0;
+  for (int b = 0; b < 4; ++b)
+    if (code >> b & 1) {
+      const int d = j == 3 && b == 0 ? kE2m1Pair3MantissaRotation : kRotation[j];
+      bits |= 1u << ((kTarget[b] + 16 * h + d) % 32);
+    }
+  return bits;
+}
+
 // E4M3 block scale s > 0 → the byte whose decode (byte·16 + 0x7000, as BF16 bits) is s·2^118.
 // s·2^118 has a BF16 exponent field in [236, 253] (s in [2^-9, 448]): its top three bits are
 // 111, so the byte keeps the low five exponent bits and the three mantissa bits.
@@ -144,13 +159,15 @@ Result<PackedLinearWeight> pack_linear_weight_sm90(const WeightView& w) {
               const int64_t r0 = tile * 16 + lane / 4, r1 = r0 + 8, t2 = 2 * (lane % 4);
               uint8_t* out = &p.data[size_t(((tile * n_chunks + c) * 32 + lane) * 16)];
               if (fp4) {
-                // Word j (k16 step j) holds nibbles n0..n7 (n_p at bits 4p): the decoder emits
-                // (n3,n7) (n2,n6) (n1,n5) (n0,n4) as A fragments a0..a3 of mma.m16n8k16.
-                for (int j = 0; j < 4; ++j) {
-                  const int64_t k = c * 64 + 16 * j + t2;
-                  const uint8_t n[8] = {code(r1, k + 8), code(r0, k + 8), code(r1, k),     code(r0, k),
-                                        code(r1, k + 9), code(r0, k + 9), code(r1, k + 1), code(r0, k + 1)};
-                  for (int b = 0; b < 4; ++b) out[4 * j + b] = uint8_t(n[2 * b] | (n[2 * b + 1] << 4));
+                // Word st (k16 step st) holds the A fragments a0..a3: (row, column) pairs (r0, k),
+                // (r1, k), (r0, k + 8), (r1, k + 8), each with its column k + 1 in the upper half.
+                for (int st = 0; st < 4; ++st) {
+                  const int64_t k = c * 64 + 16 * st + t2;
+                  const int64_t rows[4] = {r0, r1, r0, r1}, cols[4] = {k, k, k + 8, k + 8};
+                  uint32_t word = 0;
+                  for (int j = 0; j < 4; ++j)
+                    for (int h = 0; h < 2; ++h) word |= place_e2m1(code(rows[j], cols[j] + h), j, h);
+                  std::memcpy(out + 4 * st, &word, 4);
                 }
               } else {
                 // Step s: word 2s = (r0,k) (r0,k+1) (r1,k) (r1,k+1); word 2s+1 the same at k+8.

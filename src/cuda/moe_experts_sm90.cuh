@@ -177,14 +177,14 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
   const int tile0 = kGateUp ? blockIdx.x * kGemmWarps + warp : (blockIdx.x * kGemmWarps + warp) * 2;
   int tiles[2];
   const uint4* wp[2];
-  const uint8_t* sp[2];
+  const uint8_t* sb[2];
   float os[2];
 #pragma unroll
   for (int m = 0; m < 2; ++m) {
     const int mat = kGateUp ? m : 2;
     tiles[m] = min(kGateUp ? tile0 : tile0 + m, n_tiles - 1);  // past the end: recompute the last, unwritten
     wp[m] = reinterpret_cast<const uint4*>(ex.data[mat]) + size_t(tiles[m]) * n_chunks * 32 + lane;
-    sp[m] = ex.scales[mat];
+    sb[m] = sm90::scale_base<F>(ex.scales[mat], tiles[m], n_chunks, a.cols_pad, g);
     os[m] = ex.out_scale[mat];
   }
   const bool active = tile0 < n_tiles;
@@ -203,12 +203,15 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
     for (int m = 0; m < 2; ++m)
       if (active && u < nc) {
         wc[u][m] = __ldg(wp[m] + u * 32);
-        sc[u][m] = sm90::load_scales<F>(sp[m], tiles[m], cb + u, n_chunks, a.cols_pad, g);
+        sc[u][m] = sm90::scales_at<F>(sb[m], cb + u);
       }
 
   float acc[2][kTokenTiles][4] = {};
-  for (int c = 0; c < nc; c += kPrefetch) {
-    if (c % cps == 0) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
+  // A slice holds a whole number of prefetch groups (k_slice a multiple of 256 columns), so the
+  // chunks c .. c + kPrefetch − 1 of an iteration lie in the slice staged at slice_c0.
+  for (int c = 0, slice_c0 = -cps; c < nc; c += kPrefetch) {
+    if (c == slice_c0 + cps) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
+      slice_c0 = c;
       const int k0 = (cb + c) * kChunkK, klen = min(a.k_slice, (cb + nc) * kChunkK - k0);
       __syncthreads();
       if constexpr (kGateUp) {
@@ -242,12 +245,12 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
       for (int m = 0; m < 2; ++m)
         if (active && c + kPrefetch + u < nc) {
           wn[u][m] = __ldg(wp[m] + (c + kPrefetch + u) * 32);
-          sn[u][m] = sm90::load_scales<F>(sp[m], tiles[m], cb + c + kPrefetch + u, n_chunks, a.cols_pad, g);
+          sn[u][m] = sm90::scales_at<F>(sb[m], cb + c + kPrefetch + u);
         }
     if (active) {
 #pragma unroll
       for (int u = 0; u < kPrefetch; ++u) {
-        if (c + u < nc) sm90::mma_chunk<F>(wc[u], sc[u], xs, ld, ((c + u) % cps) * kChunkK, g, t4, acc);
+        if (c + u < nc) sm90::mma_chunk<F>(wc[u], sc[u], xs, ld, (c - slice_c0 + u) * kChunkK, g, t4, acc);
       }
     }
 #pragma unroll

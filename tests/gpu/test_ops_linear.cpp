@@ -51,9 +51,22 @@ QuantizedWeight random_weight(const LinearCase& c, uint32_t seed) {
 float bf16_bits(uint32_t b) {
   return bf16_to_f32(uint16_t(b));
 }
-uint32_t e2m1_bits(uint32_t q) {
-  return (q & 0x8000u) | ((q & 0x7000u) >> 6);
-}  // low half of the pair
+// A-fragment pair j (BF16 pair bits) of a packed e2m1 word, by the placement linear_sm90.h states.
+uint32_t e2m1_pair_bits(uint32_t q, int j) {
+  const auto rotr = [](uint32_t v, int d) { return d ? (v >> d) | (v << (32 - d)) : v; };
+  constexpr uint32_t kPair = 0x81C081C0u, kM = 0x00400040u;
+  switch (j) {
+    case 0:
+      return q & kPair;
+    case 1:
+      return rotr(q, cuda::kE2m1Pair1Rotation) & kPair;
+    case 2:
+      return rotr(q, cuda::kE2m1Pair2Rotation) & kPair;
+    default:
+      return (rotr(q, cuda::kE2m1Pair3MantissaRotation) & kM) |
+             (rotr(q, cuda::kE2m1Pair3Rotation) & (kPair & ~kM));
+  }
+}
 
 void check_pack(const LinearCase& c) {
   const QuantizedWeight q = random_weight(c, 99);
@@ -82,9 +95,8 @@ void check_pack(const LinearCase& c) {
                 std::memcpy(&sb, &p.scales[size_t(((row / 128) * (p.cols_pad / 128) + col / 128) * 2)], 2);
                 s = bf16_bits(sb);
               } else {
-                const int shift = 4 * j;  // a_j comes from the word shifted left by 4j
-                const uint32_t qq = word[st] << shift;
-                v = bf16_bits(e2m1_bits(h ? qq >> 16 : qq));
+                const uint32_t pair = e2m1_pair_bits(word[st], j);
+                v = bf16_bits(h ? pair >> 16 : pair & 0xFFFFu);
                 const int rh = j % 2;
                 if (c.format == WeightFormat::kNVFP4)
                   s = bf16_bits(p.scales[size_t(((tile * n_chunks + ch) * 8 + g) * 8 + 2 * st + rh)] * 16u +

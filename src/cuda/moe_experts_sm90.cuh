@@ -210,13 +210,17 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
   // A slice holds a whole number of prefetch groups (k_slice a multiple of 256 columns), so the
   // chunks c .. c + kPrefetch − 1 of an iteration lie in the slice staged at slice_c0.
   for (int c = 0, slice_c0 = -cps; c < nc; c += kPrefetch) {
-    if (c == slice_c0 + cps) {  // stage the next K slice of B as BF16 (zeros past n_tok and past cols)
+    // Stage the next K slice of B as BF16: the item's n_tok token rows (zeros for a skipped slot and
+    // past cols). Rows from n_tok on stay unwritten: an mma output column depends on its own B
+    // column alone, and those columns are never stored. Unrolled so several loads are in flight.
+    if (c == slice_c0 + cps) {
       slice_c0 = c;
       const int k0 = (cb + c) * kChunkK, klen = min(a.k_slice, (cb + nc) * kChunkK - k0);
       __syncthreads();
       if constexpr (kGateUp) {
         const int quads = klen / 4;
-        for (int i = threadIdx.x; i < kTok * quads; i += kGemmThreads) {
+#pragma unroll 4
+        for (int i = threadIdx.x; i < n_tok * quads; i += kGemmThreads) {
           const int tt = i / quads, k = (i % quads) * 4, kg = k0 + k, r = src_row[tt];
           float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
           if (r >= 0 && kg < a.cols)
@@ -227,7 +231,8 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
         }
       } else {
         const int octs = klen / 8;
-        for (int i = threadIdx.x; i < kTok * octs; i += kGemmThreads) {
+#pragma unroll 4
+        for (int i = threadIdx.x; i < n_tok * octs; i += kGemmThreads) {
           const int tt = i / octs, k = (i % octs) * 8, r = src_row[tt];
           uint4 v = make_uint4(0, 0, 0, 0);
           if (r >= 0) v = __ldg(reinterpret_cast<const uint4*>(a.act + size_t(r) * a.ld_act + k0 + k));

@@ -172,15 +172,22 @@ __device__ __forceinline__ uint32_t indexer_score_bits(float score) {
 __device__ __forceinline__ uint64_t indexer_sort_key(uint32_t score_bits, int64_t s) {
   return uint64_t(score_bits) << 32 | uint32_t(~uint32_t(s));
 }
-// The order bits of kBatch scores sc[base + q·blockDim.x + threadIdx.x] (0 past admissible), all
-// loads issued before any is used.
-template <int kBatch>
-__device__ __forceinline__ void indexer_load_score_bits(const float* sc, int64_t base, int64_t admissible,
-                                                        uint32_t (&u)[kBatch]) {
+// f(s, order bits of sc[s]) for this thread's entries s < admissible (s = base + q·blockDim.x +
+// threadIdx.x), in batches of kBatch whose loads are all issued before any is used.
+template <int kBatch, typename F>
+__device__ __forceinline__ void for_each_score_bits(const float* sc, int64_t admissible, F&& f) {
+  for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
+    uint32_t u[kBatch];
 #pragma unroll
-  for (int q = 0; q < kBatch; ++q) {
-    const int64_t s = base + q * blockDim.x + threadIdx.x;
-    u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
+    for (int q = 0; q < kBatch; ++q) {
+      const int64_t s = base + q * blockDim.x + threadIdx.x;
+      u[q] = s < admissible ? indexer_score_bits(sc[s]) : 0;
+    }
+#pragma unroll
+    for (int q = 0; q < kBatch; ++q) {
+      const int64_t s = base + q * blockDim.x + threadIdx.x;
+      if (s < admissible) f(s, u[q]);
+    }
   }
 }
 
@@ -233,18 +240,13 @@ __global__ void __launch_bounds__(kIndexerSelectThreads, 1)
     for (int shift = 32 - kIndexerRadixBits; shift >= 0; shift -= kIndexerRadixBits) {
       for (int i = tid; i < kIndexerRadixBins; i += blockDim.x) s_hist[i] = 0;
       __syncthreads();
-      for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
-        uint32_t u[kBatch];
-        indexer_load_score_bits(sc, base, admissible, u);
-#pragma unroll
-        for (int q = 0; q < kBatch; ++q) {
-          if (base + q * blockDim.x + tid >= admissible || (u[q] & mask) != prefix) continue;
-          // Lanes with the same digit add once: the first passes put most entries in a few bins.
-          const uint32_t digit = (u[q] >> shift) & (kIndexerRadixBins - 1);
-          const uint32_t same = __match_any_sync(__activemask(), digit);
-          if ((tid & 31) == __ffs(same) - 1) atomicAdd(&s_hist[digit], uint32_t(__popc(same)));
-        }
-      }
+      for_each_score_bits<kBatch>(sc, admissible, [&](int64_t, uint32_t u) {
+        if ((u & mask) != prefix) return;
+        // Lanes with the same digit add once: the first passes put most entries in a few bins.
+        const uint32_t digit = (u >> shift) & (kIndexerRadixBins - 1);
+        const uint32_t same = __match_any_sync(__activemask(), digit);
+        if ((tid & 31) == __ffs(same) - 1) atomicAdd(&s_hist[digit], uint32_t(__popc(same)));
+      });
       __syncthreads();
       // The digit d where the count of entries with a digit ≥ d first reaches `remaining`: thread i
       // takes bin 255 − i (descending digits), scans its warp, then adds the warps before it.
@@ -278,16 +280,9 @@ __global__ void __launch_bounds__(kIndexerSelectThreads, 1)
     const bool all_ties = bin_count == remaining;
     if (tid == 0) s_count = 0;
     __syncthreads();
-    for (int64_t base = 0; base < admissible; base += int64_t(blockDim.x) * kBatch) {
-      uint32_t u[kBatch];
-      indexer_load_score_bits(sc, base, admissible, u);
-#pragma unroll
-      for (int q = 0; q < kBatch; ++q) {
-        const int64_t s = base + q * blockDim.x + tid;
-        if (s < admissible && (u[q] > prefix || (all_ties && u[q] == prefix)))
-          s_sort[atomicAdd(&s_count, 1u)] = indexer_sort_key(u[q], s);
-      }
-    }
+    for_each_score_bits<kBatch>(sc, admissible, [&](int64_t s, uint32_t u) {
+      if (u > prefix || (all_ties && u == prefix)) s_sort[atomicAdd(&s_count, 1u)] = indexer_sort_key(u, s);
+    });
     if (!all_ties) {  // more entries tie at T than are taken: walk them in index order
       uint32_t taken = 0;
       for (int64_t base = 0; base < admissible && taken < remaining; base += blockDim.x) {

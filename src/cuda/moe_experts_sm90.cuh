@@ -276,30 +276,26 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
              (kGateUp ? m * a.ld_part : 0) + row;
     };
     const auto owned = [&](int m) { return kGateUp ? tile0 < a.ld_act / 16 : tile0 + m < n_tiles; };
+    // f(accumulator, m, row, token) over the accumulators this thread owns.
+    const auto for_each_owned = [&](auto&& f) {
 #pragma unroll
-    for (int m = 0; m < 2; ++m)
+      for (int m = 0; m < 2; ++m)
 #pragma unroll
-      for (int nt = 0; nt < kTokenTiles; ++nt)
+        for (int nt = 0; nt < kTokenTiles; ++nt)
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int row = (kGateUp ? tile0 : tile0 + m) * 16 + g + (j >= 2 ? 8 : 0),
-                    tt = nt * 8 + 2 * t4 + (j & 1);
-          if (owned(m) && tt < n_tok) *part_at(blockIdx.z, m, row, tt) = acc[m][nt][j];
-        }
+          for (int j = 0; j < 4; ++j) {
+            const int row = (kGateUp ? tile0 : tile0 + m) * 16 + g + (j >= 2 ? 8 : 0),
+                      tt = nt * 8 + 2 * t4 + (j & 1);
+            if (owned(m) && tt < n_tok) f(acc[m][nt][j], m, row, tt);
+          }
+    };
+    for_each_owned([&](float& v, int m, int row, int tt) { *part_at(blockIdx.z, m, row, tt) = v; });
     if (!block_arrive_last(&a.split_counters[blockIdx.y * gridDim.x + blockIdx.x], gridDim.z)) return;
-#pragma unroll
-    for (int m = 0; m < 2; ++m)
-#pragma unroll
-      for (int nt = 0; nt < kTokenTiles; ++nt)
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          const int row = (kGateUp ? tile0 : tile0 + m) * 16 + g + (j >= 2 ? 8 : 0),
-                    tt = nt * 8 + 2 * t4 + (j & 1);
-          if (!owned(m) || tt >= n_tok) continue;
-          float sum = 0.0f;
-          for (int z = 0; z < int(gridDim.z); ++z) sum += __ldcg(part_at(z, m, row, tt));
-          acc[m][nt][j] = sum;
-        }
+    for_each_owned([&](float& v, int m, int row, int tt) {
+      float sum = 0.0f;
+      for (int z = 0; z < int(gridDim.z); ++z) sum += __ldcg(part_at(z, m, row, tt));
+      v = sum;
+    });
   }
   if constexpr (kGateUp) {
     // Tiles up to ld_act / 16 are written: rows past d_ff get 0 (the down GEMM reads them).

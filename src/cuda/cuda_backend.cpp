@@ -162,9 +162,7 @@ class CudaBackend final : public Backend {
   // on the branch stream joins it back; stream capture follows both, so a recorded graph holds
   // the branch as a parallel path.
   Status begin_branch() override {
-    if (state_ != BranchState::kNone)
-      return Status::errorf("cuda backend: begin_branch while a branch is {}; expected it joined first",
-                            state_ == BranchState::kOpen ? "open" : "not joined");
+    DSV4_RETURN_IF_ERROR(expect_no_branch("begin_branch"));
     if (!branch_.stream || !fork_ || !join_)
       return Status::errorf("cuda backend: no branch stream or events");
     DSV4_CUDA_TRY(cudaEventRecord(fork_, main_.stream));

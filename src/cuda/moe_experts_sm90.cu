@@ -234,8 +234,10 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   const int64_t slots = p.n_tokens * p.top_k;
 
   if (!c.per_slot) {
-    const moe::PlanArgs pa{p.expert_ids,      p.counts, int(slots), int(p.n_experts),
-                           c.tokens_per_item, w.items,  w.n_items,  w.perm};
+    const moe::PlanArgs pa{
+        p.expert_ids,     p.counts,          int(slots),
+        int(p.n_experts), c.tokens_per_item, c.prefill ? int(kMoePrefillSmallItemTokens) : 0,
+        w.items,          w.n_items,         w.perm};
     moe::moe_plan_kernel<<<1, moe::kPlanThreads, 0, stream>>>(pa);
     DSV4_CUDA_LAUNCH_CHECK();
   }

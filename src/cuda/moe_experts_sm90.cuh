@@ -32,6 +32,10 @@ struct PlanArgs {
   const int32_t* expert_ids;  // [n_slots]
   const int32_t* counts;      // [n_experts] or null: counted here
   int n_slots, n_experts, tokens_per_item;
+  // An expert whose tokens take n > 1 items shares them evenly among the n when each share fits
+  // in even_share_tokens (prefill: 129–192 tokens run as two N = 96 tiles, not 128 + a padded
+  // remainder); otherwise, and with 0, items of tokens_per_item and a remainder.
+  int even_share_tokens;
   int4* items;    // [max_items] (expert, first position, n tokens, 0)
   int* n_items;   // [1]
   int32_t* perm;  // [n_slots] position → slot
@@ -60,9 +64,15 @@ __global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
   Scan(scan_tmp).ExclusiveSum(count, offset);
   __syncthreads();
   Scan(scan_tmp).ExclusiveSum(n_it, item0, total_items);
-  for (int j = 0; j < n_it; ++j)
-    a.items[item0 + j] = make_int4(e, offset + j * a.tokens_per_item,
-                                   min(a.tokens_per_item, count - j * a.tokens_per_item), 0);
+  if (n_it > 1 && (count + n_it - 1) / n_it <= a.even_share_tokens) {
+    const int share = count / n_it, extra = count % n_it;
+    for (int j = 0; j < n_it; ++j)
+      a.items[item0 + j] = make_int4(e, offset + j * share + min(j, extra), share + (j < extra), 0);
+  } else {
+    for (int j = 0; j < n_it; ++j)
+      a.items[item0 + j] = make_int4(e, offset + j * a.tokens_per_item,
+                                     min(a.tokens_per_item, count - j * a.tokens_per_item), 0);
+  }
   if (threadIdx.x == 0) *a.n_items = total_items;
   if (e < a.n_experts) cursor[e] = offset;
   __syncthreads();

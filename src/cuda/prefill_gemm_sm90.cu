@@ -106,7 +106,8 @@ Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf1
 }
 
 Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
-  static_assert(kMoePrefillTokensPerItem == prefill::kTokensPerCta);
+  static_assert(kMoePrefillTokensPerItem == prefill::kTokensPerCta &&
+                kMoePrefillSmallItemTokens == prefill::kSmallTileTokens);
   const int64_t slots = p.n_tokens * p.top_k;
   const int64_t ld_x = round_up(p.d_model, 128), ld_act = round_up(p.d_ff, 128);
 

@@ -4,10 +4,11 @@
 // packed layout is already the A-fragment layout), the tokens' BF16 rows (K-major) are B in shared
 // memory, written by TMA with the 128-byte swizzle. A tile = 256 weight rows × ≤ 128 tokens: two
 // consumer warpgroups × two m64 blocks (gate+up: block 0 = W1 rows, block 1 = the same W3 rows, so
-// the SwiGLU epilogue holds g and u of one output) and a producer warp(group) that streams, per stage
-// of 128 K columns, the B tile (two TMA boxes) and each 16-row tile's packed bytes and scales (bulk
-// copies) into a kStages-deep ring guarded by full/empty mbarriers. Consumers dequantize one k64
-// half-stage into registers while the previous half's wgmmas run (two register buffers, wait_group 1).
+// the SwiGLU epilogue holds g and u of one output) and a producer warpgroup that streams, per stage
+// of 128 K columns, the B tile (TMA boxes) and each 16-row tile's packed bytes and scales (bulk
+// copies) into a kStages-deep ring guarded by full/empty mbarriers. Consumers dequantize one m64
+// block's k64 half-stage into registers while the previous block's wgmmas run (a register buffer
+// per block, wait_group 1).
 // Persistent: a CTA per SM walks tiles blockIdx.x, + gridDim.x, ... (row block fastest, so the
 // CTAs working on one item's B rows run together and share them in L2); the ring's stage count
 // runs on across tiles, so the producer streams the next tile's first stages while the consumers
@@ -28,13 +29,22 @@ constexpr int kBlocks = 2;                         // m64 blocks per consumer wa
 constexpr int kTiles = kWarpgroups * kBlocks * 4;  // 16-row weight tiles per CTA
 constexpr int kRowsPerCta = kTiles * 16;           // 256 weight rows (gate+up: 128 act rows of W1 and W3)
 constexpr int kTokensPerCta = 128;                 // the N tile; items hold ≤ 128 tokens
-constexpr int kBoxRows = 32;                       // token rows per TMA box of B
-constexpr int kStageK = 128;                       // K columns per pipeline stage
-// + a producer warpgroup (one warp works): register caps are per warpgroup, so the consumers can
-// take 232 registers (128 accumulators, 2 × 32 A fragments) while the producer gives its share back.
+// Tiles of ≤ 96 tokens run wgmma N = 96, the rest N = 128: two N only, since ptxas serializes the
+// wgmmas (C7512) once N = 128 shares the kernel with two other N. 96 fits V4-Flash's ~96 tokens
+// per expert at 4096 tokens; smaller tiles pay MMAs over unused columns (their B rows are stale
+// shared memory, their outputs never stored) but such tiles are bound by the weight stream.
+constexpr int kSmallTileTokens = 96;
+constexpr int kBoxRows = 32;  // token rows per TMA box of B
+constexpr int kStageK = 128;  // K columns per pipeline stage
+// + a producer warpgroup: register caps are per warpgroup, so the consumers can take 232 registers
+// (128 accumulators, 2 × 16 A fragments) while the producer gives its share back.
 constexpr int kThreads = (kWarpgroups + 1) * 128;
 constexpr int kProducerWarp = kWarpgroups * 4;
-constexpr int kProducerRegs = 40, kConsumerRegs = 232;  // 128·40 + 256·232 ≤ 65536
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+// setmaxnreg.inc waits until the registers that setmaxnreg.dec gave back cover it (a pool, not the
+// whole register file): the caps must fit the launch's allocation, 168 per thread (65536 / 384
+// rounded down to a multiple of 8), or the consumers wait forever.
+static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= kThreads * 168);
 constexpr int kSmemBudget = 200 * 1024;  // the stage ring; the rest of 227 KB holds barriers and slack
 
 enum class Kind { kLinear, kGateUp, kDown };
@@ -155,7 +165,7 @@ __device__ __forceinline__ Item item_of(const GemmArgs& a, int tile) {
 }
 
 // The consumer warpgroups: main loop over K stages, then the epilogue of kind K. N = wgmma N
-// (tokens rounded up to 32).
+// (kSmallTileTokens or kTokensPerCta).
 // g0: the ring's running stage count at the tile's first stage.
 template <WeightFormat F, Kind K, int N>
 __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, uint32_t g0, uint8_t* ring,
@@ -178,26 +188,41 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
   for (int m = 0; m < kBlocks; ++m)
 #pragma unroll
     for (int i = 0; i < N / 2; ++i) acc[m][i] = 0.0f;
-  uint32_t af[2][kBlocks][4][4];  // [half-stage buffer][block][k16 step][A fragment]
+  // A fragments of one k64 unit (a half-stage of one m64 block) per block: block m's buffer is
+  // rewritten only once the group that read it (two groups back) is done, so one group's
+  // dequantization overlaps the previous group's wgmmas. Per-block 16-register buffers (not a
+  // half-stage's 32 per buffer) leave ptxas the registers to keep the wgmmas asynchronous; with
+  // fewer it serializes every wgmma (C7512), which cost ~25% of the tensor pipe (ncu: a
+  // WARPGROUP.DEPBAR after each HGMMA was a third of all stall samples).
+  uint32_t af[kBlocks][4][4];  // [block][k16 step][A fragment]
+  // FP8: the stage's 128×128 block scale per block, loaded a stage ahead (a global load).
+  uint2 fp8_scale[kBlocks], fp8_next[kBlocks];
+  if constexpr (F == WeightFormat::kFP8Block128)
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m)
+      fp8_next[m] =
+          sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), 0, n_chunks, a.cols_pad, gr);
 
   for (int st = 0; st < n_stages; ++st) {
     const uint32_t g = g0 + uint32_t(st), s = g % S::kStages;
-    ptx::mbar_wait(ptx::smem_addr(&full[s]), (g / S::kStages) & 1);
-    const uint32_t b_addr = ptx::smem_addr(ring + s * S::kBytes);
-    uint2 fp8_scale[kBlocks];
     if constexpr (F == WeightFormat::kFP8Block128)
 #pragma unroll
-      for (int m = 0; m < kBlocks; ++m)
-        fp8_scale[m] = sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), st * S::kChunks,
-                                            n_chunks, a.cols_pad, gr);
+      for (int m = 0; m < kBlocks; ++m) {
+        fp8_scale[m] = fp8_next[m];
+        fp8_next[m] = sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1),
+                                           min(st + 1, n_stages - 1) * S::kChunks, n_chunks, a.cols_pad, gr);
+      }
+    ptx::mbar_wait(ptx::smem_addr(&full[s]), (g / S::kStages) & 1);
+    const uint32_t b_addr = ptx::smem_addr(ring + s * S::kBytes);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      // Buffer h was last read by the group committed two groups ago; after this wait at most
-      // the previous group runs. At h = 1 that also means every group of stage st - 1 is done.
-      ptx::wgmma_wait<1>();
-      if (h == 1 && st > 0 && lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(g - 1) % S::kStages]));
+    for (int h = 0; h < 2; ++h)
 #pragma unroll
-      for (int m = 0; m < kBlocks; ++m)
+      for (int m = 0; m < kBlocks; ++m) {
+        // Groups run in order (h, m); block m's buffer was last read by the group two back. After
+        // this wait at most the previous group runs: at (0, 1) every group of stage st − 1 is done.
+        ptx::wgmma_wait<1>();
+        if (h == 0 && m == 1 && st > 0 && lane == 0)
+          ptx::mbar_arrive(ptx::smem_addr(&empty[(g - 1) % S::kStages]));
 #pragma unroll
         for (int c = 0; c < kChunksPerHalf; ++c) {
           const int cc = h * kChunksPerHalf + c;
@@ -216,17 +241,15 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 #pragma unroll
           for (int k = 0; k < kSteps; ++k)
 #pragma unroll
-            for (int r = 0; r < 4; ++r) af[h][m][c * kSteps + k][r] = chunk[k][r];
+            for (int r = 0; r < 4; ++r) af[m][c * kSteps + k][r] = chunk[k][r];
         }
-      ptx::wgmma_fence();
+        ptx::wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < 4; ++k) {
-        const uint64_t desc = ptx::smem_desc_k_sw128(b_addr + h * S::kBoxBytes + k * 32);
-#pragma unroll
-        for (int m = 0; m < kBlocks; ++m) ptx::wgmma_rs_bf16<N>(acc[m], af[h][m][k], desc, 1u);
+        for (int k = 0; k < 4; ++k)
+          ptx::wgmma_rs_bf16<N>(acc[m], af[m][k], ptx::smem_desc_k_sw128(b_addr + h * S::kBoxBytes + k * 32),
+                                1u);
+        ptx::wgmma_commit();
       }
-      ptx::wgmma_commit();
-    }
   }
   ptx::wgmma_wait<0>();
   if (lane == 0) ptx::mbar_arrive(ptx::smem_addr(&empty[(g0 + n_stages - 1) % S::kStages]));
@@ -296,65 +319,69 @@ __global__ void __launch_bounds__(kThreads, 1)
 
   if (warp >= kProducerWarp) {
     ptx::setmaxnreg_dec<kProducerRegs>();
-    if (warp != kProducerWarp) return;
-    // Lane l < 16 copies tile slot l's packed bytes, lane 16 + l its scales; lane 0 the B boxes.
+    // All four producer warps issue copies: a bulk copy takes the warp ~100 cycles (its operands
+    // move to uniform registers, one lane at a time), so one warp issuing a stage's 32 weight and
+    // scale copies was busy ~94% of the time and set the pace (ncu: it almost never waited on an
+    // empty slot). Warp p: lanes 0-3 copy tile slots 4p..4p+3's packed bytes, lanes 4-7 their
+    // scales, lane 0 two of the stage's eight B boxes; warp 0 also publishes the tile and arrives
+    // with the stage's transaction bytes (copies that complete before that arrive leave the
+    // barrier's tx-count negative for a while, which its phase allows).
+    const int pw = warp - kProducerWarp;
+    constexpr int kSlotsPerWarp = kTiles / 4, kBoxesPerHalf = kTokensPerCta / kBoxRows;
     const int n_chunks = a.cols_pad / S::kChunkK, n_wtiles = a.rows_pad / 16;
-    const int my_slot = lane % kTiles, my_block = (my_slot / 4) % kBlocks;
-    const uint32_t step = lane < kTiles ? S::kTileBytes : S::kTileScaleBytes;
+    const bool copies_data = lane < kSlotsPerWarp, copies_scales = !copies_data && lane < 2 * kSlotsPerWarp;
+    const int my_slot = pw * kSlotsPerWarp + lane % kSlotsPerWarp, my_block = (my_slot / 4) % kBlocks;
+    const uint32_t step = copies_data ? S::kTileBytes : S::kTileScaleBytes;
     const uint32_t dst_off =
-        lane < kTiles ? S::kWOffset + my_slot * S::kTileBytes : S::kSOffset + my_slot * S::kTileScaleBytes;
+        copies_data ? S::kWOffset + my_slot * S::kTileBytes : S::kSOffset + my_slot * S::kTileScaleBytes;
+    const int box_half = pw / 2, box0 = (pw % 2) * (kBoxesPerHalf / 2);
     if (lane == 0) ptx::prefetch_tensor_map(&b_map);
     uint32_t g = 0;  // the ring's running stage count
     int local = 0;   // this CTA's tile count
     for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++local) {
       const Item it = item_of<K>(a, tile);
       const int my_tile = slot_tile<K>(it.rb, my_slot);
-      const bool copies = my_tile < n_wtiles && (lane < kTiles || S::kTileScaleBytes > 0);
-      int valid = 0;
-      for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(it.rb, sl) < n_wtiles;
+      const bool copies = my_tile < n_wtiles && (copies_data || (copies_scales && S::kTileScaleBytes > 0));
       const int boxes = (it.n_tok + kBoxRows - 1) / kBoxRows;
-      const uint32_t tx = 2 * boxes * kBoxRows * 128 + valid * (S::kTileBytes + S::kTileScaleBytes);
+      uint32_t tx = 0;
+      if (pw == 0) {
+        int valid = 0;
+        for (int sl = 0; sl < kTiles; ++sl) valid += slot_tile<K>(it.rb, sl) < n_wtiles;
+        tx = 2 * boxes * kBoxRows * 128 + valid * (S::kTileBytes + S::kTileScaleBytes);
+      }
       const uint8_t* src =
-          lane < kTiles
+          copies_data
               ? (my_block ? it.data[1] : it.data[0]) + (size_t(my_tile) * n_chunks) * 512
               : (my_block ? it.scales[1] : it.scales[0]) + (size_t(my_tile) * n_chunks) * S::kScaleChunkBytes;
-      // The down GEMM's token table, loaded before the ring wait (its latency overlaps it).
-      int tok_slot[kTokensPerCta / 32];
-      float tok_w[kTokensPerCta / 32];
-      if constexpr (K == Kind::kDown) {
-#pragma unroll
-        for (int i = 0; i < kTokensPerCta / 32; ++i)
-          if (lane + 32 * i < it.n_tok) tok_slot[i] = a.perm[it.pos0 + lane + 32 * i];
-#pragma unroll
-        for (int i = 0; i < kTokensPerCta / 32; ++i)
-          if (lane + 32 * i < it.n_tok) tok_w[i] = a.route_w[tok_slot[i]];
-      }
       for (int st = 0; st < n_stages; ++st, ++g) {
         const uint32_t s = g % S::kStages;
         if (g >= S::kStages) ptx::mbar_wait(ptx::smem_addr(&empty[s]), (g / S::kStages - 1) & 1);
-        if (st == 0) {  // publish the tile; the full barrier's arrive below releases these writes
-          TileInfo& ti = info[local % info_slots<F>()];
-          if (lane == 0) {
-            ti.rb = it.rb, ti.pos0 = it.pos0, ti.n_tok = it.n_tok;
-#pragma unroll
-            for (int m = 0; m < kBlocks; ++m) ti.out_scale[m] = it.out_scale[m], ti.scales[m] = it.scales[m];
-          }
-          if constexpr (K == Kind::kDown)
-#pragma unroll
-            for (int i = 0; i < kTokensPerCta / 32; ++i)
-              if (lane + 32 * i < it.n_tok)
-                ti.slot[lane + 32 * i] = tok_slot[i], ti.route_w[lane + 32 * i] = tok_w[i];
-          __syncwarp();
-        }
         const uint32_t bar = ptx::smem_addr(&full[s]);
         const uint32_t stage = ptx::smem_addr(ring + s * S::kBytes);
-        if (lane == 0) {
-          ptx::mbar_arrive_expect_tx(bar, tx);
-          for (int h = 0; h < 2; ++h)
-            for (int b = 0; b < boxes; ++b)
-              ptx::tma_load_2d(stage + h * S::kBoxBytes + b * kBoxRows * 128, &b_map, st * kStageK + h * 64,
-                               it.pos0 + b * kBoxRows, bar);
+        if (pw == 0) {
+          if (st == 0) {  // publish the tile; the full barrier's arrive below releases these writes
+            TileInfo& ti = info[local % info_slots<F>()];
+            if (lane == 0) {
+              ti.rb = it.rb, ti.pos0 = it.pos0, ti.n_tok = it.n_tok;
+#pragma unroll
+              for (int m = 0; m < kBlocks; ++m)
+                ti.out_scale[m] = it.out_scale[m], ti.scales[m] = it.scales[m];
+            }
+            // The down GEMM's token table, read here rather than held in registers across the
+            // wait (the ring's stages ahead of the consumers absorb its latency).
+            if constexpr (K == Kind::kDown)
+              for (int i = lane; i < it.n_tok; i += 32) {
+                const int slot = a.perm[it.pos0 + i];
+                ti.slot[i] = slot, ti.route_w[i] = a.route_w[slot];
+              }
+            __syncwarp();
+          }
+          if (lane == 0) ptx::mbar_arrive_expect_tx(bar, tx);
         }
+        if (lane == 0)
+          for (int b = box0; b < min(boxes, box0 + kBoxesPerHalf / 2); ++b)
+            ptx::tma_load_2d(stage + box_half * S::kBoxBytes + b * kBoxRows * 128, &b_map,
+                             st * kStageK + box_half * 64, it.pos0 + b * kBoxRows, bar);
         __syncwarp();
         if (copies) ptx::bulk_copy_g2s(stage + dst_off, src + size_t(st) * step, step, bar);
       }
@@ -369,20 +396,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     // The tile's first stage is full: its info entry is written.
     ptx::mbar_wait(ptx::smem_addr(&full[g0 % S::kStages]), (g0 / S::kStages) & 1);
     const TileInfo& it = info[local % info_slots<F>()];
-    switch ((it.n_tok + 31) / 32) {
-      case 1:
-        consume<F, K, 32>(a, it, g0, ring, full, empty);
-        break;
-      case 2:
-        consume<F, K, 64>(a, it, g0, ring, full, empty);
-        break;
-      case 3:
-        consume<F, K, 96>(a, it, g0, ring, full, empty);
-        break;
-      default:
-        consume<F, K, 128>(a, it, g0, ring, full, empty);
-        break;
-    }
+    if (it.n_tok > kSmallTileTokens)
+      consume<F, K, kTokensPerCta>(a, it, g0, ring, full, empty);
+    else
+      consume<F, K, kSmallTileTokens>(a, it, g0, ring, full, empty);
   }
 }
 

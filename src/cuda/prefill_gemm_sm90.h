@@ -27,6 +27,8 @@ Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf1
 // gather x → x_perm (BF16, by position), gate+up with the clamped SwiGLU → act, down with the
 // routing weight → out (one fp32 row per slot). Items hold ≤ kMoePrefillTokensPerItem tokens.
 constexpr int kMoePrefillTokensPerItem = 128;
+// Items of ≤ this many tokens take the GEMMs' smaller wgmma tile (N = 96).
+constexpr int kMoePrefillSmallItemTokens = 96;
 struct MoePrefillArgs {
   const float* x;              // [n_tokens, d_model]
   const MoeExpertSm90* table;  // [n_experts], device; every data/scales pointer 16-byte aligned

@@ -327,6 +327,12 @@ INSTANTIATE_TEST_SUITE_P(
                     "prefill, 300 tokens on expert 5", kPinPrefill},
         ExpertsCase{kMx, 70, 256, 128, 4, 4, ExpertsCase::kDuplicates, false,
                     "prefill, an id twice in a token", kPinPrefill},
+        // Even shares: 150 tokens on one expert run as two items of 75 (wgmma N = 96), 280 as three
+        // of 94, 93, 93.
+        ExpertsCase{kNv, 150, 512, 256, 16, 2, ExpertsCase::kAllOnOne, false,
+                    "prefill, 150 tokens on expert 5, two even items", kPinPrefill},
+        ExpertsCase{kFp8, 280, 4096, 2048, 1, 1, ExpertsCase::kRandom, false,
+                    "prefill shared expert, three even items", kPinPrefill},
         ExpertsCase{kNv, 200, 512, 256, 8, 3, ExpertsCase::kSkipped, true, "prefill, skipped slots",
                     kPinPrefill}));
 

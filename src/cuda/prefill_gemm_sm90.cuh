@@ -218,6 +218,24 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
     for (int h = 0; h < 2; ++h)
 #pragma unroll
       for (int m = 0; m < kBlocks; ++m) {
+        // The group's packed words and scales are read from shared memory before the wait, so
+        // their latency hides behind it (ncu: the first dequant instruction after the loads was
+        // the top short-scoreboard stall).
+        uint4 w[kChunksPerHalf];
+        uint2 sc[kChunksPerHalf];
+#pragma unroll
+        for (int c = 0; c < kChunksPerHalf; ++c) {
+          const int cc = h * kChunksPerHalf + c;
+          // ld.shared by shared-window address (a generic pointer into the ring compiles to LD.E).
+          w[c] = ptx::lds128(b_addr + S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16);
+          if constexpr (F == WeightFormat::kNVFP4)
+            sc[c] = ptx::lds64(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8);
+          else if constexpr (F == WeightFormat::kMXFP4)
+            sc[c] = make_uint2(
+                ptx::lds32(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4), 0);
+          else
+            sc[c] = fp8_scale[m];
+        }
         // Groups run in order (h, m); block m's buffer was last read by the group two back. After
         // this wait at most the previous group runs: at (0, 1) every group of stage st − 1 is done.
         ptx::wgmma_wait<1>();
@@ -225,19 +243,8 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
           ptx::mbar_arrive(ptx::smem_addr(&empty[(g - 1) % S::kStages]));
 #pragma unroll
         for (int c = 0; c < kChunksPerHalf; ++c) {
-          const int cc = h * kChunksPerHalf + c;
-          // ld.shared by shared-window address (a generic pointer into the ring compiles to LD.E).
-          const uint4 w = ptx::lds128(b_addr + S::kWOffset + slot[m] * S::kTileBytes + cc * 512 + lane * 16);
-          uint2 sc;
-          if constexpr (F == WeightFormat::kNVFP4)
-            sc = ptx::lds64(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 64 + gr * 8);
-          else if constexpr (F == WeightFormat::kMXFP4)
-            sc = make_uint2(
-                ptx::lds32(b_addr + S::kSOffset + slot[m] * S::kTileScaleBytes + cc * 32 + gr * 4), 0);
-          else
-            sc = fp8_scale[m];
           uint32_t chunk[kSteps][4];
-          sm90::dequant_chunk<F>(w, sc, chunk);
+          sm90::dequant_chunk<F>(w[c], sc[c], chunk);
 #pragma unroll
           for (int k = 0; k < kSteps; ++k)
 #pragma unroll

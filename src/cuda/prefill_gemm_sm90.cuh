@@ -43,8 +43,9 @@ constexpr int kProducerWarp = kWarpgroups * 4;
 constexpr int kProducerRegs = 40, kConsumerRegs = 232;
 // setmaxnreg.inc waits until the registers that setmaxnreg.dec gave back cover it (a pool, not the
 // whole register file): the caps must fit the launch's allocation, 168 per thread (65536 / 384
-// rounded down to a multiple of 8), or the consumers wait forever.
-static_assert(128 * kProducerRegs + 256 * kConsumerRegs <= kThreads * 168);
+// rounded down to a multiple of 8; ptxas uses all of it), or the consumers wait forever.
+constexpr int kLaunchRegs = (65536 / kThreads) / 8 * 8;
+static_assert(128 * kProducerRegs + 128 * kWarpgroups * kConsumerRegs <= kThreads * kLaunchRegs);
 constexpr int kSmemBudget = 200 * 1024;  // the stage ring; the rest of 227 KB holds barriers and slack
 
 enum class Kind { kLinear, kGateUp, kDown };

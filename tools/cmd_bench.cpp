@@ -1,4 +1,5 @@
-// dsv4 bench linear [--format nvfp4|mxfp4|fp8|bf16] [--shape flash|pro] [--tokens 1,8,64]:
+// dsv4 bench linear [--format nvfp4|mxfp4|fp8|bf16] [--shape flash|pro] [--tokens 1,8,64]
+// [--path auto,prefill,dequant]:
 // times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE
@@ -47,6 +48,7 @@ void register_bench(CLI::App& app, Action& run) {
     std::vector<std::string> formats{"nvfp4", "mxfp4", "fp8", "bf16"};
     std::vector<std::string> shapes{"flash", "pro"};
     std::vector<int64_t> tokens{1, 8, 64};
+    std::vector<std::string> paths{"auto"};
   };
   auto opts = std::make_shared<Opts>();
   linear->add_option("--format", opts->formats, "weight formats")
@@ -58,6 +60,12 @@ void register_bench(CLI::App& app, Action& run) {
   linear->add_option("--tokens", opts->tokens, "token counts")
       ->delimiter(',')
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
+  linear
+      ->add_option("--path", opts->paths,
+                   "paths to time: auto (the heuristic's choice) and/or forced decode, prefill, dequant "
+                   "(dequantize + cuBLAS); a path that cannot run a case is skipped")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"auto", "decode", "prefill", "dequant"}));
   linear->callback([&run, opts] {
     run = [opts]() -> int {
 #ifdef DSV4_HAVE_CUDA
@@ -69,6 +77,12 @@ void register_bench(CLI::App& app, Action& run) {
                                            : WeightFormat::kBF16);
       o.shapes = opts->shapes;
       o.tokens = opts->tokens;
+      o.paths.clear();
+      for (const auto& p : opts->paths)
+        o.paths.push_back(p == "auto"      ? cuda::LinearPath::kAuto
+                          : p == "decode"  ? cuda::LinearPath::kDecode
+                          : p == "prefill" ? cuda::LinearPath::kPrefill
+                                           : cuda::LinearPath::kDequantCublas);
       const Status s = cuda::bench_linear(o);
       return s.ok() ? 0 : fail(s.message());
 #else

@@ -74,15 +74,21 @@ Status bench_linear(const LinearBenchOptions& opt) {
           fill_random(x.get(), size_t(t * sh.cols), 3);
           fill_random(xb.get(), size_t(t * sh.cols), 4);
           DSV4_CUDA_LAUNCH_CHECK();
-          const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t);
-          DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
-          DSV4_RETURN_IF_ERROR(linear_sm90_prepare_workspace(ws.get(), ws_bytes, nullptr));
-          DSV4_CUDA_TRY(cudaDeviceSynchronize());  // the timing stream does not wait for the default one
-          DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(copies, [&](int i, cudaStream_t st) {
-                                  const LinearSm90Params lp{
-                                      x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
-                                  return linear_sm90(lp, st);
-                                }));
+          std::vector<std::pair<LinearPath, double>> timed;  // path, µs
+          for (const LinearPath path : opt.paths) {
+            if (!linear_path_runs(path, f, t, 1)) continue;
+            const size_t ws_bytes = linear_sm90_workspace_bytes(views[0], t, 1, path);
+            DSV4_ASSIGN_OR_RETURN(auto ws, DeviceBuffer<uint8_t>::create(ws_bytes));
+            DSV4_RETURN_IF_ERROR(linear_sm90_prepare_workspace(ws.get(), ws_bytes, nullptr));
+            DSV4_CUDA_TRY(cudaDeviceSynchronize());  // the timing stream does not wait for the default one
+            DSV4_ASSIGN_OR_RETURN(
+                const double us, time_graph_us(copies, [&](int i, cudaStream_t st) {
+                  LinearSm90Params lp{x.get(), views[size_t(i % copies)], y.get(), t, ws.get(), ws_bytes, h};
+                  lp.path = path;
+                  return linear_sm90(lp, st);
+                }));
+            timed.emplace_back(path, us);
+          }
           DSV4_ASSIGN_OR_RETURN(const double peer_us, time_graph_us(peer_copies, [&](int i, cudaStream_t st) {
                                   return cublas_bf16_gemm(h, st, pw[size_t(i % peer_copies)].get(), xb.get(),
                                                           y.get(), sh.rows, sh.cols, t);
@@ -90,11 +96,13 @@ Status bench_linear(const LinearBenchOptions& opt) {
           const double bytes = double(wbytes) + double(t * sh.cols * 4) + double(t * sh.rows * 4);
           const double flops = 2.0 * double(t) * double(sh.rows) * double(sh.cols);
           const double floor_us = std::max(bytes / (copy_gbs * 1e3), flops / (gemm_tflops * 1e6));
-          fmt::print(
-              "linear format={} shape={} [{}, {}] n_tokens={} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | "
-              "{:.2f}x\n",
-              weight_format_name(f), sh.name, sh.rows, sh.cols, t, us, bytes / (us * 1e3), flops / (us * 1e6),
-              100.0 * floor_us / us, peer_us / us);
+          for (const auto& [path, us] : timed)
+            fmt::print(
+                "linear format={} shape={} [{}, {}] n_tokens={}{} | {:.2f} | {:.0f} | {:.1f} | {:.0f}% | "
+                "{:.2f}x\n",
+                weight_format_name(f), sh.name, sh.rows, sh.cols, t,
+                path == LinearPath::kAuto ? std::string() : fmt::format(" path={}", linear_path_name(path)),
+                us, bytes / (us * 1e3), flops / (us * 1e6), 100.0 * floor_us / us, peer_us / us);
         }
       }
   return {};

@@ -7,6 +7,7 @@
 
 #include "core/quant.h"
 #include "core/status.h"
+#include "cuda/linear_sm90.h"
 
 namespace dsv4::cuda {
 
@@ -14,6 +15,9 @@ struct LinearBenchOptions {
   std::vector<WeightFormat> formats;
   std::vector<std::string> shapes;  // "flash", "pro"
   std::vector<int64_t> tokens;
+  // Paths to time per case: kAuto (what the heuristic picks) and/or forced ones; a forced path that
+  // cannot run the case (a quantized path for BF16, decode above its token limit) is skipped.
+  std::vector<LinearPath> paths{LinearPath::kAuto};
 };
 
 // Prints the device line, the measured copy bandwidth and cuBLAS rate, then one line per case.

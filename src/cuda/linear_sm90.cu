@@ -135,16 +135,22 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
 
 }  // namespace
 
-// Many tokens, quantized weights: the cost model below, fitted to `dsv4 bench linear` on the H100
-// (docs/performance.md, "linear, many tokens"), picks the faster of the wgmma GEMM and dequantize
-// + cuBLAS; both first convert x, which is left out. wgmma: every CTA (256 rows × 128 tokens) runs
-// cols_pad/128 K stages of kPrefillStageUs, in waves over the SMs. Dequantize + cuBLAS: the packed
-// weight is read and written as BF16 and cuBLAS reads it again (kDequantBytesPerElement at
-// kDequantBandwidth), then the GEMM at kCublasFlops. It picks the measured winner in all 24 cases
-// measured (NVFP4 and FP8, V4 expert shapes × 128/512/4096 tokens): wgmma where the weight has
-// many rows and its grid is about one wave (pro.w2 at 128/512 tokens: 1.3-1.7x; flash.w2 at 512
-// ~1.05x), dequantize + cuBLAS elsewhere (up to 2.1x faster at few CTAs; 1.02-1.1x at 4096 tokens).
-constexpr double kPrefillStageUs = 2.2;
+// Many tokens, quantized weights: the cost model below, fitted to `dsv4 bench linear --path
+// prefill,dequant` on the H100 (docs/performance.md, "linear, many tokens"), picks the faster of
+// the wgmma GEMM and dequantize + cuBLAS; both first convert x, which is left out. wgmma: every CTA
+// (256 rows × 128 tokens) runs cols_pad/128 K stages of prefill_stage_us, in waves over the SMs
+// (a CTA's stage at these small grids is latency-bound: FP8's per-stage scale loads make it
+// longer). Dequantize + cuBLAS: the packed weight is read and written as BF16 and cuBLAS reads it
+// again (kDequantBytesPerElement at kDequantBandwidth), then the GEMM at kCublasFlops. Session 6's
+// table (NVFP4 and FP8, V4 expert shapes × 128/512/4096 tokens): it picks the measured winner in
+// 23 of 24 cases, wgmma where the weight has many rows and its grid is about one wave (pro.w2 at
+// 128/512 tokens: 1.2-1.8x; NVFP4 flash.w2 at 512: 1.06x), dequantize + cuBLAS elsewhere; the
+// 24th (NVFP4 pro.w1 at 4096 tokens) is a 1% tie that it gives to dequantize + cuBLAS.
+namespace {
+double prefill_stage_us(WeightFormat f) {
+  return f == WeightFormat::kFP8Block128 ? 2.6 : 2.2;
+}
+}  // namespace
 constexpr double kDequantBytesPerElement = 4.56, kDequantBandwidth = 1.43e12, kCublasFlops = 620e12;
 
 LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups) {
@@ -154,16 +160,55 @@ LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens, int64_t
   const int64_t ctas = (w.rows_pad + prefill_rows_per_cta() - 1) / prefill_rows_per_cta() *
                        ((n_tokens + prefill_tokens_per_cta() - 1) / prefill_tokens_per_cta());
   const double waves = double((ctas + sm_count() - 1) / sm_count());
-  const double wgmma_us = waves * double(w.cols_pad / 128) * kPrefillStageUs;
+  const double wgmma_us = waves * double(w.cols_pad / 128) * prefill_stage_us(w.format);
   const double elements = double(w.rows_pad) * double(w.cols_pad);
   const double dequant_us = elements * kDequantBytesPerElement / kDequantBandwidth * 1e6 +
                             2.0 * elements * double(n_tokens) / kCublasFlops * 1e6;
   return wgmma_us < dequant_us ? LinearPath::kPrefill : LinearPath::kDequantCublas;
 }
 
-size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups) {
+const char* linear_path_name(LinearPath p) {
+  switch (p) {
+    case LinearPath::kDecode:
+      return "decode";
+    case LinearPath::kPrefill:
+      return "prefill";
+    case LinearPath::kDequantCublas:
+      return "dequant+cublas";
+    case LinearPath::kCublas:
+      return "cublas";
+    case LinearPath::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+bool linear_path_runs(LinearPath path, WeightFormat f, int64_t n_tokens, int64_t n_groups) {
+  switch (path) {
+    case LinearPath::kDecode:
+      return is_quantized(f) && n_tokens <= kDecodeMaxTokens;
+    case LinearPath::kPrefill:
+      return is_quantized(f) && n_groups == 1;
+    case LinearPath::kDequantCublas:
+      return is_quantized(f);
+    case LinearPath::kCublas:
+      return !is_quantized(f);
+    case LinearPath::kAuto:
+      break;
+  }
+  return true;
+}
+
+namespace {
+LinearPath resolve_path(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups, LinearPath path) {
+  return path == LinearPath::kAuto ? linear_sm90_path(w, n_tokens, n_groups) : path;
+}
+}  // namespace
+
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups,
+                                   LinearPath forced) {
   if (n_tokens == 0) return kCounterBytes;
-  const LinearPath path = linear_sm90_path(w, n_tokens, n_groups);
+  const LinearPath path = resolve_path(w, n_tokens, n_groups, forced);
   if (path == LinearPath::kDecode) {
     const DecodeConfig c = linear_sm90_decode_config(w, n_tokens, n_groups);
     if (c.splits == 1) return kCounterBytes;
@@ -186,7 +231,7 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   const PackedWeightView& w = p.w;
   if (p.n_tokens == 0) return {};
   char* const after_counters = static_cast<char*>(p.workspace) + kCounterBytes;
-  const LinearPath path = linear_sm90_path(w, p.n_tokens, p.n_groups);
+  const LinearPath path = resolve_path(w, p.n_tokens, p.n_groups, p.path);
   if (path == LinearPath::kDecode) {
     const DecodeConfig c = linear_sm90_decode_config(w, p.n_tokens, p.n_groups);
     const sm90::DecodeArgs args{p.x,
@@ -267,13 +312,19 @@ Status linear_sm90(const LinearSm90Params& p, cudaStream_t stream) {
       (p.n_groups > 1 && is_quantized(w.format) && (w.rows / p.n_groups) % 16 != 0))
     return Status::errorf("{}: {} groups; expected a positive count dividing the rows{}", where_fn(),
                           p.n_groups, is_quantized(w.format) ? " into blocks of a multiple of 16 rows" : "");
-  const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens, p.n_groups);
+  const LinearPath path = resolve_path(w, p.n_tokens, p.n_groups, p.path);
+  if (!linear_path_runs(path, w.format, p.n_tokens, p.n_groups))
+    return Status::errorf(
+        "{}: path {} for a {} weight, {} group(s), {} tokens; expected decode (≤ {} tokens), prefill (one "
+        "group) or dequant+cublas for quantized weights, cublas otherwise",
+        where_fn(), linear_path_name(path), weight_format_name(w.format), p.n_groups, p.n_tokens,
+        kDecodeMaxTokens);
+  const size_t need = linear_sm90_workspace_bytes(w, p.n_tokens, p.n_groups, path);
   if (!p.workspace || p.workspace_bytes < need)
     return Status::errorf("{}: workspace of {} bytes; expected {}", where_fn(),
                           p.workspace ? p.workspace_bytes : 0, need);
   if (w.cols % 4 == 0 && reinterpret_cast<uintptr_t>(p.x) % 16 != 0)
     return Status::error(where_fn() + ": x is not 16-byte aligned; expected a cudaMalloc'd row-major tensor");
-  const LinearPath path = linear_sm90_path(w, p.n_tokens, p.n_groups);
   if ((path == LinearPath::kCublas || path == LinearPath::kDequantCublas) && p.n_tokens > 0 && !p.cublas)
     return Status::error(where_fn() + ": this path needs a cuBLAS handle");
   if (reinterpret_cast<uintptr_t>(p.workspace) % 256 != 0)

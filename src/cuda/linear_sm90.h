@@ -58,6 +58,13 @@ struct PackedWeightView {
   float out_scale = 1.0f;
 };
 
+// The ways a linear runs (chosen by linear_sm90_path below, or forced through LinearSm90Params).
+enum class LinearPath { kDecode, kPrefill, kDequantCublas, kCublas, kAuto };
+const char* linear_path_name(LinearPath p);  // "decode", "prefill", "dequant+cublas", "cublas", "auto"
+// Whether path can run a weight of format f over n_tokens in n_groups: decode (≤ kDecodeMaxTokens
+// tokens), prefill (one group) and dequant+cublas take quantized weights, cublas the others.
+bool linear_path_runs(LinearPath path, WeightFormat f, int64_t n_tokens, int64_t n_groups);
+
 struct LinearSm90Params {
   const float* x = nullptr;  // [n_tokens, n_groups, w.cols] fp32, device
   PackedWeightView w;        // [w.rows, w.cols], device
@@ -71,6 +78,9 @@ struct LinearSm90Params {
   // grouped_linear: the rows form n_groups equal blocks (of whole 16-row tiles when quantized) and
   // block g multiplies x[t, g, :]: y[t, g·R + r] = Σ_k x[t, g, k] · W[g·R + r, k]. 1: plain linear.
   int64_t n_groups = 1;
+  // kAuto: linear_sm90_path chooses. Another path forces it (benchmarks measure each path the
+  // heuristic chooses between); the workspace must then be sized for that path.
+  LinearPath path = LinearPath::kAuto;
 };
 
 // The one heuristic that picks the path (linear_sm90_path): quantized weights run the decode
@@ -79,9 +89,9 @@ struct LinearSm90Params {
 // (wgmma + TMA, prefill_gemm_sm90.cuh) or dequantize-to-BF16 + cuBLAS (always, with groups:
 // one strided-batched GEMM). BF16 weights run cuBLAS.
 constexpr int64_t kDecodeMaxTokens = 64;
-enum class LinearPath { kDecode, kPrefill, kDequantCublas, kCublas };
 LinearPath linear_sm90_path(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups = 1);
-size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups = 1);
+size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, int64_t n_groups = 1,
+                                   LinearPath path = LinearPath::kAuto);
 // Zeroes the split-K arrival counters at the start of a new workspace (enqueued on stream). The
 // decode path is deterministic: split-K partials are added in split order, never with atomics.
 Status linear_sm90_prepare_workspace(void* workspace, size_t bytes, cudaStream_t stream);

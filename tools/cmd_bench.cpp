@@ -1,5 +1,5 @@
 // dsv4 bench linear [--format nvfp4|mxfp4|fp8|bf16] [--shape flash|pro] [--tokens 1,8,64]
-// [--path auto,prefill,dequant]:
+// [--path auto,decode,prefill,dequant]:
 // times the GPU linear at DeepSeek-V4 expert shapes against its measured floor and cuBLAS BF16
 // (src/cuda/linear_bench.h).
 // dsv4 bench moe [--format nvfp4|mxfp4] [--shape flash|pro] [--tokens 1,8,64,512,4096]: the MoE

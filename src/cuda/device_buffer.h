@@ -47,6 +47,10 @@ class DeviceBuffer {
     if (offset + n > n_)
       return Status::errorf("DeviceBuffer::upload: {} elements at {}; capacity {}", n, offset, n_);
     DSV4_CUDA_TRY(cudaMemcpy(p_ + offset, src, n * sizeof(T), cudaMemcpyHostToDevice));
+    // From pageable memory cudaMemcpy returns once the source is staged, with the DMA possibly
+    // still running on the legacy stream, which the backend's non-blocking streams do not wait
+    // for: finish it here, so work queued next on any stream sees the data.
+    DSV4_CUDA_TRY(cudaStreamSynchronize(cudaStreamLegacy));
     return {};
   }
   Status upload(const std::vector<T>& v, size_t offset = 0) { return upload(v.data(), v.size(), offset); }

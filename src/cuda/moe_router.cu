@@ -24,14 +24,27 @@ RouterTiling router_tiling(int64_t n_tokens) {
 
 constexpr int64_t kMaxTokens = int64_t(65535) * 8;  // grid.y limit at 8 tokens per tile
 
-template <bool kBf16, int kTok, int kExp>
+template <bool kBf16, int kTok, int kExp, bool kFromLogits = false>
 Status launch(const router::Args& a, cudaStream_t stream) {
-  const dim3 grid(unsigned((a.n_experts + router::kWarps * kExp - 1) / (router::kWarps * kExp)),
-                  unsigned((a.n_tokens + kTok - 1) / kTok));
+  const dim3 grid(
+      kFromLogits ? 1u : unsigned((a.n_experts + router::kWarps * kExp - 1) / (router::kWarps * kExp)),
+      unsigned((a.n_tokens + kTok - 1) / kTok));
   const size_t smem = size_t(router::kWarps) * 2 * size_t(a.n_experts) * sizeof(float);
-  router::moe_router_kernel<kBf16, kTok, kExp><<<grid, router::kThreads, smem, stream>>>(a);
+  router::moe_router_kernel<kBf16, kTok, kExp, kFromLogits><<<grid, router::kThreads, smem, stream>>>(a);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
+}
+
+// Many tokens with a BF16 gate: logits on the tensor cores, then selection alone.
+Status launch_tensor_cores(const router::Args& a, cudaStream_t stream) {
+  static const cudaError_t attr = cudaFuncSetAttribute(
+      router::moe_router_logits_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, router::kTcSmemBytes);
+  DSV4_CUDA_TRY(attr);
+  const dim3 grid(unsigned((a.n_experts + router::kTcExperts - 1) / router::kTcExperts),
+                  unsigned((a.n_tokens + router::kTcTokens - 1) / router::kTcTokens));
+  router::moe_router_logits_tc_kernel<<<grid, router::kTcThreads, router::kTcSmemBytes, stream>>>(a);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return launch<true, 8, 1, true>(a, stream);
 }
 
 template <bool kBf16>
@@ -43,6 +56,10 @@ Status launch_tiling(const router::Args& a, RouterTiling t, cudaStream_t stream)
 }
 
 }  // namespace
+
+bool moe_router_bit_exact(int64_t n_tokens, WeightFormat gate_format) {
+  return gate_format != WeightFormat::kBF16 || n_tokens < kMoeRouterTensorCoreMinTokens;
+}
 
 int64_t moe_router_counters(int64_t n_tokens) {
   return 1 + std::max<int64_t>(n_tokens, 1);  // tiles done + one arrival counter per tile (≤ tokens)
@@ -99,6 +116,7 @@ Status moe_router(const MoeRouterParams& p, const MoeRouterWorkspace& w, cudaStr
   a.top_k = int(p.top_k);
   a.vocab_size = p.vocab_size;
   a.routed_scaling_factor = p.routed_scaling_factor;
+  if (!moe_router_bit_exact(p.n_tokens, p.gate.format)) return launch_tensor_cores(a, stream);
   return p.gate.format == WeightFormat::kBF16 ? launch_tiling<true>(a, t, stream)
                                               : launch_tiling<false>(a, t, stream);
 }

@@ -25,6 +25,16 @@ struct MoeRouterWorkspace {
 };
 int64_t moe_router_counters(int64_t n_tokens);
 
+// From this many tokens a BF16 gate's logits run on the tensor cores (x split exactly into three
+// BF16 terms, fp32 accumulation): fp32-level error but not the router order's bits, so an expert
+// choice may differ from the CPU's at a near-tie (docs/numerics.md). Below it, or with an F32
+// gate, the logits follow the router order and ids, weights and counts equal the CPU's bit for bit.
+// H100, V4-Flash: 4096 tokens 80 µs against 458 in the router order; below ~512 tokens the
+// tensor-core kernel's blocks are too few (70 µs from 256 to 1024 tokens) and the router order wins
+// (42.5 µs at 255 tokens; V4-Pro 90 against 115 at 255/256).
+constexpr int64_t kMoeRouterTensorCoreMinTokens = 512;
+bool moe_router_bit_exact(int64_t n_tokens, WeightFormat gate_format);
+
 Status moe_router(const MoeRouterParams& p, const MoeRouterWorkspace& w, cudaStream_t stream);
 
 // The op as the backend calls it: owns a workspace that grows on demand (zeroed when it does), so a

@@ -99,6 +99,11 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 }
 
 // ---- wgmma
+// Makes this thread's generic-proxy shared-memory writes (st.shared, cp.async) visible to the async
+// proxy, which wgmma reads its shared-memory operands through; a barrier then publishes them.
+__device__ __forceinline__ void fence_proxy_async_shared() {
+  asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+}
 // Shared-memory matrix descriptor for a K-major BF16 operand stored as TMA writes it with
 // CU_TENSOR_MAP_SWIZZLE_128B: rows of 128 bytes (64 elements), 8-row groups 1024 bytes apart,
 // the group base 1024-byte aligned. Advancing `addr` by 32 bytes selects the next k16 slice.

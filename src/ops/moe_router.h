@@ -5,7 +5,9 @@
 //   dense: ids = top-k(σ + bias) (ties to the lower expert id); hash: ids = tid2eid[token]
 //   w_k = σ[id_k] / (Σ σ[ids] + 1e-20) · routed_scaling_factor   (unbiased σ in both modes)
 //   counts[e] = number of (token, slot) pairs with id e
-// GPU contract (cuda::moe_router): the same bits — logits, σ, ids, weights and counts (below).
+// GPU contract (cuda::moe_router): the same bits — logits, σ, ids, weights and counts (below) —
+// except for many tokens with a BF16 gate, whose logits run on the tensor cores
+// (cuda/moe_router.h, kMoeRouterTensorCoreMinTokens: fp32-level error, ids equal up to near-ties).
 // Router order: ℓ[t, e] is 32 partial sums, partial p taking the products x[t, c]·W[e, c] of the
 // columns c with ⌊c/8⌋ mod 32 = p in ascending c, each product and each sum rounded to fp32 (no
 // FMA); the partials are then combined pairwise as a warp's xor butterfly does (distances 16, 8,

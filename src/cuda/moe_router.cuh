@@ -206,7 +206,7 @@ __global__ void __launch_bounds__(kThreads) moe_router_kernel(Args a) {
 // three BF16 terms (x = hi + mid + lo: 8 + 8 + 8 significant bits cover fp32's 24), each
 // multiplied by the BF16 gate with fp32 accumulation: products are exact, so ℓ carries fp32-level
 // error (a different summation order than the router order, so not its bits: an expert choice can
-// differ from the CPU's only at a near-tie). Then σ into a.scores.
+// differ from the CPU's only at a near-tie).
 // Block: two warpgroups on one tile of 64 tokens × 128 experts; wgmma m64n128k16 with A (the
 // split x, warp w of a warpgroup: tokens 16w..16w+15) from registers and B (the gate) from shared
 // memory. The 64-column chunks of x (fp32, padded rows) and the gate (128-byte rows, 128B-swizzled

@@ -196,13 +196,17 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
   // fewer it serializes every wgmma (C7512), which cost ~25% of the tensor pipe (ncu: a
   // WARPGROUP.DEPBAR after each HGMMA was a third of all stall samples).
   uint32_t af[kBlocks][4][4];  // [block][k16 step][A fragment]
-  // FP8: the stage's 128×128 block scale per block, loaded a stage ahead (a global load).
+  // FP8: the stage's 128×128 block scale per block, loaded a stage ahead (a global load) from the
+  // tile's row of block scales, located once.
   uint2 fp8_scale[kBlocks], fp8_next[kBlocks];
+  const uint8_t* fp8_row[kBlocks];
   if constexpr (F == WeightFormat::kFP8Block128)
 #pragma unroll
-    for (int m = 0; m < kBlocks; ++m)
-      fp8_next[m] =
-          sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), 0, n_chunks, a.cols_pad, gr);
+    for (int m = 0; m < kBlocks; ++m) {
+      fp8_row[m] =
+          sm90::scale_base<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1), n_chunks, a.cols_pad, gr);
+      fp8_next[m] = sm90::scales_at<F>(fp8_row[m], 0);
+    }
 
   for (int st = 0; st < n_stages; ++st) {
     const uint32_t g = g0 + uint32_t(st), s = g % S::kStages;
@@ -210,8 +214,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 #pragma unroll
       for (int m = 0; m < kBlocks; ++m) {
         fp8_scale[m] = fp8_next[m];
-        fp8_next[m] = sm90::load_scales<F>(it.scales[m], min(tile[m], a.rows_pad / 16 - 1),
-                                           min(st + 1, n_stages - 1) * S::kChunks, n_chunks, a.cols_pad, gr);
+        fp8_next[m] = sm90::scales_at<F>(fp8_row[m], min(st + 1, n_stages - 1) * S::kChunks);
       }
     ptx::mbar_wait(ptx::smem_addr(&full[s]), (g / S::kStages) & 1);
     const uint32_t b_addr = ptx::smem_addr(ring + s * S::kBytes);

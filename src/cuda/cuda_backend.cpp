@@ -289,7 +289,11 @@ class CudaBackend final : public Backend {
   }
   Status moe_router(const MoeRouterParams& p) override { return lane().moe_router.run(p, lane().stream); }
   // Expert views must be packed device views (upload_linear_weight makes them).
-  Status moe_experts(const MoeExpertsParams& p) override { return lane().moe_experts.run(p, lane().stream); }
+  Status moe_experts(const MoeExpertsParams& p) override {
+    Lane& l = lane();
+    DSV4_RETURN_IF_ERROR(l.ensure_cublas());  // dense mode (the shared expert in prefill) runs cuBLAS
+    return l.moe_experts.run(p, l.stream, l.cublas);
+  }
 
  private:
   enum class BranchState { kNone, kOpen, kEnded };

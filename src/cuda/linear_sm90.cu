@@ -110,8 +110,8 @@ Status launch_dequantize_packed(const PackedWeightView& w, __nv_bfloat16* out, c
   return {};
 }
 
-// y = alpha · x · Wᵀ through cuBLAS: W BF16 [rows, ld], x BF16 [n_tokens, n_groups, ld], y fp32
-// [n_tokens, rows]; with groups, one strided-batched GEMM whose batch g is group g's rows and x.
+}  // namespace
+
 Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
                      int64_t ld, int64_t n_tokens, int64_t n_groups, float alpha, cudaStream_t stream) {
   const float beta = 0.0f;
@@ -132,8 +132,6 @@ Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat
       int(n_groups), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return {};
 }
-
-}  // namespace
 
 // Many tokens, quantized weights: the cost model below, fitted to `dsv4 bench linear --path
 // prefill,dequant` on the H100 (docs/performance.md, "linear, many tokens"), picks the faster of
@@ -275,8 +273,7 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   auto* xb = reinterpret_cast<__nv_bfloat16*>(after_counters);
   const int64_t ld = w.cols_pad;
   const int64_t nx = p.n_tokens * p.n_groups * ld;
-  sm90::x_to_bf16_sm90_kernel<<<unsigned((nx + 255) / 256), 256, 0, stream>>>(
-      p.x, int(p.n_tokens * p.n_groups), int(w.cols), int(ld), xb);
+  sm90::launch_x_to_bf16(p.x, p.n_tokens * p.n_groups, w.cols, ld, xb, stream);
   DSV4_CUDA_LAUNCH_CHECK();
   if (path == LinearPath::kPrefill) return prefill_linear_sm90(w, xb, p.n_tokens, p.y, stream);
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);

@@ -331,14 +331,12 @@ static __global__ void linear_split_reduce_sm90_kernel(const float* partials, fl
 }
 
 // Packed weight → BF16 [rows_pad, cols_pad] (times 2^bias; the GEMM's alpha = out_scale undoes
-// it): the many-token path feeds cuBLAS with it. One warp per (tile, chunk).
+// it), for cuBLAS: one warp per (tile, chunk) `item` < (rows_pad / 16) · (cols_pad / kChunkK).
 template <WeightFormat F>
-__global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* scales, int rows_pad,
-                                              int cols_pad, __nv_bfloat16* out) {
+__device__ __forceinline__ void dequantize_packed_item(const uint8_t* w, const uint8_t* scales, int rows_pad,
+                                                       int cols_pad, int64_t item, __nv_bfloat16* out) {
   constexpr int kChunkK = Format<F>::kChunkK, kSteps = Format<F>::kSteps;
   const int n_chunks = cols_pad / kChunkK;
-  const int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  if (item >= int64_t(rows_pad / 16) * n_chunks) return;
   const int tile = int(item / n_chunks), c = int(item % n_chunks);
   const int lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
   const uint4 q = __ldg(reinterpret_cast<const uint4*>(w) + item * 32 + lane);
@@ -353,14 +351,37 @@ __global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* s
     }
 }
 
-// x fp32 [n_tokens, cols] → BF16 [n_tokens, ld] (columns cols..ld zero). Static: other kernels
-// (moe_experts_sm90) include this header for its decode helpers.
-static __global__ void x_to_bf16_sm90_kernel(const float* x, int n_tokens, int cols, int ld,
-                                             __nv_bfloat16* out) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= int64_t(n_tokens) * ld) return;
-  const int64_t t = i / ld, k = i % ld;
-  out[i] = __float2bfloat16_rn(k < cols ? x[t * cols + k] : 0.0f);
+// The many-token linear's dequantization: the whole weight, a warp per item.
+template <WeightFormat F>
+__global__ void dequantize_packed_sm90_kernel(const uint8_t* w, const uint8_t* scales, int rows_pad,
+                                              int cols_pad, __nv_bfloat16* out) {
+  const int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  if (item >= int64_t(rows_pad / 16) * (cols_pad / Format<F>::kChunkK)) return;
+  dequantize_packed_item<F>(w, scales, rows_pad, cols_pad, item, out);
+}
+
+// x fp32 [rows, cols] → BF16 [rows, ld] (columns cols..ld zero), four columns per thread: grid
+// (rows, ⌈ld / (4 · kXToBf16Threads)⌉). Static: other kernels (moe_experts_sm90) include this
+// header for its decode helpers.
+constexpr int kXToBf16Threads = 256;
+static __global__ void __launch_bounds__(kXToBf16Threads)
+    x_to_bf16_sm90_kernel(const float* x, int cols, int ld, __nv_bfloat16* out) {
+  const int c = (blockIdx.y * kXToBf16Threads + threadIdx.x) * 4;
+  if (c >= ld) return;
+  const float* row = x + size_t(blockIdx.x) * cols;
+  __nv_bfloat16* dst = out + size_t(blockIdx.x) * ld + c;
+  if ((cols & 3) == 0 && (ld & 3) == 0 && c + 4 <= cols) {  // x 16-byte aligned (the callers check)
+    const float4 v = *reinterpret_cast<const float4*>(row + c);
+    reinterpret_cast<__nv_bfloat162*>(dst)[0] = __floats2bfloat162_rn(v.x, v.y);
+    reinterpret_cast<__nv_bfloat162*>(dst)[1] = __floats2bfloat162_rn(v.z, v.w);
+    return;
+  }
+  for (int j = 0; j < 4 && c + j < ld; ++j) dst[j] = __float2bfloat16_rn(c + j < cols ? row[c + j] : 0.0f);
+}
+static inline void launch_x_to_bf16(const float* x, int64_t rows, int64_t cols, int64_t ld,
+                                    __nv_bfloat16* out, cudaStream_t stream) {
+  const dim3 grid(unsigned(rows), unsigned((ld + 4 * kXToBf16Threads - 1) / (4 * kXToBf16Threads)));
+  x_to_bf16_sm90_kernel<<<grid, kXToBf16Threads, 0, stream>>>(x, int(cols), int(ld), out);
 }
 
 }  // namespace dsv4::cuda::sm90

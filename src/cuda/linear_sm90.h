@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -95,6 +96,12 @@ size_t linear_sm90_workspace_bytes(const PackedWeightView& w, int64_t n_tokens, 
 // Zeroes the split-K arrival counters at the start of a new workspace (enqueued on stream). The
 // decode path is deterministic: split-K partials are added in split order, never with atomics.
 Status linear_sm90_prepare_workspace(void* workspace, size_t bytes, cudaStream_t stream);
+
+// y = alpha · x · Wᵀ through cuBLAS: W BF16 [rows, ld] (rows of it read; more may be allocated),
+// x BF16 [n_tokens, n_groups, ld], y fp32 [n_tokens, rows]; with groups, one strided-batched GEMM
+// whose batch g is group g's rows and x. Binds h to `stream` when it is not.
+Status cublas_linear(cublasHandle_t h, const __nv_bfloat16* w, const __nv_bfloat16* x, float* y, int64_t rows,
+                     int64_t ld, int64_t n_tokens, int64_t n_groups, float alpha, cudaStream_t stream);
 
 // Raw launcher: no argument checks beyond what a launch reports. No host synchronisation.
 Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream);

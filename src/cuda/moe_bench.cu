@@ -1,16 +1,16 @@
-// bench_moe (moe_bench.h). Five lines per case: moe_router (BF16 gate, dense mode, zero bias) on
+// bench_moe (moe_bench.h). Seven lines per case: moe_router (BF16 gate, dense mode, zero bias) on
 // x; moe_experts (the routed experts, moe_experts_sm90) on the router's ids, weights and counts;
 // moe_shared, the shared expert (FP8 block-128, one expert, as Model::moe runs it through the same
-// op); moe_routed, router + routed experts; and moe, the whole layer as the model runs it: the
-// shared expert in a branch beside router and routed experts, then the add of the shared output
-// (cublasSaxpy, as the backend's add). Each rotation has its own x, so its own routing: enough
-// rotations that consecutive calls do not find their experts in L2. Every routed expert has its
-// own copy of the weights (one random packed expert replicated), so touched experts are distinct
-// memory; the shared expert rotates over copies too (≥ 200 MB between uses). floor = max(bytes /
-// copy bandwidth, flops / cuBLAS BF16 rate), bytes = the gate (router) + touched experts' packed
-// weights + the shared expert + x + y; peer = the gate GEMM and, per touched expert and for the
-// shared expert, gate|up and down GEMMs in BF16 through cuBLAS on the same token counts
-// (selection, SwiGLU, combine and add not counted).
+// op), in the mode moe_experts_sm90 chooses and in the other one (dense or not); moe_routed,
+// router + routed experts; and moe, the whole layer as the model runs it: the shared expert in a
+// branch beside router and routed experts, then the add of the shared output (cublasSaxpy, as the
+// backend's add), again with the shared expert in both modes. Each rotation has its own x, so its own
+// routing: enough rotations that consecutive calls do not find their experts in L2. Every routed expert has
+// its own copy of the weights (one random packed expert replicated), so touched experts are distinct memory;
+// the shared expert rotates over copies too (≥ 200 MB between uses). floor = max(bytes / copy bandwidth,
+// flops / cuBLAS BF16 rate), bytes = the gate (router) + touched experts' packed weights + the shared expert
+// + x + y; peer = the gate GEMM and, per touched expert and for the shared expert, gate|up and down GEMMs in
+// BF16 through cuBLAS on the same token counts (selection, SwiGLU, combine and add not counted).
 #include <algorithm>
 
 #include "cuda/bench_util.h"
@@ -99,6 +99,10 @@ Status bench_moe(const MoeBenchOptions& opt) {
   DSV4_ASSIGN_OR_RETURN(const UniqueStream branch, create_stream());
   DSV4_ASSIGN_OR_RETURN(const UniqueEvent fork, create_event());
   DSV4_ASSIGN_OR_RETURN(const UniqueEvent join, create_event());
+  cublasHandle_t shared_handle = nullptr;
+  if (cublasCreate(&shared_handle) != CUBLAS_STATUS_SUCCESS)
+    return Status::error("bench moe: cublasCreate failed (the shared expert's handle)");
+  const std::unique_ptr<cublasContext, CublasDestroy> shared_cublas(shared_handle);
   fmt::print(
       "moe = the layer: moe_router + routed experts + shared expert + add; moe_routed = moe_router + routed "
       "experts; the parts alone on their own lines\n");
@@ -140,7 +144,14 @@ Status bench_moe(const MoeBenchOptions& opt) {
       DSV4_ASSIGN_OR_RETURN(auto shared_w, DeviceBuffer<float>::create(size_t(T)));
       DSV4_RETURN_IF_ERROR(shared_ids.upload(std::vector<int32_t>(size_t(T), 0)));
       DSV4_RETURN_IF_ERROR(shared_w.upload(std::vector<float>(size_t(T), 1.0f)));
-      const size_t ws_shared_bytes = moe_experts_sm90_workspace_bytes(T, D, I, 1, 1);
+      // Dense mode runs cuBLAS on a handle of its own (the branch runs it beside the main stream's
+      // cuBLAS calls). The shared expert and the layer are also timed with the mode the automatic
+      // choice did not take (dense, or the wgmma GEMMs where it took dense), on lines of their own.
+      const bool shared_dense = moe_experts_sm90_dense(T, D, I, 1, 1);
+      const MoeGemmRegime shared_other = shared_dense ? MoeGemmRegime::kPrefill : MoeGemmRegime::kDense;
+      const char* other_name = shared_dense ? "prefill" : "dense";
+      const size_t ws_shared_bytes = std::max(moe_experts_sm90_workspace_bytes(T, D, I, 1, 1),
+                                              moe_experts_sm90_workspace_bytes(T, D, I, 1, 1, shared_other));
       DSV4_ASSIGN_OR_RETURN(auto ws_shared, DeviceBuffer<uint8_t>::create(ws_shared_bytes));
       DSV4_CUDA_TRY(cudaMemset(ws_shared.get(), 0, ws_shared_bytes));
       const auto route = [&](Rotation& r, cudaStream_t st) {
@@ -165,8 +176,11 @@ Status bench_moe(const MoeBenchOptions& opt) {
         p.workspace_bytes = ws_bytes;
         return moe_experts_sm90(p, st);
       };
-      const auto shared_expert = [&](Rotation& r, int copy, cudaStream_t st) {
+      const auto shared_expert = [&](Rotation& r, int copy, cudaStream_t st,
+                                     MoeGemmRegime regime = MoeGemmRegime::kAuto) {
         MoeExpertsSm90Params p;
+        p.regime = regime;
+        p.cublas = shared_cublas.get();
         p.x = r.x.get();
         p.expert_ids = shared_ids.get(), p.weights = shared_w.get(), p.counts = nullptr;
         p.table = shared.table.get() + copy % n_shared_copies;
@@ -223,19 +237,26 @@ Status bench_moe(const MoeBenchOptions& opt) {
       DSV4_ASSIGN_OR_RETURN(const double shared_us, time_graph_us(n_layer, [&](int i, cudaStream_t st) {
                               return shared_expert(rot[size_t(i % n_rot)], i, st);
                             }));
+      DSV4_ASSIGN_OR_RETURN(const double shared_other_us, time_graph_us(n_layer, [&](int i, cudaStream_t st) {
+                              return shared_expert(rot[size_t(i % n_rot)], i, st, shared_other);
+                            }));
       // The layer as Model::moe runs it: the shared expert in a branch (a second stream forked off
       // and joined back by events) beside the router and the routed experts.
-      DSV4_ASSIGN_OR_RETURN(const double us, time_graph_us(n_layer, [&](int i, cudaStream_t st) -> Status {
-                              Rotation& r = rot[size_t(i % n_rot)];
-                              DSV4_CUDA_TRY(cudaEventRecord(fork.get(), st));
-                              DSV4_CUDA_TRY(cudaStreamWaitEvent(branch.get(), fork.get(), 0));
-                              DSV4_RETURN_IF_ERROR(shared_expert(r, i, branch.get()));
-                              DSV4_CUDA_TRY(cudaEventRecord(join.get(), branch.get()));
-                              DSV4_RETURN_IF_ERROR(route(r, st));
-                              DSV4_RETURN_IF_ERROR(experts(r, st));
-                              DSV4_CUDA_TRY(cudaStreamWaitEvent(st, join.get(), 0));
-                              return add_shared(st);
-                            }));
+      const auto layer_us = [&](MoeGemmRegime shared_regime) {
+        return time_graph_us(n_layer, [&](int i, cudaStream_t st) -> Status {
+          Rotation& r = rot[size_t(i % n_rot)];
+          DSV4_CUDA_TRY(cudaEventRecord(fork.get(), st));
+          DSV4_CUDA_TRY(cudaStreamWaitEvent(branch.get(), fork.get(), 0));
+          DSV4_RETURN_IF_ERROR(shared_expert(r, i, branch.get(), shared_regime));
+          DSV4_CUDA_TRY(cudaEventRecord(join.get(), branch.get()));
+          DSV4_RETURN_IF_ERROR(route(r, st));
+          DSV4_RETURN_IF_ERROR(experts(r, st));
+          DSV4_CUDA_TRY(cudaStreamWaitEvent(st, join.get(), 0));
+          return add_shared(st);
+        });
+      };
+      DSV4_ASSIGN_OR_RETURN(const double us, layer_us(MoeGemmRegime::kAuto));
+      DSV4_ASSIGN_OR_RETURN(const double other_us, layer_us(shared_other));
 
       // Peer: the gate GEMM, then BF16 experts (distinct memory up to kPeerBytesMax, then reused) on
       // rotation 0's counts.
@@ -287,12 +308,19 @@ Status bench_moe(const MoeBenchOptions& opt) {
            gate_bytes + double(T * D * 4), router_flops, peer_router_us);
       const double shared_flops = 2.0 * double(T) * 3.0 * double(D) * double(I);
       line("moe_experts " + params, experts_us, expert_total + io_bytes, expert_flops, peer_experts_us);
-      line(fmt::format("moe_shared shape={} format=FP8-block128 n_tokens={}", s.name, T), shared_us,
+      const std::string shared_params = fmt::format("shape={} format=FP8-block128 n_tokens={}", s.name, T);
+      line(fmt::format("moe_shared {} mode={}", shared_params, shared_dense ? "dense" : "grouped"), shared_us,
+           shared_bytes + io_bytes, shared_flops, peer_shared_us);
+      line(fmt::format("moe_shared {} mode={} (not chosen)", shared_params, other_name), shared_other_us,
            shared_bytes + io_bytes, shared_flops, peer_shared_us);
       line("moe_routed " + params, routed_us, gate_bytes + expert_total + io_bytes,
            router_flops + expert_flops, peer_router_us + peer_experts_us);
-      line("moe " + params, us, gate_bytes + expert_total + shared_bytes + io_bytes,
-           router_flops + expert_flops + shared_flops, peer_router_us + peer_experts_us + peer_shared_us);
+      const double layer_bytes = gate_bytes + expert_total + shared_bytes + io_bytes;
+      const double layer_flops = router_flops + expert_flops + shared_flops;
+      const double layer_peer = peer_router_us + peer_experts_us + peer_shared_us;
+      line("moe " + params, us, layer_bytes, layer_flops, layer_peer);
+      line(fmt::format("moe {} shared={} (not chosen)", params, other_name), other_us, layer_bytes,
+           layer_flops, layer_peer);
     }
   }
   return {};

@@ -23,6 +23,7 @@ struct KSplit {
 struct GemmConfig {
   bool per_slot;        // one work item per slot: no plan, the combine folded into the down GEMM
   bool prefill;         // the wgmma GEMMs of prefill_gemm_sm90 (items of ≤ 128 tokens)
+  bool dense;           // one expert, top_k 1: cuBLAS on the matrices dequantized to BF16
   int token_tiles;      // tiles of 8 tokens per work item: 1, 2, 4 or 8
   int tokens_per_item;  // 8 · token_tiles (per-slot mode: 1 real token of 8 columns)
   int64_t max_items;    // worst case over all routings
@@ -69,12 +70,18 @@ KSplit k_split_for(int64_t blocks, int64_t cols_pad) {
 // GEMMs (measured: 3.5x the decode kernels at 96 per expert, V4-Flash 4096 tokens; the decode
 // kernels kept at 12 per expert, 512 tokens; the crossover in between is not measured yet).
 constexpr int64_t kMoePrefillMinTokensPerExpert = 16;
-// The wgmma GEMMs also take a grid of at least one CTA per SM. Below it (the shared expert, one
-// expert, at 32–1024 tokens: 4–128 CTAs of 200 KB shared memory each) the decode kernels, split
-// over K, run instead. Alone they are slower (64 / 512 tokens: 217 / 444 µs against 119 / 187),
-// but the shared expert runs beside the routed experts (Model::moe's branch), where the few
-// wgmma CTAs hold whole SMs for their long run: `bench model`, V4-Flash 4 layers, decode batch 32
-// / 64 took 6.04–6.26 / 9.52–10.02 ms with this rule (two runs) and 6.55 / 10.50 ms without (H100).
+// The wgmma GEMMs also take a grid of at least one CTA per SM. Below it the decode kernels, split
+// over K, run instead: the shared expert (one expert) at up to 64 tokens runs beside the routed
+// experts in Model::moe's branch, where a few wgmma CTAs would hold whole SMs for their long run
+// (`bench model`, V4-Flash 4 layers, decode batch 32 / 64: 6.04–6.26 / 9.52–10.02 ms with this
+// rule, 6.55 / 10.50 ms without; H100).
+// Dense mode takes the one-expert, top-1 calls (the shared expert) from kMoeDenseMinTokens tokens
+// (`bench moe --shape flash`, H100, µs, the shared expert alone / the layer with it in the branch;
+// docs/performance.md): 128 tokens dense 83 / 1341, wgmma 154 / 1342; 512 dense 109 / 2266, decode
+// kernels 452 / 2544; 4096 dense 447–480 / 3853–3920, wgmma 548–556 / 3888–3995. At 8–64 tokens the
+// layer is slower with dense mode in its branch (8: 330 against 286; 64: 1127 against 1080–1105),
+// though the shared expert alone is faster from 32 tokens.
+constexpr int64_t kMoeDenseMinTokens = 128;
 // Per-slot mode also needs slots ≤ n_experts: the shared expert (one expert) at 2–16 tokens would
 // otherwise read its weights once per token; grouped mode reads them once per item.
 GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,
@@ -85,6 +92,11 @@ GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int6
   const bool prefill =
       regime == MoeGemmRegime::kPrefill ||
       (slots / hit >= kMoePrefillMinTokensPerExpert && prefill_items * ((d_ff + 127) / 128) >= sm_count());
+  if (regime == MoeGemmRegime::kDense ||
+      (regime == MoeGemmRegime::kAuto && n_experts == 1 && top_k == 1 && n_tokens >= kMoeDenseMinTokens)) {
+    c.dense = true;
+    return c;
+  }
   if (!prefill && slots <= kPerSlotMaxSlots && slots <= n_experts &&
       n_tokens * down_row_blocks(d_model) <= kCombineCounters) {
     c.per_slot = true;
@@ -125,7 +137,10 @@ struct Workspace {
   int32_t* perm;
   __nv_bfloat16* act;
   float* out;
-  __nv_bfloat16* x_perm;  // prefill only
+  __nv_bfloat16* x_perm;     // prefill: x gathered by position; dense: x as BF16
+  __nv_bfloat16* w_gate_up;  // dense: W1 then W3 as BF16 [2 · round_up(d_ff, 16), round_up(d_model, 128)]
+  __nv_bfloat16* w_down;     // dense: W2 as BF16 [round_up(d_model, 16), round_up(d_ff, 128)]
+  float* gate_up;            // dense: [n_tokens, 2 · round_up(d_ff, 16)] unscaled W1 | W3 outputs
 };
 
 Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, const GemmConfig& c,
@@ -140,6 +155,16 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   Workspace w{};
   w.combine_counters = reinterpret_cast<uint32_t*>(take(kCombineCounters * sizeof(uint32_t)));
   w.split_counters = reinterpret_cast<uint32_t*>(take(kSplitCounters * sizeof(uint32_t)));
+  if (c.dense) {
+    const size_t ld_x = size_t(round_up(d_model, 128)), rows_up = 2 * size_t(round_up(d_ff, 16));
+    w.x_perm = reinterpret_cast<__nv_bfloat16*>(take(size_t(n_tokens) * ld_x * 2));
+    w.w_gate_up = reinterpret_cast<__nv_bfloat16*>(take(rows_up * ld_x * 2));
+    w.w_down = reinterpret_cast<__nv_bfloat16*>(take(size_t(round_up(d_model, 16)) * ld_act * 2));
+    w.gate_up = reinterpret_cast<float*>(take(size_t(n_tokens) * rows_up * sizeof(float)));
+    w.act = reinterpret_cast<__nv_bfloat16*>(take(size_t(n_tokens) * ld_act * 2));
+    if (total) *total = off;
+    return w;
+  }
   if (c.up.splits > 1 || c.down.splits > 1) {
     const size_t up = size_t(c.up.splits) * 2 * ld_act,
                  down = size_t(c.down.splits) * size_t(round_up(d_model, 16));
@@ -213,7 +238,56 @@ Status launch_combine(const MoeExpertsSm90Params& p, const Workspace& w, cudaStr
   return {};
 }
 
+template <WeightFormat F>
+void launch_dense_dequantize(const MoeExpertsSm90Params& p, const Workspace& w, cudaStream_t stream) {
+  const int64_t ld_x = round_up(p.d_model, 128), ld_act = round_up(p.d_ff, 128);
+  const int64_t rows_up = round_up(p.d_ff, 16), rows_down = round_up(p.d_model, 16);
+  const int64_t chunk = packed_chunk_k(F);
+  const int64_t warps = 2 * (rows_up / 16) * (ld_x / chunk) + (rows_down / 16) * (ld_act / chunk);
+  moe::moe_dense_dequantize_kernel<F><<<unsigned((warps * 32 + 255) / 256), 256, 0, stream>>>(
+      p.table, int(rows_up), int(ld_x), int(rows_down), int(ld_act), w.w_gate_up, w.w_down);
+}
+
+// Dense mode (moe_experts_sm90.h): every token is slot t of the one expert.
+Status launch_dense(const MoeExpertsSm90Params& p, const Workspace& w, cudaStream_t stream) {
+  const int64_t n = p.n_tokens, ld_x = round_up(p.d_model, 128), ld_act = round_up(p.d_ff, 128);
+  const int64_t rows_up = round_up(p.d_ff, 16);
+  sm90::launch_x_to_bf16(p.x, n, p.d_model, ld_x, w.x_perm, stream);
+  DSV4_CUDA_LAUNCH_CHECK();
+  switch (p.format) {
+    case WeightFormat::kNVFP4:
+      launch_dense_dequantize<WeightFormat::kNVFP4>(p, w, stream);
+      break;
+    case WeightFormat::kMXFP4:
+      launch_dense_dequantize<WeightFormat::kMXFP4>(p, w, stream);
+      break;
+    default:
+      launch_dense_dequantize<WeightFormat::kFP8Block128>(p, w, stream);
+      break;
+  }
+  DSV4_CUDA_LAUNCH_CHECK();
+  // Unscaled (alpha 1): the kernels after each GEMM apply out_scale as the wgmma epilogues do.
+  DSV4_RETURN_IF_ERROR(
+      cublas_linear(p.cublas, w.w_gate_up, w.x_perm, w.gate_up, 2 * rows_up, ld_x, n, 1, 1.0f, stream));
+  const unsigned per_row = unsigned(4 * moe::kDenseThreads);
+  moe::moe_dense_swiglu_kernel<<<dim3(unsigned(n), unsigned((ld_act + per_row - 1) / per_row)),
+                                 moe::kDenseThreads, 0, stream>>>(
+      p.table, w.gate_up, int(p.d_ff), int(rows_up), int(ld_act), p.swiglu_limit, w.act);
+  DSV4_CUDA_LAUNCH_CHECK();
+  DSV4_RETURN_IF_ERROR(cublas_linear(p.cublas, w.w_down, w.act, p.y, p.d_model, ld_act, n, 1, 1.0f, stream));
+  moe::moe_dense_weight_kernel<<<dim3(unsigned(n), unsigned((p.d_model + per_row - 1) / per_row)),
+                                 moe::kDenseThreads, 0, stream>>>(p.table, p.expert_ids, p.weights,
+                                                                  int(p.d_model), p.y);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
+}
+
 }  // namespace
+
+bool moe_experts_sm90_dense(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,
+                            MoeGemmRegime regime) {
+  return moe_gemm_config(n_tokens, d_model, d_ff, n_experts, top_k, regime).dense;
+}
 
 WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data, const uint8_t* d_scales) {
   return {p.format, p.rows, p.cols, d_data, d_scales, p.out_scale};
@@ -232,6 +306,7 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
   const Workspace w = carve(p.workspace, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, nullptr);
   const int64_t slots = p.n_tokens * p.top_k;
+  if (c.dense) return launch_dense(p, w, stream);
 
   if (!c.per_slot) {
     const moe::PlanArgs pa{
@@ -317,6 +392,11 @@ Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.d_model % 4 != 0 || reinterpret_cast<uintptr_t>(p.x) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
     return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x and y");
+  if (moe_experts_sm90_dense(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime)) {
+    if (p.n_experts != 1 || p.top_k != 1)
+      return Status::error(where() + ": dense mode takes one expert with top_k 1");
+    if (p.n_tokens > 0 && !p.cublas) return Status::error(where() + ": dense mode needs a cuBLAS handle");
+  }
   const size_t need =
       moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
   if (p.n_tokens > 0 && (!p.workspace || p.workspace_bytes < need))
@@ -352,7 +432,8 @@ bool same_entry(const MoeExpertSm90& a, const MoeExpertSm90& b) {
 }
 }  // namespace
 
-Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream, MoeGemmRegime regime) {
+Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream, cublasHandle_t cublas,
+                                 MoeGemmRegime regime) {
   if (!p.experts || p.n_experts <= 0 || p.n_experts > kMoeMaxExperts)
     return Status::errorf("moe_experts (cuda): n_experts {} with experts {}; expected 1..{} experts",
                           p.n_experts, p.experts ? "set" : "null", kMoeMaxExperts);
@@ -414,6 +495,7 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream,
   q.top_k = p.top_k;
   q.swiglu_limit = p.swiglu_limit;
   q.regime = regime;
+  q.cublas = cublas;
   q.workspace = state_->workspace.get();
   q.workspace_bytes = state_->workspace.bytes();
   return moe_experts_sm90(q, stream);

@@ -388,4 +388,83 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(CombineArg
   }
 }
 
+// ---- Dense mode (one expert, top_k 1, many tokens: the shared expert in prefill): cuBLAS
+// multiplies the expert's matrices dequantized to BF16; these kernels do the rest, with the
+// prefill GEMM epilogues' arithmetic.
+
+// table[0]'s W1 and W3 → gate_up [2 · rows_pad_up, cols_pad_up] (W1's rows, then W3's), its W2 →
+// down [rows_pad_down, cols_pad_down], each times 2^bias (out_scale undoes it): one warp per packed
+// (tile, chunk) of the three matrices.
+template <WeightFormat F>
+__global__ void moe_dense_dequantize_kernel(const MoeExpertSm90* table, int rows_pad_up, int cols_pad_up,
+                                            int rows_pad_down, int cols_pad_down, __nv_bfloat16* gate_up,
+                                            __nv_bfloat16* down) {
+  constexpr int kChunkK = sm90::Format<F>::kChunkK;
+  const int64_t up_items = int64_t(rows_pad_up / 16) * (cols_pad_up / kChunkK);
+  const int64_t down_items = int64_t(rows_pad_down / 16) * (cols_pad_down / kChunkK);
+  const int64_t item = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;  // warp-uniform
+  const MoeExpertSm90& e = table[0];
+  if (item < 2 * up_items) {
+    const int m = item >= up_items ? 1 : 0;
+    sm90::dequantize_packed_item<F>(e.data[m], e.scales[m], rows_pad_up, cols_pad_up, item - m * up_items,
+                                    gate_up + size_t(m) * size_t(rows_pad_up) * size_t(cols_pad_up));
+  } else if (item - 2 * up_items < down_items) {
+    sm90::dequantize_packed_item<F>(e.data[2], e.scales[2], rows_pad_down, cols_pad_down, item - 2 * up_items,
+                                    down);
+  }
+}
+
+constexpr int kDenseThreads = 256;  // 4 columns per thread in the two kernels below
+
+// act [n_tokens, ld_act] BF16 = the clamped SwiGLU of gate_up [n_tokens, 2 · rows_pad] fp32 (the
+// unscaled W1 outputs, then W3's); columns d_ff..ld_act zero. grid (n_tokens, ⌈ld_act / 1024⌉).
+__global__ void __launch_bounds__(kDenseThreads)
+    moe_dense_swiglu_kernel(const MoeExpertSm90* table, const float* gate_up, int d_ff, int rows_pad,
+                            int ld_act, float limit, __nv_bfloat16* act) {
+  const int t = blockIdx.x, c = (blockIdx.y * kDenseThreads + threadIdx.x) * 4;
+  if (c >= ld_act) return;
+  const float s_gate = table[0].out_scale[0], s_up = table[0].out_scale[1];
+  const float* g_row = gate_up + size_t(t) * 2 * rows_pad;
+  float v[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+  if (c + 4 <= d_ff) {  // rows_pad is a multiple of 16: both loads 16-byte aligned
+    const float4 g4 = *reinterpret_cast<const float4*>(g_row + c);
+    const float4 u4 = *reinterpret_cast<const float4*>(g_row + rows_pad + c);
+    const float g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const float gt = fminf(g[j] * s_gate, limit);
+      const float up = fminf(fmaxf(u[j] * s_up, -limit), limit);
+      v[j] = gt / (1.0f + expf(-gt)) * up;
+    }
+  } else {
+    for (int j = 0; j < 4 && c + j < d_ff; ++j) {
+      const float gt = fminf(g_row[c + j] * s_gate, limit);
+      const float up = fminf(fmaxf(g_row[rows_pad + c + j] * s_up, -limit), limit);
+      v[j] = gt / (1.0f + expf(-gt)) * up;
+    }
+  }
+  __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(act + size_t(t) * ld_act + c);
+  out[0] = __floats2bfloat162_rn(v[0], v[1]);
+  out[1] = __floats2bfloat162_rn(v[2], v[3]);
+}
+
+// y [n_tokens, d_model] holds cuBLAS's unscaled down projection; y ← y · out_scale · w[t] (the down
+// epilogue's product), or 0 where the token's id is not 0 (a skipped slot, as the combine leaves
+// it). grid (n_tokens, ⌈d_model / 1024⌉); d_model % 4 == 0.
+__global__ void __launch_bounds__(kDenseThreads)
+    moe_dense_weight_kernel(const MoeExpertSm90* table, const int32_t* expert_ids, const float* weights,
+                            int d_model, float* y) {
+  const int t = blockIdx.x, c = (blockIdx.y * kDenseThreads + threadIdx.x) * 4;
+  if (c >= d_model) return;
+  float4* p = reinterpret_cast<float4*>(y + size_t(t) * d_model + c);
+  if (expert_ids[t] != 0) {
+    *p = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    return;
+  }
+  const float s = table[0].out_scale[2], w = weights[t];
+  float4 v = *p;
+  v.x = v.x * s * w, v.y = v.y * s * w, v.z = v.z * s * w, v.w = v.w * s * w;
+  *p = v;
+}
+
 }  // namespace dsv4::cuda::moe

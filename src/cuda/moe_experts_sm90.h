@@ -15,9 +15,14 @@
 // slot, so no plan; gate+up → down, whose last block per (token, row block) does the combine.
 // Prefill mode (many tokens per expert, moe_gemm_config decides): plan → x gathered to BF16 by
 // position → wgmma + TMA gate+up and down GEMMs (prefill_gemm_sm90.cuh) → combine.
+// Dense mode (one expert, top_k 1, a prefill's many tokens: the shared expert): x → BF16, the
+// expert's three matrices dequantized to BF16, cuBLAS gate|up GEMM (fp32) → clamped SwiGLU (act,
+// BF16) → cuBLAS down GEMM into y → routing weight (0 for a skipped slot). At 4096 tokens cuBLAS
+// on BF16 copies beats the wgmma GEMMs on FP8 weights (docs/performance.md).
 // Deterministic: every sum has a fixed order.
 #pragma once
 
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -45,8 +50,9 @@ constexpr int64_t kMoeMaxTopK = 32;
 WeightView packed_expert_view(const PackedLinearWeight& p, const uint8_t* d_data, const uint8_t* d_scales);
 
 // Which GEMMs run: kAuto lets moe_gemm_config choose from the shape; kPrefill runs the wgmma GEMMs
-// whatever the shape (how the tests cover them at shapes too small for the automatic choice).
-enum class MoeGemmRegime { kAuto, kPrefill };
+// and kDense (one expert, top_k 1) dense mode whatever the shape (how the tests cover them at
+// shapes too small for the automatic choice, and the benchmark compares them).
+enum class MoeGemmRegime { kAuto, kPrefill, kDense };
 
 struct MoeExpertsSm90Params {
   const float* x = nullptr;              // [n_tokens, d_model]
@@ -59,6 +65,9 @@ struct MoeExpertsSm90Params {
   int64_t n_tokens = 0, d_model = 0, d_ff = 0, n_experts = 0, top_k = 0;
   float swiglu_limit = 0.0f;
   MoeGemmRegime regime = MoeGemmRegime::kAuto;
+  // Dense mode's GEMMs run on it (bound to the launch's stream when it is not); needed when
+  // moe_experts_sm90_dense(...) says dense mode runs.
+  cublasHandle_t cublas = nullptr;
   // moe_experts_sm90_workspace_bytes(...) bytes, device, zeroed once when allocated: it holds
   // arrival counters that every call leaves zero again.
   void* workspace = nullptr;
@@ -67,6 +76,10 @@ struct MoeExpertsSm90Params {
 
 size_t moe_experts_sm90_workspace_bytes(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts,
                                         int64_t top_k, MoeGemmRegime regime = MoeGemmRegime::kAuto);
+
+// Whether a call of this shape runs dense mode (and so needs a cuBLAS handle).
+bool moe_experts_sm90_dense(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,
+                            MoeGemmRegime regime = MoeGemmRegime::kAuto);
 
 // Raw launcher (no checks beyond launch errors) and the checked layer.
 Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t stream);
@@ -80,7 +93,9 @@ class MoeExpertsSm90Runner {
  public:
   MoeExpertsSm90Runner();
   ~MoeExpertsSm90Runner();
-  Status run(const MoeExpertsParams& p, cudaStream_t stream, MoeGemmRegime regime = MoeGemmRegime::kAuto);
+  // cublas: dense mode's handle (see MoeExpertsSm90Params::cublas).
+  Status run(const MoeExpertsParams& p, cudaStream_t stream, cublasHandle_t cublas,
+             MoeGemmRegime regime = MoeGemmRegime::kAuto);
   // Counts the device allocations run() made (tables, workspace growth): recorded graphs hold
   // their addresses.
   uint64_t memory_epoch() const;

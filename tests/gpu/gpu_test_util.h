@@ -3,6 +3,7 @@
 // its parameters, the first bad index and both values.
 #pragma once
 
+#include <cublas_v2.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -46,6 +47,26 @@ inline std::vector<float> random_normal(size_t n, uint32_t seed, float mean = 0.
   for (auto& x : v) x = dist(rng);
   return v;
 }
+
+// A cuBLAS handle for the test's lifetime (null, with a recorded failure, when creation fails).
+class CublasHandle {
+ public:
+  CublasHandle() {
+    if (cublasCreate(&h_) != CUBLAS_STATUS_SUCCESS) {
+      ADD_FAILURE() << "cublasCreate failed";
+      h_ = nullptr;
+    }
+  }
+  ~CublasHandle() {
+    if (h_) cublasDestroy(h_);
+  }
+  CublasHandle(const CublasHandle&) = delete;
+  CublasHandle& operator=(const CublasHandle&) = delete;
+  cublasHandle_t get() const { return h_; }
+
+ private:
+  cublasHandle_t h_ = nullptr;
+};
 
 // A device copy of v; a failure is recorded and yields an empty buffer.
 template <typename T>

@@ -16,13 +16,11 @@
 #include "cuda/check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/linear_sm90.h"
+#include "gpu_test_util.h"
 #include "ops/linear.h"
 
 namespace dsv4 {
 namespace {
-
-#define SKIP_WITHOUT_GPU() \
-  if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA device"
 
 constexpr int kCanary = 64;
 const uint32_t kPoisonBits = 0x7FC00123;  // a float NaN no op writes
@@ -160,13 +158,9 @@ class DeviceLinear {
     if (!ws.ok()) return;
     ws_ = std::move(*ws);
     EXPECT_TRUE(cuda::linear_sm90_prepare_workspace(ws_.get(), ws_bytes_, nullptr).ok());
-    EXPECT_EQ(cublasCreate(&handle_), CUBLAS_STATUS_SUCCESS);
-  }
-  ~DeviceLinear() {
-    if (handle_) cublasDestroy(handle_);
   }
   Status run(float* y, cudaStream_t stream) const {
-    return cuda::linear_sm90({x_.get(), view_, y, n_tokens_, ws_.get(), ws_bytes_, handle_}, stream);
+    return cuda::linear_sm90({x_.get(), view_, y, n_tokens_, ws_.get(), ws_bytes_, handle_.get()}, stream);
   }
 
  private:
@@ -175,7 +169,7 @@ class DeviceLinear {
   cuda::DeviceBuffer<float> x_;
   cuda::PackedWeightView view_;
   size_t ws_bytes_ = 0;
-  cublasHandle_t handle_ = nullptr;
+  gpu_test::CublasHandle handle_;
 };
 
 // x ~ N(0, 1) rounded to BF16 (so the CPU sees the kernel's operands), never zero.

@@ -227,12 +227,13 @@ struct ExpertsCase {
   WeightFormat format;
   int64_t n_tokens, d_model, d_ff, n_experts, top_k;
   // kSkipped: the GPU gets id -1 in each token's last slot and in every slot of token 0 (the CPU
-  // gets those slots with weight 0, the same sum); the GPU skips them.
-  enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates, kSkipped } routing;
+  // gets those slots with weight 0, the same sum); the GPU skips them. kSkippedTokens: every slot
+  // of every third token, the same way (top_k 1 has no last slot to spare).
+  enum Routing { kRandom, kSkipOne, kAllOnOne, kDuplicates, kSkipped, kSkippedTokens } routing;
   bool counts;  // pass the ids' histogram (the router's counts) to the GPU
   const char* what;
   // kPrefill: the wgmma GEMMs, which the automatic choice keeps for grids of an SM count's CTAs,
-  // pinned so that shapes small enough for the CPU reference cover them.
+  // pinned so that shapes small enough for the CPU reference cover them; kDense likewise.
   cuda::MoeGemmRegime regime = cuda::MoeGemmRegime::kAuto;
 };
 
@@ -315,6 +316,9 @@ void run_experts(const ExpertsCase& c) {
   if (c.routing == ExpertsCase::kSkipped)
     for (int64_t i = 0; i < T * k; ++i)
       if (i < k || i % k == k - 1) gpu_ids[size_t(i)] = -1, wts[size_t(i)] = 0.0f;
+  if (c.routing == ExpertsCase::kSkippedTokens)
+    for (int64_t i = 0; i < T * k; ++i)
+      if ((i / k) % 3 == 0) gpu_ids[size_t(i)] = -1, wts[size_t(i)] = 0.0f;
   std::vector<int32_t> counts(static_cast<size_t>(E), 0);
   for (const int32_t id : gpu_ids)
     if (id >= 0) ++counts[size_t(id)];
@@ -333,11 +337,12 @@ void run_experts(const ExpertsCase& c) {
                      nullptr,   T,           D,         I,
                      E,         k,           10.0f,     c.counts ? d_counts.get() : nullptr};
   cuda::MoeExpertsSm90Runner runner;  // what the CUDA backend's moe_experts runs
+  const CublasHandle cublas;          // dense mode's GEMMs
   std::vector<float> first;
   for (int rep = 0; rep < 2; ++rep) {  // the second call reuses the table, the workspace and its counters
     GuardedOutput<float> y(size_t(T * D), poison_float());
     q.y = y.data();
-    const Status st = runner.run(q, nullptr, c.regime);
+    const Status st = runner.run(q, nullptr, cublas.get(), c.regime);
     ASSERT_TRUE(st.ok()) << name << ": " << st.message();
     const std::vector<float> got = y.download(name);
     if (rep == 0) {
@@ -357,7 +362,7 @@ TEST_P(GpuMoeExperts, MatchesCpu) {
 }
 
 constexpr auto kNv = WeightFormat::kNVFP4, kMx = WeightFormat::kMXFP4, kFp8 = WeightFormat::kFP8Block128;
-constexpr auto kPinPrefill = cuda::MoeGemmRegime::kPrefill;
+constexpr auto kPinPrefill = cuda::MoeGemmRegime::kPrefill, kPinDense = cuda::MoeGemmRegime::kDense;
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GpuMoeExperts,
     ::testing::Values(
@@ -385,8 +390,8 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{kNv, 1, 2064, 520, 8, 4, ExpertsCase::kRandom, true, "per slot ragged, split K"},
         ExpertsCase{kMx, 2, 1024, 384, 16, 3, ExpertsCase::kSkipped, false,
                     "per slot, skipped slots, split K"},
-        // The shared expert at 64 tokens: ≥ 16 tokens per expert but a prefill grid of 16 CTAs, so
-        // the decode kernels (8 token tiles, split K).
+        // The shared expert at 64 tokens: ≥ 16 tokens per expert but a prefill grid of 16 CTAs and
+        // below dense mode's threshold, so the decode kernels (8 token tiles, split K).
         ExpertsCase{kFp8, 64, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "shared expert, 64 tokens"},
         // Prefill mode, pinned: real V4 widths with fewer experts so the CPU reference stays fast; partial
         // 128-token items, an empty expert, one expert holding three items, skipped slots, d_model / d_ff off
@@ -412,7 +417,55 @@ INSTANTIATE_TEST_SUITE_P(
         ExpertsCase{kFp8, 280, 4096, 2048, 1, 1, ExpertsCase::kRandom, false,
                     "prefill shared expert, three even items", kPinPrefill},
         ExpertsCase{kNv, 200, 512, 256, 8, 3, ExpertsCase::kSkipped, true, "prefill, skipped slots",
-                    kPinPrefill}));
+                    kPinPrefill},
+        // Dense mode, pinned: real widths, ragged
+        // d_ff (W3's rows start after W1's padded ones), skipped tokens, an FP4 format.
+        ExpertsCase{kFp8, 200, 4096, 2048, 1, 1, ExpertsCase::kRandom, false, "dense shared expert",
+                    kPinDense},
+        ExpertsCase{kFp8, 70, 384, 200, 1, 1, ExpertsCase::kSkippedTokens, false,
+                    "dense shared expert ragged, skipped tokens", kPinDense},
+        ExpertsCase{kNv, 100, 272, 216, 1, 1, ExpertsCase::kRandom, true, "dense nvfp4 ragged", kPinDense},
+        ExpertsCase{kMx, 130, 7168, 3072, 1, 1, ExpertsCase::kRandom, false, "dense mxfp4 pro widths",
+                    kPinDense}));
+
+// Dense mode is what the shared expert (one expert, top_k 1) runs from 128 tokens on (prefill
+// chunks; decode batches keep the branch-friendly decode kernels), never the routed experts; the
+// regimes pin either way.
+TEST(GpuMoeExpertsDense, ChosenForTheSharedExpertFromManyTokens) {
+  SKIP_WITHOUT_GPU();
+  EXPECT_TRUE(cuda::moe_experts_sm90_dense(4096, 4096, 2048, 1, 1));
+  EXPECT_TRUE(cuda::moe_experts_sm90_dense(16384, 7168, 3072, 1, 1));
+  EXPECT_TRUE(cuda::moe_experts_sm90_dense(128, 4096, 2048, 1, 1));
+  EXPECT_FALSE(cuda::moe_experts_sm90_dense(64, 4096, 2048, 1, 1));
+  EXPECT_FALSE(cuda::moe_experts_sm90_dense(8, 4096, 2048, 1, 1));
+  EXPECT_FALSE(cuda::moe_experts_sm90_dense(4096, 4096, 2048, 256, 6));
+  EXPECT_FALSE(cuda::moe_experts_sm90_dense(4096, 4096, 2048, 1, 1, cuda::MoeGemmRegime::kPrefill));
+  EXPECT_TRUE(cuda::moe_experts_sm90_dense(8, 256, 128, 1, 1, cuda::MoeGemmRegime::kDense));
+}
+
+// A dense call without a cuBLAS handle is refused with a message that names what is missing.
+TEST(GpuMoeExpertsDense, NeedsACublasHandle) {
+  SKIP_WITHOUT_GPU();
+  cuda::MoeExpertsSm90Params p;
+  std::vector<float> host_x(8 * 256, 1.0f);
+  auto x = to_device(host_x);
+  auto y = to_device(host_x);
+  auto ids = to_device(std::vector<int32_t>(8, 0));
+  auto w = to_device(std::vector<float>(8, 1.0f));
+  cuda::MoeExpertSm90 entry{};
+  auto table = to_device(std::vector<cuda::MoeExpertSm90>{entry});
+  p.x = x.get(), p.y = y.get(), p.expert_ids = ids.get(), p.weights = w.get(), p.table = table.get();
+  p.format = WeightFormat::kFP8Block128;
+  p.n_tokens = 8, p.d_model = 256, p.d_ff = 128, p.n_experts = 1, p.top_k = 1;
+  p.regime = cuda::MoeGemmRegime::kDense;
+  const Status st = cuda::moe_experts_sm90(p, nullptr);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("needs a cuBLAS handle"), std::string::npos) << st.message();
+  p.n_experts = 2;
+  const Status two = cuda::moe_experts_sm90(p, nullptr);
+  ASSERT_FALSE(two.ok());
+  EXPECT_NE(two.message().find("one expert with top_k 1"), std::string::npos) << two.message();
+}
 
 // ---- router → experts on the device vs router → experts on the CPU: the router's counts feed
 // the plan (8 tokens, grouped mode) or are ignored (2 tokens, per-slot mode); dense and hash.

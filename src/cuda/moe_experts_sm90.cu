@@ -135,6 +135,7 @@ struct Workspace {
   int4* items;
   int* n_items;
   int32_t* perm;
+  int32_t* slot_pos;  // prefill only: the gather's slot → position
   __nv_bfloat16* act;
   float* out;
   __nv_bfloat16* x_perm;     // prefill: x gathered by position; dense: x as BF16
@@ -175,8 +176,10 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   w.perm = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
   w.act = reinterpret_cast<__nv_bfloat16*>(take(slots * ld_act * 2));
   w.out = reinterpret_cast<float*>(take(slots * size_t(d_model) * sizeof(float)));
-  if (c.prefill)
+  if (c.prefill) {
     w.x_perm = reinterpret_cast<__nv_bfloat16*>(take(slots * size_t(round_up(d_model, 128)) * 2));
+    w.slot_pos = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
+  }
   if (total) *total = off;
   return w;
 }
@@ -312,14 +315,15 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
     const moe::PlanArgs pa{
         p.expert_ids,     p.counts,          int(slots),
         int(p.n_experts), c.tokens_per_item, c.prefill ? int(kMoePrefillSmallItemTokens) : 0,
-        w.items,          w.n_items,         w.perm};
+        w.items,          w.n_items,         w.perm,
+        w.slot_pos};
     moe::moe_plan_kernel<<<1, moe::kPlanThreads, 0, stream>>>(pa);
     DSV4_CUDA_LAUNCH_CHECK();
   }
   if (c.prefill) {
-    const MoePrefillArgs pa{p.x,       p.table,    p.format,  w.items, w.n_items, c.max_items,    w.perm,
-                            p.weights, p.n_tokens, p.d_model, p.d_ff,  p.top_k,   p.swiglu_limit, w.x_perm,
-                            w.act,     w.out};
+    const MoePrefillArgs pa{p.x,     p.table,        p.format,  w.items,    w.n_items, c.max_items,
+                            w.perm,  w.slot_pos,     p.weights, p.n_tokens, p.d_model, p.d_ff,
+                            p.top_k, p.swiglu_limit, w.x_perm,  w.act,      w.out};
     DSV4_RETURN_IF_ERROR(moe_prefill_gemms_sm90(pa, stream));
     return launch_combine(p, w, stream);
   }

@@ -13,6 +13,7 @@
 // W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32). In per-slot mode the last
 // of a token's slot blocks to finish a row block (arrival counter) also combines them into y.
 // combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order.
+// Dense mode (one expert, top_k 1): cuBLAS GEMMs between the three moe_dense_* kernels at the end.
 #pragma once
 
 #include <cub/block/block_scan.cuh>
@@ -36,9 +37,10 @@ struct PlanArgs {
   // in even_share_tokens (prefill: 129–192 tokens run as two N = 96 tiles, not 128 + a padded
   // remainder); otherwise, and with 0, items of tokens_per_item and a remainder.
   int even_share_tokens;
-  int4* items;    // [max_items] (expert, first position, n tokens, 0)
-  int* n_items;   // [1]
-  int32_t* perm;  // [n_slots] position → slot
+  int4* items;        // [max_items] (expert, first position, n tokens, 0)
+  int* n_items;       // [1]
+  int32_t* perm;      // [n_slots] position → slot
+  int32_t* slot_pos;  // [n_slots] slot → position, −1 for a skipped slot; or null (not written)
 };
 
 __global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
@@ -78,9 +80,15 @@ __global__ void __launch_bounds__(kPlanThreads) moe_plan_kernel(PlanArgs a) {
   __syncthreads();
   for (int i = threadIdx.x; i < a.n_slots; i += kPlanThreads) {
     const int id = a.expert_ids[i];
-    if (id < 0 || id >= a.n_experts) continue;
-    const int pos = atomicAdd(&cursor[id], 1);
-    if (pos < a.n_slots) a.perm[pos] = i;  // counts that are not the ids' histogram stay in bounds
+    int pos = -1;
+    if (id >= 0 && id < a.n_experts) {
+      pos = atomicAdd(&cursor[id], 1);
+      if (pos >= a.n_slots)
+        pos = -1;  // counts that are not the ids' histogram stay in bounds
+      else
+        a.perm[pos] = i;
+    }
+    if (a.slot_pos) a.slot_pos[i] = pos;
   }
 }
 

@@ -14,7 +14,8 @@
 // as the CPU reference). Per-slot mode (a few tokens, moe_gemm_config decides): one work item per
 // slot, so no plan; gate+up → down, whose last block per (token, row block) does the combine.
 // Prefill mode (many tokens per expert, moe_gemm_config decides): plan → x gathered to BF16 by
-// position → wgmma + TMA gate+up and down GEMMs (prefill_gemm_sm90.cuh) → combine.
+// position (each token's row read once, written to its slots' positions) → wgmma + TMA gate+up
+// and down GEMMs (prefill_gemm_sm90.cuh) → combine.
 // Dense mode (one expert, top_k 1, a prefill's many tokens: the shared expert): x → BF16, the
 // expert's three matrices dequantized to BF16, cuBLAS gate|up GEMM (fp32) → clamped SwiGLU (act,
 // BF16) → cuBLAS down GEMM into y → routing weight (0 for a skipped slot). At 4096 tokens cuBLAS

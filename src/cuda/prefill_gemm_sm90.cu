@@ -111,10 +111,9 @@ Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
   const int64_t slots = p.n_tokens * p.top_k;
   const int64_t ld_x = round_up(p.d_model, 128), ld_act = round_up(p.d_ff, 128);
 
-  const dim3 grid_g(unsigned(p.max_items),
-                    unsigned((ld_x + prefill::kGatherCols - 1) / prefill::kGatherCols));
+  const dim3 grid_g(unsigned(p.n_tokens), unsigned((ld_x + prefill::kGatherCols - 1) / prefill::kGatherCols));
   prefill::moe_gather_x_bf16_kernel<<<grid_g, prefill::kGatherThreads, 0, stream>>>(
-      p.x, p.items, p.n_items, p.perm, int(p.top_k), int(p.d_model), int(ld_x), p.x_perm);
+      p.x, p.slot_pos, int(p.top_k), int(p.d_model), int(ld_x), p.x_perm);
   DSV4_CUDA_LAUNCH_CHECK();
 
   prefill::GemmArgs a{};

@@ -13,10 +13,12 @@ namespace dsv4::cuda {
 namespace {
 
 // The workspace opens with split-K's arrival counters, one per row block of up to
-// kMaxCounterRowBlocks; zeroed once (linear_sm90_prepare_workspace) and left zero by every call.
-// Each path's own buffers follow them, so no path overwrites them.
+// kMaxCounterRowBlocks, then the prefill GEMM's tile scheduler (two ints, in a slot of its own);
+// zeroed once (linear_sm90_prepare_workspace) and left zero by every call. Each path's own
+// buffers follow them, so no path overwrites them.
 constexpr int kMaxCounterRowBlocks = 1024;
-constexpr size_t kCounterBytes = kMaxCounterRowBlocks * sizeof(int);  // a multiple of kWorkspaceAlign
+constexpr size_t kSchedulerOffset = kMaxCounterRowBlocks * sizeof(int);  // a multiple of kWorkspaceAlign
+constexpr size_t kCounterBytes = kSchedulerOffset + kWorkspaceAlign;
 // The last split of a row block adds n_tokens · splits partials per thread; above this many a
 // second kernel spreads the reduction over the GPU instead of one SM.
 constexpr int64_t kLastBlockMaxLoads = 64;
@@ -275,7 +277,10 @@ Status linear_sm90_launch(const LinearSm90Params& p, cudaStream_t stream) {
   const int64_t nx = p.n_tokens * p.n_groups * ld;
   sm90::launch_x_to_bf16(p.x, p.n_tokens * p.n_groups, w.cols, ld, xb, stream);
   DSV4_CUDA_LAUNCH_CHECK();
-  if (path == LinearPath::kPrefill) return prefill_linear_sm90(w, xb, p.n_tokens, p.y, stream);
+  if (path == LinearPath::kPrefill)
+    return prefill_linear_sm90(w, xb, p.n_tokens, p.y,
+                               reinterpret_cast<int*>(static_cast<char*>(p.workspace) + kSchedulerOffset),
+                               stream);
   const __nv_bfloat16* wb = reinterpret_cast<const __nv_bfloat16*>(w.data);
   if (path == LinearPath::kDequantCublas) {
     auto* wd = reinterpret_cast<__nv_bfloat16*>(after_counters + align_up(size_t(nx) * 2));

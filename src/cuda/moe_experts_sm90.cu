@@ -131,6 +131,7 @@ int k_slice_for(int64_t cols_pad, int tokens_per_item) {
 struct Workspace {
   uint32_t* combine_counters;  // [kCombineCounters], first: see kPerSlotMaxSlots
   uint32_t* split_counters;    // [kSplitCounters], second: see k_split_for
+  int* tile_counter;           // [2], third, likewise: the prefill GEMMs' tile scheduler
   float* partials;             // split K only
   int4* items;
   int* n_items;
@@ -156,6 +157,7 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   Workspace w{};
   w.combine_counters = reinterpret_cast<uint32_t*>(take(kCombineCounters * sizeof(uint32_t)));
   w.split_counters = reinterpret_cast<uint32_t*>(take(kSplitCounters * sizeof(uint32_t)));
+  w.tile_counter = reinterpret_cast<int*>(take(2 * sizeof(int)));  // third, for the same reason
   if (c.dense) {
     const size_t ld_x = size_t(round_up(d_model, 128)), rows_up = 2 * size_t(round_up(d_ff, 16));
     w.x_perm = reinterpret_cast<__nv_bfloat16*>(take(size_t(n_tokens) * ld_x * 2));
@@ -323,7 +325,7 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   if (c.prefill) {
     const MoePrefillArgs pa{p.x,     p.table,        p.format,  w.items,    w.n_items, c.max_items,
                             w.perm,  w.slot_pos,     p.weights, p.n_tokens, p.d_model, p.d_ff,
-                            p.top_k, p.swiglu_limit, w.x_perm,  w.act,      w.out};
+                            p.top_k, p.swiglu_limit, w.x_perm,  w.act,      w.out,     w.tile_counter};
     DSV4_RETURN_IF_ERROR(moe_prefill_gemms_sm90(pa, stream));
     return launch_combine(p, w, stream);
   }

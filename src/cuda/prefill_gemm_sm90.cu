@@ -88,7 +88,7 @@ int64_t prefill_tokens_per_cta() {
 }
 
 Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf16, int64_t n_tokens, float* y,
-                           cudaStream_t stream) {
+                           int* tile_counter, cudaStream_t stream) {
   if (n_tokens == 0) return {};
   DSV4_ASSIGN_OR_RETURN(const CUtensorMap map, b_map(x_bf16, n_tokens, w.cols_pad));
   prefill::GemmArgs a{};
@@ -100,6 +100,7 @@ Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf1
   a.rows_pad = int(w.rows_pad);
   a.cols_pad = int(w.cols_pad);
   a.out = y;
+  a.tile_counter = tile_counter;
   a.row_blocks = int((w.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta);
   a.max_tiles = a.row_blocks * int((n_tokens + prefill::kTokensPerCta - 1) / prefill::kTokensPerCta);
   return launch_format<prefill::Kind::kLinear>(w.format, map, a, stream);
@@ -124,6 +125,7 @@ Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
   a.route_w = p.weights;
   a.ld_act = int(ld_act);
   a.swiglu_limit = p.swiglu_limit;
+  a.tile_counter = p.tile_counter;
 
   // Gate+up: W1 and W3 [d_ff, d_model]; a CTA covers 128 act rows of both.
   DSV4_ASSIGN_OR_RETURN(const CUtensorMap map_x, b_map(p.x_perm, slots, ld_x));

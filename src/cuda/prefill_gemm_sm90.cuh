@@ -110,6 +110,9 @@ struct GemmArgs {
   float swiglu_limit;
   __nv_bfloat16* act_out;  // gate+up: [positions, ld_act]
   float* out;              // linear: y [n_tokens, rows]; down: [n_slots, rows]
+  // The tile scheduler: [0] the next tile to hand out past the first wave, [1] CTAs done; both 0
+  // between launches (the last CTA to finish zeroes them).
+  int* tile_counter;
 };
 
 // Which packed 16-row tile CTA slot `slot` (= (warpgroup·2 + block)·4 + warp) computes in row
@@ -305,7 +308,10 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
 
 // grid: persistent CTAs (≤ the SM count) over max_tiles tiles of kRowsPerCta weight rows [gate+up:
 // act rows / 2] × one token tile or item. b_map: the BF16 B rows [rows of B, cols_pad], box 64 ×
-// kBoxRows, 128-byte swizzle.
+// kBoxRows, 128-byte swizzle. CTA b takes tile b, then whichever tile the scheduler counter hands
+// out next: a CTA that starts late (its SM still busy with a kernel of the branch beside it) or
+// draws shorter tiles (N = 96) simply takes more or fewer, where a fixed stride made the last
+// CTA set the end. The producer publishes each tile, and at the end a tile with n_tok = −1.
 template <WeightFormat F, Kind K>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_gemm_sm90_kernel(const __grid_constant__ CUtensorMap b_map, const GemmArgs a) {
@@ -316,6 +322,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* full = reinterpret_cast<uint64_t*>(ring + S::kStages * S::kBytes);
   uint64_t* empty = full + S::kStages;
   TileInfo* info = reinterpret_cast<TileInfo*>(empty + S::kStages);
+  __shared__ int next_tile[2];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
 
   if (threadIdx.x == 0) {
@@ -349,7 +356,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (lane == 0) ptx::prefetch_tensor_map(&b_map);
     uint32_t g = 0;  // the ring's running stage count
     int local = 0;   // this CTA's tile count
-    for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, ++local) {
+    for (int tile = blockIdx.x; tile < n_tiles; ++local) {
       const Item it = item_of<K>(a, tile);
       const int my_tile = slot_tile<K>(it.rb, my_slot);
       const bool copies = my_tile < n_wtiles && (copies_data || (copies_scales && S::kTileScaleBytes > 0));
@@ -396,17 +403,30 @@ __global__ void __launch_bounds__(kThreads, 1)
         __syncwarp();
         if (copies) ptx::bulk_copy_g2s(stage + dst_off, src + size_t(st) * step, step, bar);
       }
+      if (pw == 0 && lane == 0) next_tile[local % 2] = int(gridDim.x) + atomicAdd(&a.tile_counter[0], 1);
+      ptx::named_barrier_sync(1, 128);  // the producer warps (double-buffered next_tile)
+      tile = next_tile[local % 2];
+    }
+    if (pw == 0 && lane == 0) {
+      // The end: a tile of no tokens in the next stage, once the consumers have released it.
+      const uint32_t s = g % S::kStages;
+      if (g >= S::kStages) ptx::mbar_wait(ptx::smem_addr(&empty[s]), (g / S::kStages - 1) & 1);
+      info[local % info_slots<F>()].n_tok = -1;
+      ptx::mbar_arrive(ptx::smem_addr(&full[s]));
+      __threadfence();  // this CTA's last fetch from the counter comes before its "done"
+      if (atomicAdd(&a.tile_counter[1], 1) == int(gridDim.x) - 1)
+        a.tile_counter[0] = 0, a.tile_counter[1] = 0;
     }
     return;
   }
 
   ptx::setmaxnreg_inc<kConsumerRegs>();
   uint32_t g0 = 0;
-  int local = 0;
-  for (int tile = blockIdx.x; tile < n_tiles; tile += gridDim.x, g0 += uint32_t(n_stages), ++local) {
+  for (int local = 0;; g0 += uint32_t(n_stages), ++local) {
     // The tile's first stage is full: its info entry is written.
     ptx::mbar_wait(ptx::smem_addr(&full[g0 % S::kStages]), (g0 / S::kStages) & 1);
     const TileInfo& it = info[local % info_slots<F>()];
+    if (it.n_tok < 0) break;
     if (it.n_tok > kSmallTileTokens)
       consume<F, K, kTokensPerCta>(a, it, g0, ring, full, empty);
     else

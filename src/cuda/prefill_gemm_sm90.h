@@ -20,8 +20,9 @@ int64_t prefill_tokens_per_cta();
 
 // y [n_tokens, w.rows] fp32 = x_bf16 [n_tokens, w.cols_pad] · W'ᵀ · w.out_scale. x_bf16's columns
 // past w.cols are zero; x_bf16, w.data and w.scales 16-byte aligned.
+// tile_counter: two ints, zero between calls (the kernel leaves them zero), one call at a time.
 Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf16, int64_t n_tokens, float* y,
-                           cudaStream_t stream);
+                           int* tile_counter, cudaStream_t stream);
 
 // The grouped GEMMs of moe_experts for many tokens per expert, after the plan kernel:
 // gather x → x_perm (BF16, by position), gate+up with the clamped SwiGLU → act, down with the
@@ -44,6 +45,7 @@ struct MoePrefillArgs {
   __nv_bfloat16* x_perm;  // [n_slots, round_up(d_model, 128)]
   __nv_bfloat16* act;     // [n_slots, round_up(d_ff, 128)]
   float* out;             // [n_slots, d_model]
+  int* tile_counter;      // two ints, zero between calls (the GEMMs leave them zero)
 };
 Status moe_prefill_gemms_sm90(const MoePrefillArgs& a, cudaStream_t stream);
 

@@ -101,6 +101,11 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // ---- wgmma
 // Makes this thread's generic-proxy shared-memory writes (st.shared, cp.async) visible to the async
 // proxy, which wgmma reads its shared-memory operands through; a barrier then publishes them.
+// A barrier among `threads` threads of the CTA (a multiple of 32) that name barrier `id` (1–15;
+// 0 is __syncthreads's).
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
 __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }

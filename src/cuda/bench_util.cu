@@ -47,6 +47,11 @@ Result<UniqueStream> create_stream() {
   DSV4_CUDA_TRY(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
   return UniqueStream(s);
 }
+Result<UniqueCublas> create_cublas() {
+  cublasHandle_t h = nullptr;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::error("cublasCreate failed");
+  return UniqueCublas(h);
+}
 Result<UniqueEvent> create_event() {
   cudaEvent_t e = nullptr;
   DSV4_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
@@ -148,10 +153,10 @@ Result<BenchDevice> open_bench_device(const std::string& bench) {
   if (device_count() == 0) return Status::errorf("{}: no CUDA device; expected a Hopper GPU", bench);
   BenchDevice d;
   DSV4_CUDA_TRY(cudaGetDeviceProperties(&d.prop, 0));
-  cublasHandle_t h = nullptr;
-  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return Status::errorf("{}: cublasCreate failed", bench);
-  d.cublas.reset(h);
-  DSV4_ASSIGN_OR_RETURN(d.ceilings, measure_ceilings(h));
+  auto cublas = create_cublas();
+  if (!cublas.ok()) return Status::errorf("{}: {}", bench, cublas.status().message());
+  d.cublas = std::move(*cublas);
+  DSV4_ASSIGN_OR_RETURN(d.ceilings, measure_ceilings(d.cublas.get()));
   fmt::print("device: {} ({} SMs, L2 {} MB, {} memory)\n", d.prop.name, d.prop.multiProcessorCount,
              d.prop.l2CacheSize >> 20, human_bytes(int64_t(d.prop.totalGlobalMem)));
   fmt::print(

@@ -41,9 +41,11 @@ Result<DeviceCeilings> measure_ceilings(cublasHandle_t h);
 struct CublasDestroy {
   void operator()(cublasHandle_t h) const { cublasDestroy(h); }
 };
+using UniqueCublas = std::unique_ptr<cublasContext, CublasDestroy>;
+Result<UniqueCublas> create_cublas();
 struct BenchDevice {
   cudaDeviceProp prop{};
-  std::unique_ptr<cublasContext, CublasDestroy> cublas;
+  UniqueCublas cublas;
   DeviceCeilings ceilings{};
 };
 Result<BenchDevice> open_bench_device(const std::string& bench);

@@ -87,16 +87,16 @@ constexpr int64_t kMoeDenseMinTokens = 128;
 GemmConfig moe_gemm_config(int64_t n_tokens, int64_t d_model, int64_t d_ff, int64_t n_experts, int64_t top_k,
                            MoeGemmRegime regime) {
   GemmConfig c{};
-  const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
-  const int64_t prefill_items = (slots + hit * (kMoePrefillTokensPerItem - 1)) / kMoePrefillTokensPerItem;
-  const bool prefill =
-      regime == MoeGemmRegime::kPrefill ||
-      (slots / hit >= kMoePrefillMinTokensPerExpert && prefill_items * ((d_ff + 127) / 128) >= sm_count());
   if (regime == MoeGemmRegime::kDense ||
       (regime == MoeGemmRegime::kAuto && n_experts == 1 && top_k == 1 && n_tokens >= kMoeDenseMinTokens)) {
     c.dense = true;
     return c;
   }
+  const int64_t slots = n_tokens * top_k, hit = std::max<int64_t>(1, std::min(n_experts, slots));
+  const int64_t prefill_items = (slots + hit * (kMoePrefillTokensPerItem - 1)) / kMoePrefillTokensPerItem;
+  const bool prefill =
+      regime == MoeGemmRegime::kPrefill ||
+      (slots / hit >= kMoePrefillMinTokensPerExpert && prefill_items * ((d_ff + 127) / 128) >= sm_count());
   if (!prefill && slots <= kPerSlotMaxSlots && slots <= n_experts &&
       n_tokens * down_row_blocks(d_model) <= kCombineCounters) {
     c.per_slot = true;
@@ -398,13 +398,14 @@ Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
   if (p.d_model % 4 != 0 || reinterpret_cast<uintptr_t>(p.x) % 16 != 0 ||
       reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
     return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x and y");
-  if (moe_experts_sm90_dense(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime)) {
+  const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
+  if (c.dense) {
     if (p.n_experts != 1 || p.top_k != 1)
       return Status::error(where() + ": dense mode takes one expert with top_k 1");
     if (p.n_tokens > 0 && !p.cublas) return Status::error(where() + ": dense mode needs a cuBLAS handle");
   }
-  const size_t need =
-      moe_experts_sm90_workspace_bytes(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
+  size_t need = 0;
+  carve(nullptr, p.n_tokens, p.d_model, p.d_ff, c, p.top_k, &need);
   if (p.n_tokens > 0 && (!p.workspace || p.workspace_bytes < need))
     return Status::errorf("{}: workspace of {} bytes; expected {}", where(),
                           p.workspace ? p.workspace_bytes : 0, need);

@@ -21,6 +21,7 @@
 #include "cuda/arrival.cuh"
 #include "cuda/linear_sm90.cuh"
 #include "cuda/moe_experts_sm90.h"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda::moe {
 
@@ -326,11 +327,7 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
         const int row = tile0 * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
         if (tt >= n_tok) continue;
         float v = 0.0f;
-        if (row < a.rows) {
-          const float gt = fminf(acc[0][nt][j] * os[0], L);
-          const float up = fminf(fmaxf(acc[1][nt][j] * os[1], -L), L);
-          v = gt / (1.0f + expf(-gt)) * up;
-        }
+        if (row < a.rows) v = clamped_swiglu(acc[0][nt][j] * os[0], acc[1][nt][j] * os[1], L);
         a.act_out[size_t(pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
       }
   } else {
@@ -439,17 +436,10 @@ __global__ void __launch_bounds__(kDenseThreads)
     const float4 u4 = *reinterpret_cast<const float4*>(g_row + rows_pad + c);
     const float g[4] = {g4.x, g4.y, g4.z, g4.w}, u[4] = {u4.x, u4.y, u4.z, u4.w};
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      const float gt = fminf(g[j] * s_gate, limit);
-      const float up = fminf(fmaxf(u[j] * s_up, -limit), limit);
-      v[j] = gt / (1.0f + expf(-gt)) * up;
-    }
+    for (int j = 0; j < 4; ++j) v[j] = clamped_swiglu(g[j] * s_gate, u[j] * s_up, limit);
   } else {
-    for (int j = 0; j < 4 && c + j < d_ff; ++j) {
-      const float gt = fminf(g_row[c + j] * s_gate, limit);
-      const float up = fminf(fmaxf(g_row[rows_pad + c + j] * s_up, -limit), limit);
-      v[j] = gt / (1.0f + expf(-gt)) * up;
-    }
+    for (int j = 0; j < 4 && c + j < d_ff; ++j)
+      v[j] = clamped_swiglu(g_row[c + j] * s_gate, g_row[rows_pad + c + j] * s_up, limit);
   }
   __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(act + size_t(t) * ld_act + c);
   out[0] = __floats2bfloat162_rn(v[0], v[1]);

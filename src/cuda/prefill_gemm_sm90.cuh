@@ -21,6 +21,7 @@
 #include "cuda/linear_sm90.cuh"
 #include "cuda/moe_experts_sm90.h"
 #include "cuda/sm90_ptx.cuh"
+#include "cuda/swiglu.cuh"
 
 namespace dsv4::cuda::prefill {
 
@@ -280,11 +281,8 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
         const int row = row0 + 8 * (r / 2), tt = 8 * j + 2 * t4 + r % 2;
         if (tt >= it.n_tok) continue;
         float v = 0.0f;
-        if (row < a.rows) {
-          const float gt = fminf(acc[0][4 * j + r] * it.out_scale[0], L);
-          const float up = fminf(fmaxf(acc[1][4 * j + r] * it.out_scale[1], -L), L);
-          v = gt / (1.0f + expf(-gt)) * up;
-        }
+        if (row < a.rows)
+          v = clamped_swiglu(acc[0][4 * j + r] * it.out_scale[0], acc[1][4 * j + r] * it.out_scale[1], L);
         a.act_out[size_t(it.pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
       }
   } else {

@@ -37,8 +37,8 @@ struct MoePrefillArgs {
   const int4* items;  // [max_items] from the plan (expert, first position, n ≤ 128, 0)
   const int* n_items;
   int64_t max_items;
-  const int32_t* perm;      // [n_slots] position → slot
-  const int32_t* slot_pos;  // [n_slots] slot → position, −1 for a skipped slot (token · top_k + k)
+  const int32_t* perm;      // [n_slots] position → slot (token · top_k + k)
+  const int32_t* slot_pos;  // [n_slots] slot → position, −1 for a skipped slot
   const float* weights;     // [n_slots] routing weights
   int64_t n_tokens, d_model, d_ff, top_k;
   float swiglu_limit;

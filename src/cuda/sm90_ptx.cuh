@@ -87,6 +87,12 @@ __device__ __forceinline__ void prefetch_tensor_map(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
 }
 
+// ---- named barriers: a barrier among `threads` threads of the CTA (a multiple of 32) that name
+// barrier `id` (1–15; 0 is __syncthreads's), e.g. one warpgroup's warps alone.
+__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
 // ---- registers: a warpgroup-wide change of the per-thread register cap (needs a cap at kernel
 // entry, i.e. __launch_bounds__(threads, 1); every warp of the warpgroup executes it).
 template <int kRegs>
@@ -101,11 +107,6 @@ __device__ __forceinline__ void setmaxnreg_dec() {
 // ---- wgmma
 // Makes this thread's generic-proxy shared-memory writes (st.shared, cp.async) visible to the async
 // proxy, which wgmma reads its shared-memory operands through; a barrier then publishes them.
-// A barrier among `threads` threads of the CTA (a multiple of 32) that name barrier `id` (1–15;
-// 0 is __syncthreads's).
-__device__ __forceinline__ void named_barrier_sync(uint32_t id, uint32_t threads) {
-  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
-}
 __device__ __forceinline__ void fence_proxy_async_shared() {
   asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
 }

@@ -54,7 +54,7 @@ struct RowBounds {
 };
 
 // docs/numerics.md "GPU model": BF16 activations (the GPU, or the CPU's bf16_activations oracle)
-// against the fp32 reference move a row's logits by ~7e-3 relative (median); on 1–3% of rows
+// against the fp32 reference move a row's logits by ~8e-3 relative (median); on 1–3% of rows
 // they flip a discrete choice upstream (an expert or an indexer entry at a near-tie) and the row
 // moves by up to ~0.6. How many rows flip is a near-tie count (2–8 of 300 measured as the
 // rounding points changed), hence at most 5%.

@@ -450,36 +450,51 @@ TEST(CpuOps, LinearBf16RoundsOnlyX) {
   EXPECT_NE(y_bf16, y_fp32);  // the option is not a no-op
 }
 
-TEST(CpuOps, MoeExpertsBf16RoundsInputAndSwigluOutput) {
-  const int64_t D = 24, I = 16;
-  const std::vector<float> x = random_vector(D, 21), w1 = random_vector(I * D, 22, 0.3f),
-                           w3 = random_vector(I * D, 23, 0.3f), w2 = random_vector(D * I, 24, 0.3f);
-  const ExpertWeights e{{WeightFormat::kF32, I, D, w1.data(), nullptr, 1.0f},
-                        {WeightFormat::kF32, I, D, w3.data(), nullptr, 1.0f},
-                        {WeightFormat::kF32, D, I, w2.data(), nullptr, 1.0f}};
-  const std::vector<float> weights = {0.75f};
-  const std::vector<int32_t> ids = {0};
+TEST(CpuOps, MoeExpertsBf16RoundsInputSwigluAndSlotOutputs) {
+  // One token routed to two experts, listed in descending id order: the contract of
+  // ops/moe_experts.h written out, slots summed in ascending id order.
+  const int64_t D = 24, I = 16, E = 2;
+  std::vector<std::vector<float>> mats;
+  std::vector<ExpertWeights> experts;
+  for (int64_t e = 0; e < E; ++e) {
+    mats.push_back(random_vector(I * D, uint64_t(22 + 3 * e), 0.3f));
+    mats.push_back(random_vector(I * D, uint64_t(23 + 3 * e), 0.3f));
+    mats.push_back(random_vector(D * I, uint64_t(24 + 3 * e), 0.3f));
+  }
+  for (int64_t e = 0; e < E; ++e)
+    experts.push_back({{WeightFormat::kF32, I, D, mats[size_t(3 * e)].data(), nullptr, 1.0f},
+                       {WeightFormat::kF32, I, D, mats[size_t(3 * e + 1)].data(), nullptr, 1.0f},
+                       {WeightFormat::kF32, D, I, mats[size_t(3 * e + 2)].data(), nullptr, 1.0f}});
+  const std::vector<float> x = random_vector(D, 21);
+  const std::vector<float> weights = {0.75f, 0.3f};
+  const std::vector<int32_t> ids = {1, 0};
   const float limit = 1.5f;
   std::vector<float> y(static_cast<size_t>(D));
-  MoeExpertsParams p{x.data(), ids.data(), weights.data(), &e, y.data(), 1, D, I, 1, 1, limit};
+  MoeExpertsParams p{x.data(), ids.data(), weights.data(), experts.data(), y.data(), 1, D, I, E, 2, limit};
   ASSERT_TRUE(check_moe_experts(p).ok());
   cpu::moe_experts(p, ActivationPrecision::kBF16);
 
-  std::vector<float> xr(static_cast<size_t>(D)), g(static_cast<size_t>(I)), u(static_cast<size_t>(I)),
-      act(static_cast<size_t>(I)), out(static_cast<size_t>(D));
+  std::vector<float> xr(static_cast<size_t>(D)), want(static_cast<size_t>(D), 0.0f);
   for (int64_t c = 0; c < D; ++c) xr[size_t(c)] = round_to_bf16(x[size_t(c)]);
-  cpu::linear({xr.data(), e.w1, g.data(), 1});
-  cpu::linear({xr.data(), e.w3, u.data(), 1});
-  for (int64_t i = 0; i < I; ++i) {
-    const float gc = std::min(g[size_t(i)], limit), uc = std::clamp(u[size_t(i)], -limit, limit);
-    act[size_t(i)] = round_to_bf16(gc / (1.0f + std::exp(-gc)) * uc);
+  for (int64_t e = 0; e < E; ++e) {  // ascending id: expert 0 is slot 1
+    const ExpertWeights& w = experts[size_t(e)];
+    const float route_w = weights[size_t(e == 0 ? 1 : 0)];
+    std::vector<float> g(static_cast<size_t>(I)), u(static_cast<size_t>(I)), act(static_cast<size_t>(I)),
+        out(static_cast<size_t>(D));
+    cpu::linear({xr.data(), w.w1, g.data(), 1});
+    cpu::linear({xr.data(), w.w3, u.data(), 1});
+    for (int64_t i = 0; i < I; ++i) {
+      const float gc = std::min(g[size_t(i)], limit), uc = std::clamp(u[size_t(i)], -limit, limit);
+      act[size_t(i)] = round_to_bf16(gc / (1.0f + std::exp(-gc)) * uc);
+    }
+    cpu::linear({act.data(), w.w2, out.data(), 1});
+    for (int64_t c = 0; c < D; ++c) want[size_t(c)] += round_to_bf16(out[size_t(c)] * route_w);
   }
-  cpu::linear({act.data(), e.w2, out.data(), 1});
-  for (int64_t c = 0; c < D; ++c)
-    EXPECT_EQ(y[size_t(c)], 0.0f + out[size_t(c)] * weights[0]) << "channel " << c;
+  for (int64_t c = 0; c < D; ++c) EXPECT_EQ(y[size_t(c)], want[size_t(c)]) << "channel " << c;
 
   std::vector<float> y_fp32(static_cast<size_t>(D));
-  cpu::moe_experts({x.data(), ids.data(), weights.data(), &e, y_fp32.data(), 1, D, I, 1, 1, limit});
+  cpu::moe_experts(
+      {x.data(), ids.data(), weights.data(), experts.data(), y_fp32.data(), 1, D, I, E, 2, limit});
   EXPECT_NE(y, y_fp32);
 }
 

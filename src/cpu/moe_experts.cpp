@@ -76,9 +76,14 @@ void moe_experts(const MoeExpertsParams& p, ActivationPrecision precision) {
     linear({act.data(), w.w2, out.data(), n});
     for (int64_t i = 0; i < n; ++i) {
       float* y = p.y + tokens[size_t(i)] * D;
-      for (int64_t c = 0; c < D; ++c) y[c] += out[size_t(i * D + c)] * token_weight[size_t(i)];
+      for (int64_t c = 0; c < D; ++c) {
+        const float v = out[size_t(i * D + c)] * token_weight[size_t(i)];
+        y[c] += bf16 ? round_to_bf16(v) : v;
+      }
     }
   }
+  if (p.addend)
+    for (int64_t i = 0; i < p.n_tokens * D; ++i) p.y[i] += p.addend[i];
 }
 
 }  // namespace cpu

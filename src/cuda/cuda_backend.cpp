@@ -289,10 +289,13 @@ class CudaBackend final : public Backend {
   }
   Status moe_router(const MoeRouterParams& p) override { return lane().moe_router.run(p, lane().stream); }
   // Expert views must be packed device views (upload_linear_weight makes them).
+  // An addend issued after end_branch may be the branch's output: the op waits for the branch's
+  // join event before it reads it, so the ops before that point still run beside the branch.
   Status moe_experts(const MoeExpertsParams& p) override {
     Lane& l = lane();
     DSV4_RETURN_IF_ERROR(l.ensure_cublas());  // dense mode (the shared expert in prefill) runs cuBLAS
-    return l.moe_experts.run(p, l.stream, l.cublas);
+    const cudaEvent_t addend_ready = p.addend && state_ == BranchState::kEnded ? join_ : nullptr;
+    return l.moe_experts.run(p, l.stream, l.cublas, addend_ready);
   }
 
  private:

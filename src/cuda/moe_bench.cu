@@ -3,9 +3,9 @@
 // moe_shared, the shared expert (FP8 block-128, one expert, as Model::moe runs it through the same
 // op), in the mode moe_experts_sm90 chooses and in the other one (dense or not); moe_routed,
 // router + routed experts; and moe, the whole layer as the model runs it: the shared expert in a
-// branch beside router and routed experts, then the add of the shared output (cublasSaxpy, as the
-// backend's add), again with the shared expert in both modes. Each rotation has its own x, so its
-// own routing: enough rotations that consecutive calls do not find their experts in L2. Every
+// branch beside router and routed experts, whose combine adds the shared output once the branch is
+// done (MoeExpertsSm90Params::addend), again with the shared expert in both modes. Each rotation has its own
+// x, so its own routing: enough rotations that consecutive calls do not find their experts in L2. Every
 // routed expert has its own copy of the weights (one random packed expert replicated), so touched
 // experts are distinct memory; the shared expert rotates over copies too (≥ 200 MB between uses).
 // floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate), bytes = the gate (router) +
@@ -102,8 +102,9 @@ Status bench_moe(const MoeBenchOptions& opt) {
   DSV4_ASSIGN_OR_RETURN(const UniqueEvent join, create_event());
   DSV4_ASSIGN_OR_RETURN(const UniqueCublas shared_cublas, create_cublas());  // the shared expert's
   fmt::print(
-      "moe = the layer: moe_router + routed experts + shared expert + add; moe_routed = moe_router + routed "
-      "experts; the parts alone on their own lines\n");
+      "moe = the layer: moe_router + routed experts + shared expert (in a branch; the routed combine adds "
+      "its "
+      "output); moe_routed = moe_router + routed experts; the parts alone on their own lines\n");
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
   for (const std::string& shape_name : opt.shapes) {
@@ -161,13 +162,17 @@ Status bench_moe(const MoeBenchOptions& opt) {
         p.n_tokens = T, p.d_model = D, p.n_experts = E, p.top_k = k, p.routed_scaling_factor = 1.5f;
         return moe_router(p, {scores.get(), counters.get()}, st);
       };
-      const auto experts = [&](Rotation& r, cudaStream_t st) {
+      // addend, addend_ready: the layer's shared expert output, added by the combine once the
+      // branch that computes it is done (as Model::moe runs it).
+      const auto experts = [&](Rotation& r, cudaStream_t st, const float* addend = nullptr,
+                               cudaEvent_t addend_ready = nullptr) {
         MoeExpertsSm90Params p;
         p.x = r.x.get();
         p.expert_ids = r.ids.get(), p.weights = r.weights.get(), p.counts = r.counts.get();
         p.table = routed.table.get();
         p.format = opt.format;
         p.y = y.get();
+        p.addend = addend, p.addend_ready = addend_ready;
         p.n_tokens = T, p.d_model = D, p.d_ff = I, p.n_experts = E, p.top_k = k;
         p.swiglu_limit = 10.0f;
         p.workspace = ws.get();
@@ -189,13 +194,6 @@ Status bench_moe(const MoeBenchOptions& opt) {
         p.workspace = ws_shared.get();
         p.workspace_bytes = ws_shared_bytes;
         return moe_experts_sm90(p, st);
-      };
-      const auto add_shared = [&](cudaStream_t st) -> Status {
-        const float one = 1.0f;
-        cublasSetStream(h, st);
-        if (cublasSaxpy(h, int(T * D), &one, y_shared.get(), 1, y.get(), 1) != CUBLAS_STATUS_SUCCESS)
-          return Status::error("bench moe: cublasSaxpy failed");
-        return {};
       };
       // Rotations: enough that the layer touches >= kRotateBytes of distinct experts between uses.
       std::vector<Rotation> rot;
@@ -239,7 +237,8 @@ Status bench_moe(const MoeBenchOptions& opt) {
                               return shared_expert(rot[size_t(i % n_rot)], i, st, shared_other);
                             }));
       // The layer as Model::moe runs it: the shared expert in a branch (a second stream forked off
-      // and joined back by events) beside the router and the routed experts.
+      // and joined back by events) beside the router and the routed experts, whose combine adds its
+      // output once the branch is done.
       const auto layer_us = [&](MoeGemmRegime shared_regime) {
         return time_graph_us(n_layer, [&](int i, cudaStream_t st) -> Status {
           Rotation& r = rot[size_t(i % n_rot)];
@@ -248,9 +247,9 @@ Status bench_moe(const MoeBenchOptions& opt) {
           DSV4_RETURN_IF_ERROR(shared_expert(r, i, branch.get(), shared_regime));
           DSV4_CUDA_TRY(cudaEventRecord(join.get(), branch.get()));
           DSV4_RETURN_IF_ERROR(route(r, st));
-          DSV4_RETURN_IF_ERROR(experts(r, st));
-          DSV4_CUDA_TRY(cudaStreamWaitEvent(st, join.get(), 0));
-          return add_shared(st);
+          DSV4_RETURN_IF_ERROR(experts(r, st, y_shared.get(), join.get()));
+          DSV4_CUDA_TRY(cudaStreamWaitEvent(st, join.get(), 0));  // a capture ends with its streams joined
+          return Status{};
         });
       };
       DSV4_ASSIGN_OR_RETURN(const double us, layer_us(MoeGemmRegime::kAuto));

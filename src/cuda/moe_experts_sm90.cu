@@ -138,7 +138,7 @@ struct Workspace {
   int32_t* perm;
   int32_t* slot_pos;  // prefill only: the gather's slot → position
   __nv_bfloat16* act;
-  float* out;
+  __nv_bfloat16* slot_out;   // [slots, d_model] each slot's weighted output, BF16 (ops/moe_experts.h)
   __nv_bfloat16* x_perm;     // prefill: x gathered by position; dense: x as BF16
   __nv_bfloat16* w_gate_up;  // dense: W1 then W3 as BF16 [2 · round_up(d_ff, 16), round_up(d_model, 128)]
   __nv_bfloat16* w_down;     // dense: W2 as BF16 [round_up(d_model, 16), round_up(d_ff, 128)]
@@ -177,7 +177,7 @@ Workspace carve(void* base, int64_t n_tokens, int64_t d_model, int64_t d_ff, con
   w.n_items = reinterpret_cast<int*>(take(sizeof(int)));
   w.perm = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
   w.act = reinterpret_cast<__nv_bfloat16*>(take(slots * ld_act * 2));
-  w.out = reinterpret_cast<float*>(take(slots * size_t(d_model) * sizeof(float)));
+  w.slot_out = reinterpret_cast<__nv_bfloat16*>(take(slots * size_t(d_model) * 2));
   if (c.prefill) {
     w.x_perm = reinterpret_cast<__nv_bfloat16*>(take(slots * size_t(round_up(d_model, 128)) * 2));
     w.slot_pos = reinterpret_cast<int32_t*>(take(slots * sizeof(int32_t)));
@@ -234,10 +234,17 @@ bool is_quantized(WeightFormat f) {
   return f == WeightFormat::kNVFP4 || f == WeightFormat::kMXFP4 || f == WeightFormat::kFP8Block128;
 }
 
+// Before the addend is read (the last kernel of every mode): the wait for its producer, if any.
+Status wait_for_addend(const MoeExpertsSm90Params& p, cudaStream_t stream) {
+  if (p.addend && p.addend_ready) DSV4_CUDA_TRY(cudaStreamWaitEvent(stream, p.addend_ready, 0));
+  return {};
+}
+
 Status launch_combine(const MoeExpertsSm90Params& p, const Workspace& w, cudaStream_t stream) {
-  const moe::CombineArgs ca{p.expert_ids, w.out, p.y, int(p.top_k), int(p.n_experts), int(p.d_model)};
-  const dim3 grid_c(unsigned(p.n_tokens),
-                    unsigned((p.d_model + 4 * moe::kCombineThreads - 1) / (4 * moe::kCombineThreads)));
+  DSV4_RETURN_IF_ERROR(wait_for_addend(p, stream));
+  const moe::CombineArgs ca{p.expert_ids, w.slot_out,       p.addend,      p.y,
+                            int(p.top_k), int(p.n_experts), int(p.d_model)};
+  const dim3 grid_c(unsigned(p.n_tokens), unsigned((p.d_model + moe::kCombineCols - 1) / moe::kCombineCols));
   moe::moe_combine_kernel<<<grid_c, moe::kCombineThreads, 0, stream>>>(ca);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
@@ -280,8 +287,9 @@ Status launch_dense(const MoeExpertsSm90Params& p, const Workspace& w, cudaStrea
       p.table, w.gate_up, int(p.d_ff), int(rows_up), int(ld_act), p.swiglu_limit, w.act);
   DSV4_CUDA_LAUNCH_CHECK();
   DSV4_RETURN_IF_ERROR(cublas_linear(p.cublas, w.w_down, w.act, p.y, p.d_model, ld_act, n, 1, 1.0f, stream));
+  DSV4_RETURN_IF_ERROR(wait_for_addend(p, stream));
   moe::moe_dense_weight_kernel<<<dim3(unsigned(n), unsigned((p.d_model + per_row - 1) / per_row)),
-                                 moe::kDenseThreads, 0, stream>>>(p.table, p.expert_ids, p.weights,
+                                 moe::kDenseThreads, 0, stream>>>(p.table, p.expert_ids, p.weights, p.addend,
                                                                   int(p.d_model), p.y);
   DSV4_CUDA_LAUNCH_CHECK();
   return {};
@@ -323,9 +331,9 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
     DSV4_CUDA_LAUNCH_CHECK();
   }
   if (c.prefill) {
-    const MoePrefillArgs pa{p.x,     p.table,        p.format,  w.items,    w.n_items, c.max_items,
-                            w.perm,  w.slot_pos,     p.weights, p.n_tokens, p.d_model, p.d_ff,
-                            p.top_k, p.swiglu_limit, w.x_perm,  w.act,      w.out,     w.tile_counter};
+    const MoePrefillArgs pa{p.x,     p.table,        p.format,  w.items,    w.n_items,  c.max_items,
+                            w.perm,  w.slot_pos,     p.weights, p.n_tokens, p.d_model,  p.d_ff,
+                            p.top_k, p.swiglu_limit, w.x_perm,  w.act,      w.slot_out, w.tile_counter};
     DSV4_RETURN_IF_ERROR(moe_prefill_gemms_sm90(pa, stream));
     return launch_combine(p, w, stream);
   }
@@ -362,11 +370,11 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   const dim3 grid_up(unsigned(up_row_blocks(p.d_ff)), unsigned(c.max_items), unsigned(c.up.splits));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<true>(p.format, g, grid_up, c.token_tiles, stream));
 
-  // Down: rows d_model (two tiles of W2 per warp), K d_ff, out one fp32 row per slot.
+  // Down: rows d_model (two tiles of W2 per warp), K d_ff, out one BF16 row per slot.
   g.x = nullptr;
   g.act_out = nullptr;
   g.act = w.act;
-  g.out = w.out;
+  g.slot_out = w.slot_out;
   g.rows = int(p.d_model);
   g.rows_pad = int(round_up(p.d_model, 16));
   g.cols = int(p.d_ff);
@@ -376,8 +384,14 @@ Status moe_experts_sm90_launch(const MoeExpertsSm90Params& p, cudaStream_t strea
   g.ld_part = g.rows_pad;
   const dim3 grid_down(unsigned(down_row_blocks(p.d_model)), unsigned(c.max_items), unsigned(c.down.splits));
   DSV4_RETURN_IF_ERROR(launch_gemm_format<false>(p.format, g, grid_down, c.token_tiles, stream));
-  if (c.per_slot) return {};
-  return launch_combine(p, w, stream);
+  if (!c.per_slot) return launch_combine(p, w, stream);
+  if (!p.addend) return {};
+  DSV4_RETURN_IF_ERROR(wait_for_addend(p, stream));
+  const int64_t n4 = p.n_tokens * p.d_model / 4;  // d_model % 4 == 0
+  moe::moe_add_kernel<<<unsigned((n4 + 255) / 256), 256, 0, stream>>>(
+      reinterpret_cast<float4*>(p.y), reinterpret_cast<const float4*>(p.addend), n4);
+  DSV4_CUDA_LAUNCH_CHECK();
+  return {};
 }
 
 Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
@@ -396,8 +410,8 @@ Status moe_experts_sm90(const MoeExpertsSm90Params& p, cudaStream_t stream) {
       p.d_model > INT32_MAX / 2 || p.d_ff > INT32_MAX / 2)
     return Status::error(where() + ": sizes out of range");
   if (p.d_model % 4 != 0 || reinterpret_cast<uintptr_t>(p.x) % 16 != 0 ||
-      reinterpret_cast<uintptr_t>(p.y) % 16 != 0)
-    return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x and y");
+      reinterpret_cast<uintptr_t>(p.y) % 16 != 0 || reinterpret_cast<uintptr_t>(p.addend) % 16 != 0)
+    return Status::error(where() + ": expected d_model % 4 == 0 and 16-byte aligned x, y and addend");
   const GemmConfig c = moe_gemm_config(p.n_tokens, p.d_model, p.d_ff, p.n_experts, p.top_k, p.regime);
   if (c.dense) {
     if (p.n_experts != 1 || p.top_k != 1)
@@ -440,7 +454,7 @@ bool same_entry(const MoeExpertSm90& a, const MoeExpertSm90& b) {
 }  // namespace
 
 Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream, cublasHandle_t cublas,
-                                 MoeGemmRegime regime) {
+                                 cudaEvent_t addend_ready, MoeGemmRegime regime) {
   if (!p.experts || p.n_experts <= 0 || p.n_experts > kMoeMaxExperts)
     return Status::errorf("moe_experts (cuda): n_experts {} with experts {}; expected 1..{} experts",
                           p.n_experts, p.experts ? "set" : "null", kMoeMaxExperts);
@@ -495,6 +509,8 @@ Status MoeExpertsSm90Runner::run(const MoeExpertsParams& p, cudaStream_t stream,
   q.table = t.device.get();
   q.format = format;
   q.y = p.y;
+  q.addend = p.addend;
+  q.addend_ready = addend_ready;
   q.n_tokens = p.n_tokens;
   q.d_model = p.d_model;
   q.d_ff = p.d_ff;

@@ -10,9 +10,11 @@
 // (the item's tokens, BF16) is staged per K slice in shared memory. Gate+up: a warp owns one
 // 16-row tile of W1 and the same tile of W3, so its epilogue holds g and u of the same (row,
 // token) and writes act = silu(min(g, L)) · clamp(u, ±L) as BF16. Down: a warp owns two tiles of
-// W2; its epilogue writes out[slot] = acc · out_scale · w[slot] (fp32). In per-slot mode the last
-// of a token's slot blocks to finish a row block (arrival counter) also combines them into y.
-// combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order.
+// W2; its epilogue writes slot_out[slot] = bf16(acc · out_scale · w[slot]). In per-slot mode the
+// last of a token's slot blocks to finish a row block (arrival counter) also combines them into y.
+// combine: y[t] = Σ over t's slots in ascending (expert id, slot) order, the CPU's summation order,
+// in fp32 over the BF16 slot rows (half the bytes of fp32 ones, written by the down GEMM and read
+// back here: the combine is DRAM-bound).
 // Dense mode (one expert, top_k 1): cuBLAS GEMMs between the three moe_dense_* kernels at the end.
 #pragma once
 
@@ -29,6 +31,7 @@ constexpr int kPlanThreads = 1024;
 constexpr int kGemmWarps = 4;
 constexpr int kGemmThreads = kGemmWarps * 32;
 constexpr int kCombineThreads = 256;
+constexpr int kCombineCols = 8 * kCombineThreads;  // columns per combine block
 
 struct PlanArgs {
   const int32_t* expert_ids;  // [n_slots]
@@ -119,7 +122,7 @@ struct GemmArgs {
   const float* x;              // gate+up: [n_tokens, d_model] fp32
   const __nv_bfloat16* act;    // down: [n_slots, ld_act] BF16
   __nv_bfloat16* act_out;      // gate+up: [n_slots, ld_act]
-  float* out;                  // down: [n_slots, d_model]
+  __nv_bfloat16* slot_out;     // down: [n_slots, d_model]
   const float* weights;        // [n_slots] routing weights
   float* y;                    // down, per-slot mode: [n_tokens, d_model], the folded combine
   uint32_t* combine_counters;  // down, per-slot mode: [n_tokens, gridDim.x]
@@ -341,7 +344,9 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
           const int row = (tile0 + m) * 16 + g + (j >= 2 ? 8 : 0), tt = nt * 8 + 2 * t4 + (j & 1);
           if (row >= a.rows || tt >= n_tok) continue;
           const int slot = slot_at(pos0 + tt);
-          if (slot >= 0) a.out[size_t(slot) * a.rows + row] = acc[m][nt][j] * os[m] * a.weights[slot];
+          if (slot >= 0)
+            a.slot_out[size_t(slot) * a.rows + row] =
+                __float2bfloat16_rn(acc[m][nt][j] * os[m] * a.weights[slot]);
         }
     }
     if (!per_slot) return;
@@ -352,20 +357,23 @@ __global__ void __launch_bounds__(kGemmThreads) moe_gemm_sm90_kernel(GemmArgs a)
     const int row0 = blockIdx.x * kGemmWarps * 32, nv = n_valid;
     for (int r = row0 + threadIdx.x; r < min(row0 + kGemmWarps * 32, a.rows); r += kGemmThreads) {
       float s = 0.0f;
-      for (int i = 0; i < nv; ++i) s += __ldcg(a.out + size_t(t * a.top_k + order[i]) * a.rows + r);
+      for (int i = 0; i < nv; ++i)
+        s += __bfloat162float(__ldcg(a.slot_out + size_t(t * a.top_k + order[i]) * a.rows + r));
       a.y[size_t(t) * a.rows + r] = s;
     }
   }
 }
 
 struct CombineArgs {
-  const int32_t* expert_ids;  // [n_tokens, top_k]
-  const float* out;           // [n_tokens·top_k, d_model]
-  float* y;                   // [n_tokens, d_model]
+  const int32_t* expert_ids;      // [n_tokens, top_k]
+  const __nv_bfloat16* slot_out;  // [n_tokens·top_k, d_model]
+  const float* addend;            // [n_tokens, d_model] or null
+  float* y;                       // [n_tokens, d_model]
   int top_k, n_experts, d_model;
 };
 
-// grid (n_tokens, column blocks); y[t, c] = Σ out[t·top_k + s, c], s in ascending (id, s) order.
+// grid (n_tokens, ⌈d_model / kCombineCols⌉); y[t, c] = Σ slot_out[t·top_k + s, c] (+ addend[t, c]),
+// s in ascending (id, s) order, in fp32.
 __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(CombineArgs a) {
   __shared__ int order[kMoeMaxTopK];
   __shared__ int n_valid;
@@ -373,22 +381,36 @@ __global__ void __launch_bounds__(kCombineThreads) moe_combine_kernel(CombineArg
   token_slot_order(a.expert_ids, t, k, a.n_experts, order, &n_valid);
   __syncthreads();
   const int nv = n_valid;
-  const float* base = a.out + size_t(t) * k * a.d_model;
-  if ((a.d_model & 3) == 0) {
-    const int c = (blockIdx.y * kCombineThreads + threadIdx.x) * 4;
+  const __nv_bfloat16* base = a.slot_out + size_t(t) * k * a.d_model;
+  float* y = a.y + size_t(t) * a.d_model;
+  const float* add = a.addend ? a.addend + size_t(t) * a.d_model : nullptr;
+  if ((a.d_model & 7) == 0) {  // 16-byte rows of 8 BF16
+    const int c = blockIdx.y * kCombineCols + threadIdx.x * 8;
     if (c >= a.d_model) return;
-    float4 s = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    float s[8] = {};
     for (int r = 0; r < nv; ++r) {
-      const float4 v = *reinterpret_cast<const float4*>(base + size_t(order[r]) * a.d_model + c);
-      s.x += v.x, s.y += v.y, s.z += v.z, s.w += v.w;
+      const uint4 v = *reinterpret_cast<const uint4*>(base + size_t(order[r]) * a.d_model + c);
+      const uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&w[i]));
+        s[2 * i] += f.x, s[2 * i + 1] += f.y;
+      }
     }
-    *reinterpret_cast<float4*>(a.y + size_t(t) * a.d_model + c) = s;
+    if (add) {
+      const float4 a0 = reinterpret_cast<const float4*>(add + c)[0],
+                   a1 = reinterpret_cast<const float4*>(add + c)[1];
+      s[0] += a0.x, s[1] += a0.y, s[2] += a0.z, s[3] += a0.w, s[4] += a1.x, s[5] += a1.y, s[6] += a1.z,
+          s[7] += a1.w;
+    }
+    reinterpret_cast<float4*>(y + c)[0] = make_float4(s[0], s[1], s[2], s[3]);
+    reinterpret_cast<float4*>(y + c)[1] = make_float4(s[4], s[5], s[6], s[7]);
   } else {
-    for (int c = blockIdx.y * kCombineThreads * 4 + threadIdx.x;
-         c < min(a.d_model, (blockIdx.y + 1) * kCombineThreads * 4); c += kCombineThreads) {
+    for (int c = blockIdx.y * kCombineCols + threadIdx.x; c < min(a.d_model, (blockIdx.y + 1) * kCombineCols);
+         c += kCombineThreads) {
       float s = 0.0f;
-      for (int r = 0; r < nv; ++r) s += base[size_t(order[r]) * a.d_model + c];
-      a.y[size_t(t) * a.d_model + c] = s;
+      for (int r = 0; r < nv; ++r) s += __bfloat162float(base[size_t(order[r]) * a.d_model + c]);
+      y[c] = add ? s + add[c] : s;
     }
   }
 }
@@ -446,23 +468,38 @@ __global__ void __launch_bounds__(kDenseThreads)
   out[1] = __floats2bfloat162_rn(v[2], v[3]);
 }
 
-// y [n_tokens, d_model] holds cuBLAS's unscaled down projection; y ← y · out_scale · w[t] (the down
-// epilogue's product), or 0 where the token's id is not 0 (a skipped slot, as the combine leaves
-// it). grid (n_tokens, ⌈d_model / 1024⌉); d_model % 4 == 0.
+// y [n_tokens, d_model] holds cuBLAS's unscaled down projection; y ← bf16(y · out_scale · w[t]) (the
+// down epilogue's product, rounded as a slot output), or 0 where the token's id is not 0 (a skipped
+// slot, as the combine leaves it); then + addend where given. grid (n_tokens, ⌈d_model / 1024⌉); d_model % 4
+// == 0.
 __global__ void __launch_bounds__(kDenseThreads)
     moe_dense_weight_kernel(const MoeExpertSm90* table, const int32_t* expert_ids, const float* weights,
-                            int d_model, float* y) {
+                            const float* addend, int d_model, float* y) {
   const int t = blockIdx.x, c = (blockIdx.y * kDenseThreads + threadIdx.x) * 4;
   if (c >= d_model) return;
   float4* p = reinterpret_cast<float4*>(y + size_t(t) * d_model + c);
-  if (expert_ids[t] != 0) {
-    *p = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    return;
+  float4 v = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+  if (expert_ids[t] == 0) {
+    const float s = table[0].out_scale[2], w = weights[t];
+    const auto slot_value = [&](float acc) { return __bfloat162float(__float2bfloat16_rn(acc * s * w)); };
+    v = *p;
+    v.x = slot_value(v.x), v.y = slot_value(v.y), v.z = slot_value(v.z), v.w = slot_value(v.w);
   }
-  const float s = table[0].out_scale[2], w = weights[t];
-  float4 v = *p;
-  v.x = v.x * s * w, v.y = v.y * s * w, v.z = v.z * s * w, v.w = v.w * s * w;
+  if (addend) {
+    const float4 a = *reinterpret_cast<const float4*>(addend + size_t(t) * d_model + c);
+    v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
+  }
   *p = v;
+}
+
+// y += addend over n4 groups of 4 floats (per-slot mode, whose combine is folded into the down GEMM).
+__global__ void moe_add_kernel(float4* y, const float4* addend, int64_t n4) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n4) return;
+  float4 v = y[i];
+  const float4 a = addend[i];
+  v.x += a.x, v.y += a.y, v.z += a.z, v.w += a.w;
+  y[i] = v;
 }
 
 }  // namespace dsv4::cuda::moe

@@ -10,15 +10,17 @@
 // Launches, grouped mode: plan (offsets of the per-expert counts — the router's, or counted
 // there — token permutation, work items; one block) → grouped gate+up GEMM with the clamped SwiGLU
 // in its epilogue (act, BF16) → grouped down GEMM with the routing weight in its epilogue (one
-// fp32 row per (token, slot)) → combine (each token's slots summed in ascending expert id order,
-// as the CPU reference). Per-slot mode (a few tokens, moe_gemm_config decides): one work item per
-// slot, so no plan; gate+up → down, whose last block per (token, row block) does the combine.
+// BF16 row per (token, slot)) → combine (each token's slots summed in ascending expert id order,
+// as the CPU reference, then + addend). Per-slot mode (a few tokens, moe_gemm_config decides): one
+// work item per slot, so no plan; gate+up → down, whose last block per (token, row block) does the
+// combine (then an add kernel for the addend).
 // Prefill mode (many tokens per expert, moe_gemm_config decides): plan → x gathered to BF16 by
 // position (each token's row read once, written to its slots' positions) → wgmma + TMA gate+up
 // and down GEMMs (prefill_gemm_sm90.cuh) → combine.
 // Dense mode (one expert, top_k 1, a prefill's many tokens: the shared expert): x → BF16, the
 // expert's three matrices dequantized to BF16, cuBLAS gate|up GEMM (fp32) → clamped SwiGLU (act,
-// BF16) → cuBLAS down GEMM into y → routing weight (0 for a skipped slot). At 4096 tokens cuBLAS
+// BF16) → cuBLAS down GEMM into y → routing weight, rounded to BF16 as a slot output (0 for a
+// skipped slot), + addend. At 4096 tokens cuBLAS
 // on BF16 copies beats the wgmma GEMMs on FP8 weights (docs/performance.md).
 // Deterministic: every sum has a fixed order.
 #pragma once
@@ -63,6 +65,11 @@ struct MoeExpertsSm90Params {
   const MoeExpertSm90* table = nullptr;  // [n_experts], device
   WeightFormat format = WeightFormat::kNVFP4;
   float* y = nullptr;  // [n_tokens, d_model], overwritten
+  // [n_tokens, d_model] or null: y = Σ slots + addend, added by the combine (ops/moe_experts.h).
+  // addend_ready, when set, is waited for on the launch's stream just before addend is read, so
+  // that everything before that point may run beside the work that writes it.
+  const float* addend = nullptr;
+  cudaEvent_t addend_ready = nullptr;
   int64_t n_tokens = 0, d_model = 0, d_ff = 0, n_experts = 0, top_k = 0;
   float swiglu_limit = 0.0f;
   MoeGemmRegime regime = MoeGemmRegime::kAuto;
@@ -94,9 +101,10 @@ class MoeExpertsSm90Runner {
  public:
   MoeExpertsSm90Runner();
   ~MoeExpertsSm90Runner();
-  // cublas: dense mode's handle (see MoeExpertsSm90Params::cublas).
+  // cublas: dense mode's handle (see MoeExpertsSm90Params::cublas); addend_ready: see
+  // MoeExpertsSm90Params.
   Status run(const MoeExpertsParams& p, cudaStream_t stream, cublasHandle_t cublas,
-             MoeGemmRegime regime = MoeGemmRegime::kAuto);
+             cudaEvent_t addend_ready = nullptr, MoeGemmRegime regime = MoeGemmRegime::kAuto);
   // Counts the device allocations run() made (tables, workspace growth): recorded graphs hold
   // their addresses.
   uint64_t memory_epoch() const;

@@ -143,7 +143,7 @@ Status moe_prefill_gemms_sm90(const MoePrefillArgs& p, cudaStream_t stream) {
   a.rows_pad = int(round_up(p.d_model, 16));
   a.cols_pad = int(ld_act);
   a.act_out = nullptr;
-  a.out = p.out;
+  a.slot_out = p.slot_out;
   a.row_blocks = int((a.rows_pad + prefill::kRowsPerCta - 1) / prefill::kRowsPerCta);
   a.max_tiles = a.row_blocks * int(p.max_items);
   return launch_format<prefill::Kind::kDown>(p.format, map_act, a, stream);

@@ -109,8 +109,9 @@ struct GemmArgs {
   int cols_pad;          // packed K = B's row length
   int ld_act;            // gate+up: act row stride (round_up(d_ff, 128))
   float swiglu_limit;
-  __nv_bfloat16* act_out;  // gate+up: [positions, ld_act]
-  float* out;              // linear: y [n_tokens, rows]; down: [n_slots, rows]
+  __nv_bfloat16* act_out;   // gate+up: [positions, ld_act]
+  float* out;               // linear: y [n_tokens, rows]
+  __nv_bfloat16* slot_out;  // down: [n_slots, rows] BF16, rows even
   // The tile scheduler: [0] the next tile to hand out past the first wave, [1] CTAs done; both 0
   // between launches (the last CTA to finish zeroes them).
   int* tile_counter;
@@ -285,6 +286,33 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
           v = clamped_swiglu(acc[0][4 * j + r] * it.out_scale[0], acc[1][4 * j + r] * it.out_scale[1], L);
         a.act_out[size_t(it.pos0 + tt) * a.ld_act + row] = __float2bfloat16_rn(v);
       }
+  } else if constexpr (K == Kind::kDown) {
+    // BF16 slot rows, two adjacent rows per 4-byte store: lanes gr and gr ^ 1 (lane ^ 4) swap
+    // halves, so the even lane holds rows (gr, gr + 1) of token 2·t4 and the odd lane the same two
+    // rows of token 2·t4 + 1 (half the store instructions of one BF16 each).
+    const bool odd = gr & 1;
+#pragma unroll
+    for (int m = 0; m < kBlocks; ++m) {
+      const int row = tile[m] * 16 + (gr & ~1);
+#pragma unroll
+      for (int j = 0; j < N / 8; ++j) {
+        const int t0 = 8 * j + 2 * t4;
+        float v[4];
+#pragma unroll
+        for (int r = 0; r < 4; ++r) v[r] = acc[m][4 * j + r] * it.out_scale[m] * it.route_w[t0 + r % 2];
+        const float got0 = __shfl_xor_sync(0xffffffffu, odd ? v[0] : v[1], 4);
+        const float got1 = __shfl_xor_sync(0xffffffffu, odd ? v[2] : v[3], 4);
+        const int tt = t0 + odd;
+        if (tt >= it.n_tok) continue;
+        __nv_bfloat16* dst = a.slot_out + size_t(it.slot[tt]) * a.rows + row;
+        if (row < a.rows)
+          *reinterpret_cast<__nv_bfloat162*>(dst) =
+              odd ? __floats2bfloat162_rn(got0, v[1]) : __floats2bfloat162_rn(v[0], got0);
+        if (row + 8 < a.rows)
+          *reinterpret_cast<__nv_bfloat162*>(dst + 8) =
+              odd ? __floats2bfloat162_rn(got1, v[3]) : __floats2bfloat162_rn(v[2], got1);
+      }
+    }
   } else {
 #pragma unroll
     for (int m = 0; m < kBlocks; ++m) {
@@ -295,10 +323,7 @@ __device__ __forceinline__ void consume(const GemmArgs& a, const TileInfo& it, u
         for (int r = 0; r < 4; ++r) {
           const int row = row0 + 8 * (r / 2), tt = 8 * j + 2 * t4 + r % 2;
           if (tt >= it.n_tok || row >= a.rows) continue;
-          if constexpr (K == Kind::kDown)
-            a.out[size_t(it.slot[tt]) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m] * it.route_w[tt];
-          else
-            a.out[size_t(it.pos0 + tt) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m];
+          a.out[size_t(it.pos0 + tt) * a.rows + row] = acc[m][4 * j + r] * it.out_scale[m];
         }
     }
   }

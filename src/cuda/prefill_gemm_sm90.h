@@ -26,7 +26,8 @@ Status prefill_linear_sm90(const PackedWeightView& w, const __nv_bfloat16* x_bf1
 
 // The grouped GEMMs of moe_experts for many tokens per expert, after the plan kernel:
 // gather x → x_perm (BF16, by position), gate+up with the clamped SwiGLU → act, down with the
-// routing weight → out (one fp32 row per slot). Items hold ≤ kMoePrefillTokensPerItem tokens.
+// routing weight → slot_out (one BF16 row per slot, ops/moe_experts.h's rounding point). Items hold ≤
+// kMoePrefillTokensPerItem tokens.
 constexpr int kMoePrefillTokensPerItem = 128;
 // Items of ≤ this many tokens take the GEMMs' smaller wgmma tile (N = 96).
 constexpr int kMoePrefillSmallItemTokens = 96;
@@ -42,10 +43,10 @@ struct MoePrefillArgs {
   const float* weights;     // [n_slots] routing weights
   int64_t n_tokens, d_model, d_ff, top_k;
   float swiglu_limit;
-  __nv_bfloat16* x_perm;  // [n_slots, round_up(d_model, 128)]
-  __nv_bfloat16* act;     // [n_slots, round_up(d_ff, 128)]
-  float* out;             // [n_slots, d_model]
-  int* tile_counter;      // two ints, zero between calls (the GEMMs leave them zero)
+  __nv_bfloat16* x_perm;    // [n_slots, round_up(d_model, 128)]
+  __nv_bfloat16* act;       // [n_slots, round_up(d_ff, 128)]
+  __nv_bfloat16* slot_out;  // [n_slots, d_model]; d_model even
+  int* tile_counter;        // two ints, zero between calls (the GEMMs leave them zero)
 };
 Status moe_prefill_gemms_sm90(const MoePrefillArgs& a, cudaStream_t stream);
 

@@ -78,7 +78,8 @@ class Backend {
   // Branches: the ops issued between begin_branch() and end_branch() may run beside the ops issued
   // after end_branch(), until join_branch(); the branch starts after every op issued before
   // begin_branch(), and the ops issued after join_branch() start after the branch. A branch has
-  // workspaces of its own, so any op may run in it; its outputs are read only after the join, and
+  // workspaces of its own, so any op may run in it; its outputs are read only after the join (or,
+  // between end_branch and the join, as MoeExpertsParams::addend, which waits for the branch), and
   // a branch is joined before download, synchronize or end_capture. One branch at a time. A
   // backend without concurrency (CPU) runs everything in call order, a valid schedule of the same
   // dependencies.

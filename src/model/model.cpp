@@ -748,7 +748,8 @@ Status Model::attend_decode(int64_t layer, Rows& a) {
 }
 
 // MoE (spec §4.4): router, routed experts, shared expert; out = routed + shared. The shared
-// expert needs no routing, so it runs beside the router and the routed experts.
+// expert needs no routing, so it runs beside the router and the routed experts, whose combine adds
+// its output (MoeExpertsParams::addend waits for the branch).
 Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   Backend& b = *backend_;
   const LayerWeights& L = layers_[size_t(layer)];
@@ -756,7 +757,7 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
   DSV4_RETURN_IF_ERROR(a.expert_ids.resize(b, n * k));      // [n, k]
   DSV4_RETURN_IF_ERROR(a.expert_weights.resize(b, n * k));  // [n, k]
   DSV4_RETURN_IF_ERROR(a.expert_counts.resize(b, E));       // [E]
-  const auto routed = [&]() -> Status {
+  const auto routed = [&](const float* shared_out) -> Status {
     MoeRouterParams rp;
     rp.x = x;
     rp.gate = L.gate;
@@ -774,9 +775,10 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
     rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
     DSV4_RETURN_IF_ERROR(b.moe_router(rp));
     return b.moe_experts({x, a.expert_ids.data(), a.expert_weights.data(), L.experts.data(), out, n, D,
-                          cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit), a.expert_counts.data()});
+                          cfg_.moe_intermediate, E, k, float(cfg_.swiglu_limit), a.expert_counts.data(),
+                          shared_out});
   };
-  if (L.shared.empty()) return routed();
+  if (L.shared.empty()) return routed(nullptr);
 
   if (a.shared_ids.size() < n) {  // only grows: a recorded decode step must not upload
     DSV4_RETURN_IF_ERROR(a.shared_ids.assign(b, std::vector<int32_t>(size_t(n), 0)));
@@ -788,8 +790,7 @@ Status Model::moe(int64_t layer, Rows& a, const float* x, float* out) {
                           a.shared_out.data(), n, D, cfg_.moe_intermediate * cfg_.n_shared_experts, 1, 1,
                           float(cfg_.swiglu_limit)});
   };
-  DSV4_RETURN_IF_ERROR(run_beside(b, shared, routed));
-  return b.add(out, a.shared_out.data(), n * D);
+  return run_beside(b, shared, [&] { return routed(a.shared_out.data()); });
 }
 
 }  // namespace dsv4

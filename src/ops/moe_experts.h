@@ -2,9 +2,11 @@
 // (spec §4.4): g = min(x·W1ᵀ, L), u = clamp(x·W3ᵀ, −L, L), expert(x) = (silu(g) · u)·W2ᵀ.
 // As HF: the routing weight multiplies the W2 output; experts are summed in ascending id order.
 // The shared expert is this op with one expert, id 0 and weight 1.
-// GPU contract (cuda::moe_experts_sm90): x is rounded to BF16 (nearest even) before W1/W3 and the
-// SwiGLU output (computed in fp32) is rounded to BF16 before W2; weights exact, fp32
-// accumulation, the routing weight applied in fp32, slots summed in ascending expert id in fp32.
+// GPU contract (cuda::moe_experts_sm90): x is rounded to BF16 (nearest even) before W1/W3, the
+// SwiGLU output (computed in fp32) to BF16 before W2, and each slot's weighted output (the W2
+// output times the routing weight, in fp32) to BF16 before the slots are summed in ascending
+// expert id in fp32, as the grouped kernels keep slot outputs in BF16 between the down GEMM and
+// the combine (HF in BF16 rounds there too); weights exact, fp32 accumulation.
 #pragma once
 
 #include <cstdint>
@@ -36,12 +38,17 @@ struct MoeExpertsParams {
   // [n_experts] slots routed to each expert (moe_router's counts), or null. Given, they must be the
   // histogram of expert_ids (the CPU checks it; the GPU plans from them instead of counting).
   const int32_t* counts = nullptr;
+  // [n_tokens, d_model] or null: added to y after the slots' sum, in fp32 (y[t] = Σ_k … + addend[t]);
+  // Model::moe passes the shared expert's output. It may be an output of the backend's ended and
+  // not yet joined branch (Backend::end_branch): the op waits for the branch before reading it.
+  const float* addend = nullptr;
 };
 
 Status check_moe_experts(const MoeExpertsParams& p);
 
 namespace cpu {
-// kBF16: x and the SwiGLU output are rounded to BF16 where the GPU rounds them.
+// kBF16: x, the SwiGLU output and each weighted slot output are rounded to BF16 where the GPU
+// rounds them.
 void moe_experts(const MoeExpertsParams& p, ActivationPrecision precision = ActivationPrecision::kF32);
 }  // namespace cpu
 

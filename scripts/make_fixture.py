@@ -18,6 +18,15 @@ Why each step:
     hooks the indexer, measures the gap between the k-th and (k+1)-th admissible score of every
     query row (no-cache and cached runs), and re-draws the seed while any gap < MIN_GAP. The same is
     done for the dense router's top-k over sqrt(softplus(logits)) + bias.
+  * The tokens are chosen so that no discrete choice is a near-tie for an engine with BF16
+    activations either (docs/numerics.md, "GPU model"): rounding activations to BF16 moves a row by
+    ~1e-2 relative, and any top-k boundary or greedy argmax closer than that flips on such an engine
+    as often as not. Position by position, random candidate tokens are tried (batched, no cache)
+    until one leaves, at that position, a greedy top-2 logit gap >= MIN_LOGIT_GAP, every dense
+    router top-k margin >= MIN_ROUTER_MARGIN and every indexer top-k margin >= MIN_INDEX_MARGIN of
+    the row's largest |score|; after MAX_TOKEN_TRIES the candidate with the largest worst margin is
+    kept and counted. Causality makes this position-local: a later token cannot move an earlier
+    row.
   * The clamped SwiGLU must be exercised: the script counts clamped gate/up elements and fails if
     none were clamped.
   * The no-cache and cached HF runs must agree (printed as max row-relative error) or it fails.
@@ -45,6 +54,14 @@ PREFILL_LEN = 200
 MIN_GAP = 1e-4          # spec §11b: reject seeds with indexer top-k gaps below this
 MIN_ROUTER_GAP = 1e-5   # same idea for the dense router top-k (fp32 noise is ~1e-7)
 MAX_SEED_TRIES = 200
+# Margins against BF16 activations (docs/fixtures.md, "Token choice"). BF16 rounding moves logits
+# (std ~1) by ~1e-2 each, router scores sqrt(softplus) + bias (O(1)) by a few 1e-3 and indexer
+# scores by ~1e-2 of their magnitude; each margin is several times that.
+MIN_LOGIT_GAP = 0.1
+MIN_ROUTER_MARGIN = 0.05
+MIN_INDEX_MARGIN = 0.03
+TOKEN_CANDIDATES = 8    # tried per batched forward
+MAX_TOKEN_TRIES = 64
 
 # One config for both variants. Widths: multiples of 64 (FP4 blocks of 16/32, FP8 blocks of 128
 # with partial blocks where a width is 64), head_dim and index_head_dim above the 64 rope channels.
@@ -399,10 +416,18 @@ class Probes:
 
     def reset(self):
         self.index_gap = math.inf
+        self.index_margin = math.inf   # smallest gap / the row's largest |admissible score|
         self.index_rows = 0        # query rows where the top-k boundary mattered
         self.index_padded_rows = 0  # rows with fewer admissible entries than index_topk (-1 padding)
         self.router_gap = math.inf
         self.gate_clamped = self.up_clamped = self.clamp_total = 0
+        # Token choice: per batch element, the smallest margin at the last position as a multiple of
+        # its threshold (None outside choose_tokens).
+        self.last_margin = None
+
+    def note_last(self, ratio):
+        if self.last_margin is not None:
+            self.last_margin = torch.minimum(self.last_margin, ratio)
 
     def install(self):
         probes = self
@@ -425,6 +450,8 @@ class Probes:
             sel = self.score_fn(logits) + self.e_score_correction_bias
             top = sel.topk(self.top_k + 1, dim=-1).values
             probes.router_gap = min(probes.router_gap, float((top[:, -2] - top[:, -1]).min()))
+            last = top.view(*hidden_states.shape[:-1], -1)[:, -1]
+            probes.note_last((last[:, -2] - last[:, -1]) / MIN_ROUTER_MARGIN)
             return logits, weights, indices
 
         def apply_gate(self, gate_up):
@@ -445,6 +472,13 @@ class Probes:
     def record_index(self, scores, position_ids, top_k, ratio):
         if scores is None or scores.shape[-1] == 0:
             return
+        if self.last_margin is not None:   # token choice: the last position only, every candidate
+            n_adm = min((int(position_ids[0, -1]) + 1) // ratio, scores.shape[-1])
+            if n_adm > top_k:
+                s = scores[:, -1, :n_adm]
+                top = s.topk(top_k + 1, dim=-1).values
+                self.note_last((top[:, -2] - top[:, -1]) / (MIN_INDEX_MARGIN * s.abs().amax(dim=-1)))
+            return
         for b in range(scores.shape[0]):
             for t in range(scores.shape[1]):
                 n_adm = min((int(position_ids[b, t]) + 1) // ratio, scores.shape[-1])
@@ -453,6 +487,8 @@ class Probes:
                     continue
                 top = scores[b, t, :n_adm].topk(top_k + 1).values
                 self.index_gap = min(self.index_gap, float(top[-2] - top[-1]))
+                self.index_margin = min(self.index_margin,
+                                        float((top[-2] - top[-1]) / scores[b, t, :n_adm].abs().max()))
                 self.index_rows += 1
 
     def count_clamp(self, gate, up, limit):
@@ -485,6 +521,41 @@ def run_cached(model, tokens, prefill_len):
     return torch.cat(rows).float()
 
 
+def choose_tokens(model, cfg, gen, name):
+    """The fixture's tokens, position by position: the first random candidate whose margins at
+    its position all meet their thresholds (module docstring), else the best of MAX_TOKEN_TRIES."""
+    tokens = torch.empty(0, dtype=torch.int64)
+    worst, short = math.inf, 0
+    for t in range(N_TOKENS):
+        best, best_margin = None, -math.inf
+        for _ in range(MAX_TOKEN_TRIES // TOKEN_CANDIDATES):
+            cands = torch.randint(0, cfg["vocab_size"], (TOKEN_CANDIDATES,), generator=gen)
+            batch = torch.cat([tokens.expand(TOKEN_CANDIDATES, t), cands[:, None]], dim=1)
+            PROBES.last_margin = torch.full((TOKEN_CANDIDATES,), math.inf)
+            with torch.no_grad():
+                logits = model(input_ids=batch, use_cache=False).logits[:, -1].float()
+            PROBES.note_last(top2_gap(logits) / MIN_LOGIT_GAP)
+            margin = PROBES.last_margin
+            ok = (margin >= 1).nonzero()
+            i = int(ok[0]) if len(ok) else int(margin.argmax())
+            if float(margin[i]) > best_margin:
+                best, best_margin = int(cands[i]), float(margin[i])
+            if best_margin >= 1:
+                break
+        PROBES.last_margin = None
+        short += best_margin < 1
+        worst = min(worst, best_margin)
+        tokens = torch.cat([tokens, torch.tensor([best])])
+    print(f"{name}: tokens chosen; {short} of {N_TOKENS} positions below a margin "
+          f"(worst {worst:.3g} of its threshold)")
+    return tokens, short, worst
+
+
+def top2_gap(logits):
+    top2 = logits.topk(2, dim=-1).values
+    return top2[..., 0] - top2[..., 1]
+
+
 def row_rel_err(a, b):
     return float(((a - b).abs().amax(dim=-1) / a.abs().amax(dim=-1)).max())
 
@@ -497,8 +568,8 @@ def make_fixture(name, out_dir):
         seed = seed_base + attempt
         builder = Builder(cfg, expert_format, seed)
         builder.build()
-        tokens = torch.randint(0, cfg["vocab_size"], (N_TOKENS,), generator=builder.gen)
         model = build_hf_model(cfg, builder.values)
+        tokens, short, worst = choose_tokens(model, cfg, builder.gen, name)
         probes.reset()
         logits_full = run_full(model, tokens)
         if probes.index_gap < MIN_GAP or probes.router_gap < MIN_ROUTER_GAP:
@@ -519,7 +590,8 @@ def make_fixture(name, out_dir):
     print(f"{name}: seed {seed}; experts {expert_format}; T={N_TOKENS}, P={PREFILL_LEN}")
     print(f"  min indexer top-k gap {probes.index_gap:.4g} (no-cache run {full_stats[0]:.4g}; "
           f"{full_stats[2]} rows with a boundary, {full_stats[3]} rows with -1 padding)")
-    print(f"  min router top-k gap {probes.router_gap:.4g}")
+    print(f"  min router top-k gap {probes.router_gap:.4g}; min indexer gap / row max |score| "
+          f"{probes.index_margin:.4g}; min greedy top-2 logit gap {float(top2_gap(logits_full).min()):.4g}")
     print(f"  SwiGLU clamp active: gate {clamp_frac[0]:.2%}, up {clamp_frac[1]:.2%} of elements")
     print(f"  HF no-cache vs cached: max row-relative error {err:.3g}, "
           f"max abs diff {float((logits_full - logits_cached).abs().max()):.3g}, "

@@ -32,7 +32,8 @@ Why each step:
   * The no-cache and cached HF runs must agree (printed as max row-relative error) or it fails.
 
 Deterministic: every random draw comes from a seeded torch.Generator; a given seed yields the same
-weights and tokens on any machine (logits may differ in the last bits with a different BLAS).
+weights on any machine (logits may differ in the last bits with a different BLAS, and with them, in
+principle, a token choice between candidates whose margins tie).
 
 Run:  /opt/pyref/bin/python scripts/make_fixture.py [--out tests/fixtures] [--only tiny-nvfp4]
 Needs torch >= 2.11 and transformers >= 5.17 (models/deepseek_v4). CI never runs it.

@@ -1,7 +1,7 @@
 // The whole model on the GPU against the CPU on the committed HF fixtures (tests/fixtures/tiny-*):
 // full prefill, chunked prefill, prefill + decode, and a batch of two sequences at different
 // positions (docs/numerics.md, "GPU model"). Two references, each with bounds on the median row
-// error and on outlier rows, and the greedy token identical on every row:
+// error and on every row's, and the greedy token identical on every row:
 //  - the CPU oracle with the GPU's precision contract (bf16_activations: activations rounded to
 //    BF16 exactly where the kernels round them): what differs is fp32 summation order, amplified
 //    by the BF16 roundings it tips over;

@@ -427,8 +427,7 @@ class Probes:
         self.last_margin = None
 
     def note_last(self, ratio):
-        if self.last_margin is not None:
-            self.last_margin = torch.minimum(self.last_margin, ratio)
+        self.last_margin = torch.minimum(self.last_margin, ratio)
 
     def install(self):
         probes = self
@@ -451,8 +450,9 @@ class Probes:
             sel = self.score_fn(logits) + self.e_score_correction_bias
             top = sel.topk(self.top_k + 1, dim=-1).values
             probes.router_gap = min(probes.router_gap, float((top[:, -2] - top[:, -1]).min()))
-            last = top.view(*hidden_states.shape[:-1], -1)[:, -1]
-            probes.note_last((last[:, -2] - last[:, -1]) / MIN_ROUTER_MARGIN)
+            if probes.last_margin is not None:
+                last = top.view(*hidden_states.shape[:-1], -1)[:, -1]
+                probes.note_last((last[:, -2] - last[:, -1]) / MIN_ROUTER_MARGIN)
             return logits, weights, indices
 
         def apply_gate(self, gate_up):
@@ -549,7 +549,7 @@ def choose_tokens(model, cfg, gen, name):
         tokens = torch.cat([tokens, torch.tensor([best])])
     print(f"{name}: tokens chosen; {short} of {N_TOKENS} positions below a margin "
           f"(worst {worst:.3g} of its threshold)")
-    return tokens, short, worst
+    return tokens
 
 
 def top2_gap(logits):
@@ -570,7 +570,7 @@ def make_fixture(name, out_dir):
         builder = Builder(cfg, expert_format, seed)
         builder.build()
         model = build_hf_model(cfg, builder.values)
-        tokens, short, worst = choose_tokens(model, cfg, builder.gen, name)
+        tokens = choose_tokens(model, cfg, builder.gen, name)
         probes.reset()
         logits_full = run_full(model, tokens)
         if probes.index_gap < MIN_GAP or probes.router_gap < MIN_ROUTER_GAP:

@@ -21,33 +21,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Per-row relative error ‖ours − ref‖ / ‖ref‖, maximised over rows; also whether argmax agrees.
-struct RowError {
-  double max_rel = 0;
-  int64_t worst_row = -1;
-  bool argmax_equal = true;
-};
-
-RowError compare_rows(const std::vector<float>& ours, const std::vector<float>& ref, int64_t V) {
-  RowError e;
-  const int64_t rows = int64_t(ref.size()) / V;
-  for (int64_t r = 0; r < rows; ++r) {
-    double diff = 0, norm = 0;
-    int64_t arg_ours = 0, arg_ref = 0;
-    for (int64_t v = 0; v < V; ++v) {
-      const double a = ours[size_t(r * V + v)], b = ref[size_t(r * V + v)];
-      diff += (a - b) * (a - b);
-      norm += b * b;
-      if (a > ours[size_t(r * V + arg_ours)]) arg_ours = v;
-      if (b > ref[size_t(r * V + arg_ref)]) arg_ref = v;
-    }
-    const double rel = std::sqrt(diff / norm);
-    if (!(rel <= e.max_rel)) e.max_rel = rel, e.worst_row = r;
-    e.argmax_equal &= arg_ours == arg_ref;
-  }
-  return e;
-}
-
+using model_test::row_errors;
+using model_test::RowErrors;
 using model_test::run_chunks;
 
 std::vector<int32_t> test_tokens(int64_t n, int64_t vocab, uint64_t seed) {
@@ -98,11 +73,11 @@ class HfFixture : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(HfFixture, FullPrefillMatchesHf) {
-  const RowError e =
-      compare_rows(run_chunks(*model_, tokens_, {int64_t(tokens_.size())}), expected("logits_full"), V_);
-  std::printf("%s full prefill: max row-relative error %.3g\n", GetParam().c_str(), e.max_rel);
-  EXPECT_LE(e.max_rel, kTolerance) << "worst row " << e.worst_row;
-  EXPECT_TRUE(e.argmax_equal);
+  const RowErrors e =
+      row_errors(run_chunks(*model_, tokens_, {int64_t(tokens_.size())}), expected("logits_full"), V_);
+  std::printf("%s full prefill: max row-relative error %.3g\n", GetParam().c_str(), e.max);
+  EXPECT_LE(e.max, kTolerance) << "worst row " << e.worst_row;
+  EXPECT_TRUE(e.greedy_differs.empty());
 }
 
 TEST_P(HfFixture, ChunkedPrefillMatchesHf) {
@@ -110,21 +85,21 @@ TEST_P(HfFixture, ChunkedPrefillMatchesHf) {
   // mid-HCA-block (130 = 128 + 2) and mid-CSA-block (130 mod 4 = 2).
   const std::vector<float> ref = expected("logits_full");
   for (const std::vector<int64_t>& sizes : std::vector<std::vector<int64_t>>{{7}, {64}, {130, 61, 3}, {1}}) {
-    const RowError e = compare_rows(run_chunks(*model_, tokens_, sizes), ref, V_);
+    const RowErrors e = row_errors(run_chunks(*model_, tokens_, sizes), ref, V_);
     std::printf("%s chunks of %lld: max row-relative error %.3g\n", GetParam().c_str(), (long long)sizes[0],
-                e.max_rel);
-    EXPECT_LE(e.max_rel, kTolerance) << "chunks " << sizes[0] << ", worst row " << e.worst_row;
-    EXPECT_TRUE(e.argmax_equal) << "chunks " << sizes[0];
+                e.max);
+    EXPECT_LE(e.max, kTolerance) << "chunks " << sizes[0] << ", worst row " << e.worst_row;
+    EXPECT_TRUE(e.greedy_differs.empty()) << "chunks " << sizes[0];
   }
 }
 
 TEST_P(HfFixture, PrefillThenDecodeMatchesHfCache) {
   std::vector<int64_t> sizes = {prefill_len_, 1};
-  const RowError e = compare_rows(run_chunks(*model_, tokens_, sizes), expected("logits_cached"), V_);
+  const RowErrors e = row_errors(run_chunks(*model_, tokens_, sizes), expected("logits_cached"), V_);
   std::printf("%s prefill %lld + decode: max row-relative error %.3g\n", GetParam().c_str(),
-              (long long)prefill_len_, e.max_rel);
-  EXPECT_LE(e.max_rel, kTolerance) << "worst row " << e.worst_row;
-  EXPECT_TRUE(e.argmax_equal);
+              (long long)prefill_len_, e.max);
+  EXPECT_LE(e.max, kTolerance) << "worst row " << e.worst_row;
+  EXPECT_TRUE(e.greedy_differs.empty());
 }
 
 // The oracle of the GPU model tests (CpuBackendOptions::bf16_activations, docs/numerics.md
@@ -134,8 +109,7 @@ TEST_P(HfFixture, Bf16ActivationOracleIsWithinBf16OfFp32) {
   Result<std::unique_ptr<Model>> oracle = Model::load(dir_, make_cpu_backend({.bf16_activations = true}));
   ASSERT_TRUE(oracle.ok()) << oracle.status().message();
   const std::vector<int64_t> full = {int64_t(tokens_.size())};
-  const model_test::RowErrors e =
-      model_test::row_errors(run_chunks(**oracle, tokens_, full), run_chunks(*model_, tokens_, full), V_);
+  const RowErrors e = row_errors(run_chunks(**oracle, tokens_, full), run_chunks(*model_, tokens_, full), V_);
   const model_test::RowBounds& b = model_test::kBf16VsFp32;
   std::printf(
       "%s bf16 oracle vs fp32: row-relative error median %.3g, p90 %.3g, max %.3g (row %lld) of %zu rows; "
@@ -180,9 +154,9 @@ TEST_F(SyntheticModel, PrefillChunkedAndDecodeAgree) {
   for (float v : full) ASSERT_TRUE(std::isfinite(v));
   for (const std::vector<int64_t>& sizes :
        std::vector<std::vector<int64_t>>{{7}, {64}, {130, 1}, {201, 1}, {1}}) {
-    const RowError e = compare_rows(run_chunks(*model_, tokens, sizes), full, V);
-    EXPECT_LE(e.max_rel, kSelfTolerance) << "chunks " << sizes[0] << ", worst row " << e.worst_row;
-    EXPECT_TRUE(e.argmax_equal);
+    const RowErrors e = row_errors(run_chunks(*model_, tokens, sizes), full, V);
+    EXPECT_LE(e.max, kSelfTolerance) << "chunks " << sizes[0] << ", worst row " << e.worst_row;
+    EXPECT_TRUE(e.greedy_differs.empty());
   }
 }
 
@@ -210,8 +184,8 @@ TEST_F(SyntheticModel, BatchOfSequencesAtDifferentPositionsEqualsSeparateRuns) {
   step(
       {{&sb, std::span<const int32_t>(b.data() + 33, 7)}, {&sa, std::span<const int32_t>(a.data() + 145, 5)}},
       {&got_b, &got_a});
-  EXPECT_LE(compare_rows(got_a, ref_a, V).max_rel, kSelfTolerance);
-  EXPECT_LE(compare_rows(got_b, ref_b, V).max_rel, kSelfTolerance);
+  EXPECT_LE(row_errors(got_a, ref_a, V).max, kSelfTolerance);
+  EXPECT_LE(row_errors(got_b, ref_b, V).max, kSelfTolerance);
 }
 
 TEST_F(SyntheticModel, ResetStartsANewSequence) {
@@ -226,7 +200,7 @@ TEST_F(SyntheticModel, ResetStartsANewSequence) {
   c.tokens = second;
   Result<std::vector<float>> after = model_->forward(std::span<const SequenceChunk>(&c, 1));
   ASSERT_TRUE(after.ok());
-  EXPECT_EQ(compare_rows(*after, run_chunks(*model_, second, {9}), V).max_rel, 0.0);
+  EXPECT_EQ(row_errors(*after, run_chunks(*model_, second, {9}), V).max, 0.0);
 }
 
 TEST_F(SyntheticModel, RejectsBadBatches) {
@@ -276,9 +250,9 @@ TEST_F(SyntheticModel, CliLogitsWritesEveryPositionAndRejectsBadInput) {
   ASSERT_TRUE(t);
   EXPECT_EQ(t->shape, (std::vector<int64_t>{5, model_->config().vocab_size}));
   const std::vector<int32_t> tokens = {0, 17, 5, 9, 300};
-  EXPECT_LE(compare_rows(plain_to_f32(*t), run_chunks(*model_, tokens, {3, 1}), model_->config().vocab_size)
-                .max_rel,
-            kSelfTolerance);
+  EXPECT_LE(
+      row_errors(plain_to_f32(*t), run_chunks(*model_, tokens, {3, 1}), model_->config().vocab_size).max,
+      kSelfTolerance);
 
   EXPECT_EQ(run_cli("logits --model " + dir_ + " --tokens 0,99999 --out " + out), 1);
   EXPECT_EQ(run_cli("logits --model " + dir_ + " --tokens 0,-3 --out " + out), 1);
@@ -314,8 +288,8 @@ TEST(FlashWidths, OneCsaLayerRunsAndIsFinite) {
   const std::vector<float> prefill = run_chunks(*model, tokens, {8});
   ASSERT_EQ(prefill.size(), size_t(8 * cfg.vocab_size));
   for (float v : prefill) ASSERT_TRUE(std::isfinite(v));
-  const RowError e = compare_rows(run_chunks(*model, tokens, {7, 1}), prefill, cfg.vocab_size);
-  EXPECT_LE(e.max_rel, 1e-6);
+  const RowErrors e = row_errors(run_chunks(*model, tokens, {7, 1}), prefill, cfg.vocab_size);
+  EXPECT_LE(e.max, 1e-6);
   fs::remove_all(dir);
 }
 

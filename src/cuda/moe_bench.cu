@@ -4,10 +4,11 @@
 // op), in the mode moe_experts_sm90 chooses and in the other one (dense or not); moe_routed,
 // router + routed experts; and moe, the whole layer as the model runs it: the shared expert in a
 // branch beside router and routed experts, whose combine adds the shared output once the branch is
-// done (MoeExpertsSm90Params::addend), again with the shared expert in both modes. Each rotation has its own
-// x, so its own routing: enough rotations that consecutive calls do not find their experts in L2. Every
-// routed expert has its own copy of the weights (one random packed expert replicated), so touched
-// experts are distinct memory; the shared expert rotates over copies too (≥ 200 MB between uses).
+// done (MoeExpertsSm90Params::addend), again with the shared expert in both modes. Each rotation
+// has its own x, so its own routing: enough rotations that consecutive calls do not find their
+// experts in L2. Every routed expert has its own copy of the weights (one random packed expert
+// replicated), so touched experts are distinct memory; the shared expert rotates over copies too
+// (≥ 200 MB between uses).
 // floor = max(bytes / copy bandwidth, flops / cuBLAS BF16 rate), bytes = the gate (router) +
 // touched experts' packed weights + the shared expert + x + y; peer = the gate GEMM and, per
 // touched expert and for the shared expert, gate|up and down GEMMs in BF16 through cuBLAS on the
@@ -102,9 +103,8 @@ Status bench_moe(const MoeBenchOptions& opt) {
   DSV4_ASSIGN_OR_RETURN(const UniqueEvent join, create_event());
   DSV4_ASSIGN_OR_RETURN(const UniqueCublas shared_cublas, create_cublas());  // the shared expert's
   fmt::print(
-      "moe = the layer: moe_router + routed experts + shared expert (in a branch; the routed combine adds "
-      "its "
-      "output); moe_routed = moe_router + routed experts; the parts alone on their own lines\n");
+      "moe = the layer: moe_router + routed experts + shared expert (in a branch; the routed combine "
+      "adds its output); moe_routed = moe_router + routed experts; the parts alone on their own lines\n");
   fmt::print("op params | µs | GB/s | TFLOP/s | % of floor | x peer\n");
 
   for (const std::string& shape_name : opt.shapes) {

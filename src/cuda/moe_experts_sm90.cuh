@@ -470,8 +470,8 @@ __global__ void __launch_bounds__(kDenseThreads)
 
 // y [n_tokens, d_model] holds cuBLAS's unscaled down projection; y ← bf16(y · out_scale · w[t]) (the
 // down epilogue's product, rounded as a slot output), or 0 where the token's id is not 0 (a skipped
-// slot, as the combine leaves it); then + addend where given. grid (n_tokens, ⌈d_model / 1024⌉); d_model % 4
-// == 0.
+// slot, as the combine leaves it); then + addend where given. grid (n_tokens, ⌈d_model / 1024⌉);
+// d_model % 4 == 0.
 __global__ void __launch_bounds__(kDenseThreads)
     moe_dense_weight_kernel(const MoeExpertSm90* table, const int32_t* expert_ids, const float* weights,
                             const float* addend, int d_model, float* y) {

@@ -20,8 +20,8 @@
 // Dense mode (one expert, top_k 1, a prefill's many tokens: the shared expert): x → BF16, the
 // expert's three matrices dequantized to BF16, cuBLAS gate|up GEMM (fp32) → clamped SwiGLU (act,
 // BF16) → cuBLAS down GEMM into y → routing weight, rounded to BF16 as a slot output (0 for a
-// skipped slot), + addend. At 4096 tokens cuBLAS
-// on BF16 copies beats the wgmma GEMMs on FP8 weights (docs/performance.md).
+// skipped slot), + addend. At 4096 tokens cuBLAS on BF16 copies beats the wgmma GEMMs on FP8
+// weights (docs/performance.md).
 // Deterministic: every sum has a fixed order.
 #pragma once
 
